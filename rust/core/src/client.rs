@@ -1,0 +1,162 @@
+//! The connecting side: DNS, TCP, WebSocket upgrade and the server's 4-byte id message,
+//! all bounded by `handshake_timeout`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use futures_util::StreamExt;
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PeerConfig;
+use crate::connection::{self, Connection, ConnectionInfo};
+use crate::events::Event;
+use crate::runtime::spawn_guarded;
+use crate::url::WsUrl;
+
+/// A connection attempt, then the connection. [`Client::close`] drops it at once.
+pub struct Client {
+    cancel: CancellationToken,
+}
+
+impl Client {
+    /// Starts connecting on `rt`. Progress arrives as [`Event::Connected`] (with our id) or
+    /// [`Event::ConnectFailed`], then packets and [`Event::Disconnected`] for peer 1.
+    pub fn connect(rt: &Handle, url: WsUrl, config: PeerConfig, events: Sender<Event>) -> Client {
+        let cancel = CancellationToken::new();
+        let task_cancel = cancel.clone();
+        let _guard = rt.enter();
+        spawn_guarded(events.clone(), Some(1), async move {
+            tokio::select! {
+                _ = task_cancel.cancelled() => {}
+                _ = run(url, config, events, task_cancel.clone()) => {}
+            }
+        });
+        Client { cancel }
+    }
+
+    /// Drops the connection (or attempt) without a close frame or further events.
+    pub fn close(self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn run(url: WsUrl, config: PeerConfig, events: Sender<Event>, cancel: CancellationToken) {
+    let attempt = tokio::time::timeout(config.handshake_timeout, handshake(&url, &config));
+    let (ws, remote, protocol, id) = match attempt.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(reason)) => {
+            let _ = events.send(Event::ConnectFailed {
+                reason: format!("{url}: {reason}"),
+            });
+            return;
+        }
+        Err(_) => {
+            let _ = events.send(Event::ConnectFailed {
+                reason: format!(
+                    "{url}: handshake timed out after {:.1} s",
+                    config.handshake_timeout.as_secs_f64()
+                ),
+            });
+            return;
+        }
+    };
+    let info = ConnectionInfo {
+        remote,
+        protocol,
+        requested_url: url.to_string(),
+    };
+    let (conn, outbound) = Connection::new(1, info, &config, cancel);
+    let connected = Event::Connected {
+        conn: Arc::clone(&conn),
+        id,
+    };
+    if events.send(connected).is_ok() {
+        connection::run(conn, ws, outbound, events).await;
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn handshake(
+    url: &WsUrl,
+    config: &PeerConfig,
+) -> Result<(Ws, SocketAddr, String, i32), String> {
+    if url.secure {
+        return Err("wss:// is not supported yet".into());
+    }
+    let stream = connect_tcp(url).await?;
+    let remote = stream.peer_addr().map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+
+    let mut request = format!("ws://{}{}", url.authority(), url.resource)
+        .into_client_request()
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let headers = request.headers_mut();
+    if !config.supported_protocols.is_empty() {
+        let list = config.supported_protocols.join(", ");
+        let value = HeaderValue::from_str(&list)
+            .map_err(|_| format!("invalid sub-protocol list '{list}'"))?;
+        headers.insert("sec-websocket-protocol", value);
+    }
+    for (name, value) in &config.handshake_headers {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name '{name}'"))?;
+        let v = HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header '{name}'"))?;
+        headers.append(n, v);
+    }
+    let (mut ws, response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config.ws_config()))
+            .await
+            .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
+    let protocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if !config.supported_protocols.is_empty() && protocol.is_empty() {
+        return Err("the server accepted none of the supported_protocols".into());
+    }
+    // Godot's protocol: the first message is our id, 4 bytes little-endian, >= 2.
+    let id = loop {
+        match ws.next().await {
+            Some(Ok(msg @ (Message::Binary(_) | Message::Text(_)))) if msg.len() == 4 => {
+                let b = msg.into_data();
+                let id = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                if id < 2 {
+                    return Err(format!("the server sent an invalid peer id {id}"));
+                }
+                break id;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(frame))) => {
+                return Err(format!("the server closed the connection ({frame:?})"))
+            }
+            Some(Ok(_)) => return Err("the server's first message is not a 4-byte peer id".into()),
+            Some(Err(e)) => return Err(format!("connection error: {e}")),
+            None => return Err("the server closed the connection".into()),
+        }
+    };
+    Ok((ws, remote, protocol, id))
+}
+
+async fn connect_tcp(url: &WsUrl) -> Result<TcpStream, String> {
+    let addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| format!("could not resolve host '{}': {e}", url.host))?;
+    let mut last = format!("no address found for host '{}'", url.host);
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = format!("could not connect to {addr}: {e}"),
+        }
+    }
+    Err(last)
+}

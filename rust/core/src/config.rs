@@ -1,0 +1,93 @@
+//! Per-peer settings, mirroring the properties of Godot's `WebSocketMultiplayerPeer`.
+
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// The settings a server or client is created with (a snapshot of the Godot properties).
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// Sub-protocols offered (client) or accepted (server).
+    pub supported_protocols: Vec<String>,
+    /// Extra HTTP header lines (`Name: value`) for the upgrade request or response.
+    pub handshake_headers: Vec<(String, String)>,
+    /// Bound on everything from TCP accept/connect to an open WebSocket (and, for a client,
+    /// the server's id message).
+    pub handshake_timeout: Duration,
+    /// Largest message accepted from the other side; larger ones close with 1009. Also the
+    /// per-peer cap, in bytes, on received packets waiting for the game to read them.
+    pub inbound_buffer_size: usize,
+    /// Cap, in bytes, on packets queued towards one peer and not yet written to its socket.
+    pub outbound_buffer_size: usize,
+    /// Cap on packets queued per peer, in each direction.
+    pub max_queued_packets: usize,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            supported_protocols: Vec::new(),
+            handshake_headers: Vec::new(),
+            handshake_timeout: Duration::from_secs(3),
+            inbound_buffer_size: 65535,
+            outbound_buffer_size: 65535,
+            max_queued_packets: 4096,
+        }
+    }
+}
+
+/// Bytes tungstenite reserves per socket read. Small, so idle peers stay cheap; the buffer
+/// grows while a large message is being assembled.
+const READ_CHUNK: usize = 8 * 1024;
+/// Frames are accumulated up to this size before a socket write; `flush` writes the rest.
+const WRITE_BATCH: usize = 64 * 1024;
+
+impl PeerConfig {
+    pub(crate) fn ws_config(&self) -> WebSocketConfig {
+        let max = self.inbound_buffer_size.max(4);
+        WebSocketConfig::default()
+            .read_buffer_size(READ_CHUNK)
+            .write_buffer_size(WRITE_BATCH)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+    }
+}
+
+/// Parses `Name: value` header lines. Returns the offending line on error.
+pub fn parse_header_lines<S: AsRef<str>>(lines: &[S]) -> Result<Vec<(String, String)>, String> {
+    lines
+        .iter()
+        .map(|line| {
+            let line = line.as_ref();
+            match line.split_once(':') {
+                Some((name, value)) if is_token(name.trim()) => {
+                    Ok((name.trim().to_string(), value.trim().to_string()))
+                }
+                _ => Err(line.to_string()),
+            }
+        })
+        .collect()
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines() {
+        let ok = parse_header_lines(&["X-Token: abc", "Accept-Language:en"]).unwrap();
+        assert_eq!(ok[0], ("X-Token".into(), "abc".into()));
+        assert_eq!(ok[1], ("Accept-Language".into(), "en".into()));
+        assert_eq!(parse_header_lines(&["no colon"]), Err("no colon".into()));
+        assert_eq!(
+            parse_header_lines(&["bad name: x"]),
+            Err("bad name: x".into())
+        );
+    }
+}

@@ -1,0 +1,476 @@
+//! One WebSocket connection: a thread-safe handle ([`Connection`]) for the main thread and
+//! the task that moves its frames ([`run`]).
+//!
+//! Outbound, the main thread pushes packets on a crossbeam queue and wakes the task; the task
+//! feeds everything queued into the socket and flushes once, so a burst costs few syscalls.
+//! Inbound, the task forwards each message as an [`Event::Packet`] and stops reading the
+//! socket while the game holds too many of this peer's packets (backpressure, not loss).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PeerConfig;
+use crate::events::{Event, InboundPacket};
+use crate::Bytes;
+
+/// WebSocket ready states, numbered as Godot's `WebSocketPeer.State`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReadyState {
+    Connecting = 0,
+    Open = 1,
+    Closing = 2,
+    Closed = 3,
+}
+
+/// Why [`Connection::send`] refused a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The peer's outbound queue is at `max_queued_packets` or `outbound_buffer_size`.
+    Full,
+}
+
+/// How long to wait for the other side's close frame after we sent ours.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+pub(crate) enum Outgoing {
+    Data(Message),
+    Close(CloseFrame),
+}
+
+/// Facts fixed when the handshake completes.
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    pub remote: SocketAddr,
+    pub protocol: String,
+    pub requested_url: String,
+}
+
+/// The main thread's handle on one connection. Cheap to share; every method is non-blocking.
+pub struct Connection {
+    id: i32,
+    info: ConnectionInfo,
+    state: AtomicU8,
+    /// (code, reason) of the close, once known. Code -1 when it was not a clean close.
+    close_status: Mutex<Option<(i32, String)>>,
+    outbound: Sender<Outgoing>,
+    out_bytes: AtomicUsize,
+    out_count: AtomicUsize,
+    out_wake: Notify,
+    in_bytes: AtomicUsize,
+    in_count: AtomicUsize,
+    in_paused: AtomicBool,
+    in_wake: Notify,
+    /// Set when the main thread has let go of this peer (forced disconnect, `close()`):
+    /// no further events are reported.
+    silenced: AtomicBool,
+    cancel: CancellationToken,
+    max_queued: usize,
+    out_limit: usize,
+    in_limit: usize,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        id: i32,
+        info: ConnectionInfo,
+        config: &PeerConfig,
+        cancel: CancellationToken,
+    ) -> (Arc<Self>, Receiver<Outgoing>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let conn = Arc::new(Connection {
+            id,
+            info,
+            state: AtomicU8::new(ReadyState::Open as u8),
+            close_status: Mutex::new(None),
+            outbound: tx,
+            out_bytes: AtomicUsize::new(0),
+            out_count: AtomicUsize::new(0),
+            out_wake: Notify::new(),
+            in_bytes: AtomicUsize::new(0),
+            in_count: AtomicUsize::new(0),
+            in_paused: AtomicBool::new(false),
+            in_wake: Notify::new(),
+            silenced: AtomicBool::new(false),
+            cancel,
+            max_queued: config.max_queued_packets.max(1),
+            out_limit: config.outbound_buffer_size,
+            in_limit: config.inbound_buffer_size.max(1),
+        });
+        (conn, rx)
+    }
+
+    /// The peer id of the other side (1 on a client's connection to its server).
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    pub fn ready_state(&self) -> ReadyState {
+        match self.state.load(Ordering::Acquire) {
+            0 => ReadyState::Connecting,
+            1 => ReadyState::Open,
+            2 => ReadyState::Closing,
+            _ => ReadyState::Closed,
+        }
+    }
+
+    fn set_state(&self, state: ReadyState) {
+        self.state.fetch_max(state as u8, Ordering::AcqRel);
+    }
+
+    /// Close code once closed: the code received or sent, -1 if not closed cleanly.
+    pub fn close_code(&self) -> i32 {
+        self.close_status_locked().as_ref().map_or(-1, |s| s.0)
+    }
+
+    pub fn close_reason(&self) -> String {
+        self.close_status_locked()
+            .as_ref()
+            .map_or_else(String::new, |s| s.1.clone())
+    }
+
+    fn close_status_locked(&self) -> std::sync::MutexGuard<'_, Option<(i32, String)>> {
+        self.close_status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes queued towards this peer and not yet written to the socket.
+    pub fn outbound_buffered(&self) -> usize {
+        self.out_bytes.load(Ordering::Acquire)
+    }
+
+    /// Packets queued towards this peer and not yet written to the socket.
+    pub fn outbound_queued(&self) -> usize {
+        self.out_count.load(Ordering::Acquire)
+    }
+
+    /// Whether a packet of `len` bytes fits the outbound limits now.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.out_count.load(Ordering::Acquire) < self.max_queued
+            && self.out_bytes.load(Ordering::Acquire) + len <= self.out_limit
+    }
+
+    /// Queues a message. `Ok` means it will be written in order, or the connection closes and
+    /// is reported. A packet for a connection already closing is accepted and dropped: its
+    /// `Disconnected` event is on the way.
+    pub fn send(&self, data: Bytes, text: bool) -> Result<(), SendError> {
+        if !self.has_room(data.len()) {
+            return Err(SendError::Full);
+        }
+        if self.ready_state() != ReadyState::Open {
+            return Ok(());
+        }
+        self.out_bytes.fetch_add(data.len(), Ordering::AcqRel);
+        self.out_count.fetch_add(1, Ordering::AcqRel);
+        let msg = if text {
+            match String::from_utf8(data.to_vec()) {
+                Ok(s) => Message::text(s),
+                Err(_) => Message::Binary(data),
+            }
+        } else {
+            Message::Binary(data)
+        };
+        // The receiver lives as long as the task; if it is gone the connection is over.
+        let _ = self.outbound.send(Outgoing::Data(msg));
+        self.out_wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts the closing handshake after everything already queued has been sent.
+    pub fn close(&self, code: u16, reason: &str) {
+        if self.ready_state() != ReadyState::Open {
+            return;
+        }
+        self.set_state(ReadyState::Closing);
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = self.outbound.send(Outgoing::Close(frame));
+        self.out_wake.notify_one();
+    }
+
+    /// Drops the connection at once, without a close frame and without reporting it.
+    pub fn abort(&self) {
+        self.silenced.store(true, Ordering::Release);
+        self.cancel.cancel();
+        self.set_state(ReadyState::Closed);
+    }
+
+    /// Drops the connection at once without a close frame; its end is still reported.
+    pub fn drop_now(&self) {
+        self.cancel.cancel();
+    }
+
+    pub(crate) fn inbound_acquire(&self, len: usize) {
+        self.in_bytes.fetch_add(len, Ordering::AcqRel);
+        self.in_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn inbound_release(&self, len: usize) {
+        self.in_bytes.fetch_sub(len, Ordering::AcqRel);
+        self.in_count.fetch_sub(1, Ordering::AcqRel);
+        if self.in_paused.load(Ordering::SeqCst) {
+            self.in_wake.notify_one();
+        }
+    }
+
+    fn inbound_full(&self) -> bool {
+        self.in_count.load(Ordering::SeqCst) >= self.max_queued
+            || self.in_bytes.load(Ordering::SeqCst) >= self.in_limit
+    }
+
+    /// Waits while the game holds too much of this peer's input.
+    async fn inbound_room(&self) {
+        while self.inbound_full() {
+            self.in_paused.store(true, Ordering::SeqCst);
+            if self.inbound_full() {
+                self.in_wake.notified().await;
+            }
+            self.in_paused.store(false, Ordering::SeqCst);
+        }
+    }
+
+    fn record_close(&self, code: i32, reason: String) {
+        let mut status = self.close_status_locked();
+        if status.is_none() {
+            *status = Some((code, reason));
+        }
+    }
+}
+
+/// How a connection ended.
+enum End {
+    /// Close handshake done, or the stream ended (possibly without a close frame).
+    Closed,
+    /// The task was cancelled by the main thread, or nobody listens any more.
+    Cancelled,
+    /// The other side broke the protocol or a limit; reported as a Godot error.
+    Failed(String),
+}
+
+/// Drives one open connection until it closes, then reports [`Event::Disconnected`].
+pub(crate) async fn run<S>(
+    conn: Arc<Connection>,
+    ws: WebSocketStream<S>,
+    outbound: Receiver<Outgoing>,
+    events: Sender<Event>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut report = EndReport {
+        conn: &conn,
+        events: &events,
+        failure: None,
+    };
+    let (mut sink, mut stream) = ws.split();
+    let cancel = conn.cancel.clone();
+    let end = {
+        let writer = write_loop(&conn, &mut sink, &outbound);
+        let reader = read_loop(&conn, &mut stream, &events);
+        tokio::pin!(writer, reader);
+        // Set once our close frame is queued or sent: from then on the connection ends at
+        // the latest when this deadline passes.
+        let mut linger: Option<tokio::time::Instant> = None;
+        let mut writer_done = false;
+        let mut reader_end: Option<End> = None;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break End::Cancelled,
+                end = &mut reader, if reader_end.is_none() => {
+                    // A reader that hit a protocol error has queued a close frame: let the
+                    // writer deliver it before dropping the socket.
+                    if writer_done || conn.ready_state() != ReadyState::Closing {
+                        break end;
+                    }
+                    reader_end = Some(end);
+                    linger.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_LINGER);
+                }
+                res = &mut writer, if !writer_done => match res {
+                    Ok(()) => {
+                        writer_done = true;
+                        if let Some(end) = reader_end.take() {
+                            break end;
+                        }
+                        linger = Some(tokio::time::Instant::now() + CLOSE_LINGER);
+                    }
+                    Err(e) => break reader_end.take().unwrap_or(End::Closed).or_failed(e),
+                },
+                _ = sleep_until_opt(linger), if linger.is_some() => {
+                    break reader_end.take().unwrap_or(End::Closed);
+                }
+            }
+        }
+    };
+    // Drop the socket before reporting, so the other side sees the close first.
+    drop(sink);
+    drop(stream);
+    report.failure = match end {
+        End::Failed(reason) => Some(reason),
+        _ => None,
+    };
+}
+
+/// Reports the end of a connection when dropped: on a normal end, and also when the task
+/// unwinds from a panic, so the main thread never keeps a dead peer.
+struct EndReport<'a> {
+    conn: &'a Connection,
+    events: &'a Sender<Event>,
+    failure: Option<String>,
+}
+
+impl Drop for EndReport<'_> {
+    fn drop(&mut self) {
+        let conn = self.conn;
+        conn.set_state(ReadyState::Closed);
+        conn.record_close(-1, String::new());
+        if conn.silenced.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(reason) = self.failure.take() {
+            let _ = self.events.send(Event::Error {
+                message: format!("peer {}: {reason}; connection closed", conn.id),
+            });
+        }
+        let _ = self.events.send(Event::Disconnected { id: conn.id });
+    }
+}
+
+impl End {
+    /// A write error after a clean end is just the socket going away; keep the first cause.
+    fn or_failed(self, e: WsError) -> End {
+        match (self, e) {
+            (End::Closed, WsError::Io(_) | WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                End::Closed
+            }
+            (End::Closed, e) => End::Failed(format!("write failed: {e}")),
+            (end, _) => end,
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes queued packets (many per flush) until a close frame has been sent.
+async fn write_loop<K>(
+    conn: &Connection,
+    sink: &mut K,
+    outbound: &Receiver<Outgoing>,
+) -> Result<(), WsError>
+where
+    K: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    loop {
+        let mut bytes = 0usize;
+        let mut count = 0usize;
+        let mut close = None;
+        while let Ok(item) = outbound.try_recv() {
+            match item {
+                Outgoing::Data(msg) => {
+                    bytes += msg.len();
+                    count += 1;
+                    sink.feed(msg).await?;
+                    // Bound a batch so the counters (and the sender's limits) move along.
+                    if bytes >= 256 * 1024 {
+                        break;
+                    }
+                }
+                Outgoing::Close(frame) => {
+                    close = Some(frame);
+                    break;
+                }
+            }
+        }
+        if count > 0 {
+            sink.flush().await?;
+            conn.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            conn.out_count.fetch_sub(count, Ordering::AcqRel);
+        }
+        if let Some(frame) = close {
+            conn.record_close(
+                u16::from(frame.code) as i32,
+                frame.reason.as_str().to_owned(),
+            );
+            sink.send(Message::Close(Some(frame))).await?;
+            return Ok(());
+        }
+        if outbound.is_empty() {
+            conn.out_wake.notified().await;
+        }
+    }
+}
+
+/// Forwards received messages until the stream ends; answers protocol errors with a close.
+async fn read_loop<T>(conn: &Arc<Connection>, stream: &mut T, events: &Sender<Event>) -> End
+where
+    T: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    loop {
+        conn.inbound_room().await;
+        let item = match stream.next().await {
+            None => return End::Closed,
+            Some(item) => item,
+        };
+        let (data, text) = match item {
+            Ok(Message::Binary(data)) => (data, false),
+            Ok(Message::Text(text)) => (Bytes::from(text), true),
+            Ok(Message::Close(frame)) => {
+                conn.set_state(ReadyState::Closing);
+                match frame {
+                    Some(f) => {
+                        conn.record_close(u16::from(f.code) as i32, f.reason.as_str().to_owned())
+                    }
+                    None => conn.record_close(1005, String::new()),
+                }
+                continue;
+            }
+            Ok(_) => continue, // Ping/pong are answered by tungstenite.
+            Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => return End::Closed,
+            Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                conn.close(1009, "Message too big");
+                return End::Failed(format!(
+                    "message of {size} bytes exceeds inbound_buffer_size {max_size}"
+                ));
+            }
+            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))
+            | Err(WsError::Io(_)) => return End::Closed,
+            Err(WsError::Protocol(e)) => {
+                conn.close(1002, "Protocol error");
+                return End::Failed(format!("protocol error: {e}"));
+            }
+            Err(WsError::Utf8(_)) => {
+                conn.close(1007, "Invalid UTF-8");
+                return End::Failed("invalid UTF-8 in a text message".into());
+            }
+            Err(e) => return End::Failed(e.to_string()),
+        };
+        if conn.silenced.load(Ordering::Acquire) {
+            continue;
+        }
+        let packet = InboundPacket::new(conn.clone(), data, text);
+        if events.send(Event::Packet(packet)).is_err() {
+            return End::Cancelled; // Nobody listens any more.
+        }
+    }
+}

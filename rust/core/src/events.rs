@@ -1,0 +1,58 @@
+//! What the runtime reports to the game's main thread.
+
+use std::sync::Arc;
+
+use crate::connection::Connection;
+use crate::Bytes;
+
+/// One report from the runtime. Sent over an unbounded crossbeam channel per peer object;
+/// its size is bounded by the per-connection inbound limits (a reader stops reading its
+/// socket while its peer has too many undelivered packets).
+pub enum Event {
+    /// A connection is open and its id exchanged. Server side: a new client, `id` = its id.
+    /// Client side: the server sent our id, `id` = our unique id, and `conn` is peer 1.
+    Connected { conn: Arc<Connection>, id: i32 },
+    /// A message from `packet.from()`.
+    Packet(InboundPacket),
+    /// The connection to peer `id` is closed (details in the [`Connection`]).
+    Disconnected { id: i32 },
+    /// Client only: the connection could not be established.
+    ConnectFailed { reason: String },
+    /// Something worth telling the developer (printed as a Godot error).
+    Error { message: String },
+}
+
+/// A received message. Holds a credit on its connection's inbound budget until dropped, so
+/// the reader resumes once the game has consumed enough.
+pub struct InboundPacket {
+    conn: Arc<Connection>,
+    data: Bytes,
+    text: bool,
+}
+
+impl InboundPacket {
+    pub(crate) fn new(conn: Arc<Connection>, data: Bytes, text: bool) -> Self {
+        conn.inbound_acquire(data.len());
+        Self { conn, data, text }
+    }
+
+    /// Id of the peer that sent it.
+    pub fn from(&self) -> i32 {
+        self.conn.id()
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Whether it arrived as a text frame.
+    pub fn was_text(&self) -> bool {
+        self.text
+    }
+}
+
+impl Drop for InboundPacket {
+    fn drop(&mut self) {
+        self.conn.inbound_release(self.data.len());
+    }
+}

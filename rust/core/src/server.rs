@@ -1,0 +1,372 @@
+//! The listening side: accept loop, handshake (bounded by `handshake_timeout`), sub-protocol
+//! choice, peer-id assignment and the 4-byte id greeting of Godot's protocol.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use futures_util::SinkExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PeerConfig;
+use crate::connection::{self, Connection, ConnectionInfo};
+use crate::events::Event;
+use crate::runtime::spawn_guarded;
+
+/// Where to listen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindAddress {
+    /// `"*"`: every interface, IPv6 and IPv4 (dual-stack), IPv4 only where IPv6 is absent.
+    Any,
+    Ip(IpAddr),
+}
+
+impl BindAddress {
+    /// `"*"` or an IP literal (host names are not resolved, as in Godot).
+    pub fn parse(s: &str) -> Option<BindAddress> {
+        let s = s.trim();
+        if s == "*" {
+            return Some(BindAddress::Any);
+        }
+        s.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+            .map(BindAddress::Ip)
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    AddressInUse,
+    AddressUnavailable,
+    Io(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::AddressInUse => write!(f, "already in use"),
+            StartError::AddressUnavailable => write!(f, "address not available on this machine"),
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+struct Shared {
+    config: PeerConfig,
+    refusing: AtomicBool,
+    ids: Mutex<HashSet<i32>>,
+    events: Sender<Event>,
+}
+
+/// A running server. Dropping it does not stop it: call [`Server::close`].
+pub struct Server {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    stopped: std::sync::mpsc::Receiver<()>,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds now (so "port in use" is reported at once) and starts accepting on `rt`.
+    pub fn start(
+        rt: &Handle,
+        port: u16,
+        bind: BindAddress,
+        config: PeerConfig,
+        events: Sender<Event>,
+    ) -> Result<Server, StartError> {
+        let std_listener = bind_listener(port, bind).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => StartError::AddressInUse,
+            io::ErrorKind::AddrNotAvailable => StartError::AddressUnavailable,
+            _ => StartError::Io(e),
+        })?;
+        let local_addr = std_listener.local_addr().map_err(StartError::Io)?;
+        let listener = {
+            let _guard = rt.enter();
+            TcpListener::from_std(std_listener).map_err(StartError::Io)?
+        };
+        let shared = Arc::new(Shared {
+            config,
+            refusing: AtomicBool::new(false),
+            ids: Mutex::new(HashSet::new()),
+            events,
+        });
+        let cancel = CancellationToken::new();
+        let (stopped_tx, stopped) = std::sync::mpsc::channel();
+        let task_shared = shared.clone();
+        let task_cancel = cancel.clone();
+        rt.spawn(async move {
+            tokio::select! {
+                _ = task_cancel.cancelled() => {}
+                _ = accept_loop(listener, task_shared, task_cancel.clone()) => {}
+            }
+            // The listener is dropped (port released) before this is sent.
+            let _ = stopped_tx.send(());
+        });
+        Ok(Server {
+            shared,
+            cancel,
+            stopped,
+            local_addr,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn local_port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn set_refusing(&self, refusing: bool) {
+        self.shared.refusing.store(refusing, Ordering::Release);
+    }
+
+    /// Stops listening and drops every connection and pending handshake at once, without
+    /// close frames or events. Returns once the port is released (waits at most 1 s).
+    pub fn close(self) {
+        self.cancel.cancel();
+        let _ = self.stopped.recv_timeout(Duration::from_secs(1));
+    }
+}
+
+fn bind_listener(port: u16, bind: BindAddress) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (addr, dual) = match bind {
+        BindAddress::Any => (
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            true,
+        ),
+        BindAddress::Ip(ip) => (SocketAddr::new(ip, port), false),
+    };
+    let make = |addr: SocketAddr, dual: bool| -> io::Result<Socket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if dual {
+            socket.set_only_v6(false)?;
+        }
+        // As Godot does on Unix: a restarted server can rebind while old sockets linger.
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    };
+    let socket = match make(addr, dual) {
+        // No IPv6 on this host: fall back to IPv4 for the wildcard.
+        Err(e) if dual && e.kind() != io::ErrorKind::AddrInUse => make(
+            SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
+            false,
+        )?,
+        other => other?,
+    };
+    Ok(socket.into())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                let _ = shared.events.send(Event::Error {
+                    message: format!("accept failed: {e}"),
+                });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if shared.refusing.load(Ordering::Acquire) {
+            drop(stream);
+            continue;
+        }
+        let shared = shared.clone();
+        let cancel = cancel.child_token();
+        let events = shared.events.clone();
+        spawn_guarded(events, None, async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = serve(stream, remote, shared, cancel.clone()) => {}
+            }
+        });
+    }
+}
+
+fn normalize(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
+/// Chooses the sub-protocol: the first one the client offers that the server supports.
+/// `Err` when either side has protocols and there is no match.
+fn choose_protocol(offered: &[String], supported: &[String]) -> Result<Option<String>, ()> {
+    if offered.is_empty() && supported.is_empty() {
+        return Ok(None);
+    }
+    offered
+        .iter()
+        .find(|p| supported.contains(p))
+        .cloned()
+        .map(Some)
+        .ok_or(())
+}
+
+fn reject(status: StatusCode, why: &str) -> ErrorResponse {
+    let mut resp = ErrorResponse::new(Some(why.to_string()));
+    *resp.status_mut() = status;
+    resp
+}
+
+async fn serve(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let remote = normalize(remote);
+    let config = &shared.config;
+    let mut selected = None;
+    let mut requested_url = String::new();
+    let handshake = async {
+        // tungstenite fixes the callback's signature, large error type included.
+        #[allow(clippy::result_large_err)]
+        let callback = |req: &Request, mut resp: Response| {
+            let host = req
+                .headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            requested_url = format!("ws://{host}{}", req.uri());
+            let offered: Vec<String> = req
+                .headers()
+                .get_all("sec-websocket-protocol")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect();
+            let chosen = choose_protocol(&offered, &config.supported_protocols).map_err(|()| {
+                reject(
+                    StatusCode::BAD_REQUEST,
+                    "no matching WebSocket sub-protocol",
+                )
+            })?;
+            let headers = resp.headers_mut();
+            if let Some(p) = &chosen {
+                if let Ok(v) = HeaderValue::from_str(p) {
+                    headers.insert("sec-websocket-protocol", v);
+                }
+            }
+            for (name, value) in &config.handshake_headers {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    headers.append(n, v);
+                }
+            }
+            selected = chosen;
+            Ok(resp)
+        };
+        let mut ws = tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            callback,
+            Some(config.ws_config()),
+        )
+        .await
+        .ok()?;
+        if shared.refusing.load(Ordering::Acquire) {
+            return None;
+        }
+        let id = new_id(&shared.ids);
+        ws.send(Message::Binary(id.to_le_bytes().to_vec().into()))
+            .await
+            .ok()?;
+        Some((ws, id))
+    };
+    // Pending handshakes that stall are dropped silently, as the built-in does.
+    let Ok(Some((ws, id))) = tokio::time::timeout(config.handshake_timeout, handshake).await else {
+        return;
+    };
+    let info = ConnectionInfo {
+        remote,
+        protocol: selected.unwrap_or_default(),
+        requested_url,
+    };
+    let (conn, outbound) = Connection::new(id, info, config, cancel);
+    if shared
+        .events
+        .send(Event::Connected {
+            conn: conn.clone(),
+            id,
+        })
+        .is_ok()
+    {
+        connection::run(conn, ws, outbound, shared.events.clone()).await;
+    }
+    lock(&shared.ids).remove(&id);
+}
+
+fn lock(ids: &Mutex<HashSet<i32>>) -> std::sync::MutexGuard<'_, HashSet<i32>> {
+    ids.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A random id in 2..2^31, unique among this server's live connections.
+fn new_id(ids: &Mutex<HashSet<i32>>) -> i32 {
+    let mut ids = lock(ids);
+    loop {
+        let id = fastrand::i32(2..=i32::MAX);
+        if ids.insert(id) {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_choice() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(choose_protocol(&[], &[]), Ok(None));
+        assert_eq!(choose_protocol(&s(&["a"]), &[]), Err(()));
+        assert_eq!(choose_protocol(&[], &s(&["a"])), Err(()));
+        assert_eq!(
+            choose_protocol(&s(&["b", "a"]), &s(&["a", "b"])),
+            Ok(Some("b".into()))
+        );
+        assert_eq!(choose_protocol(&s(&["x"]), &s(&["a"])), Err(()));
+    }
+
+    #[test]
+    fn bind_address() {
+        assert_eq!(BindAddress::parse("*"), Some(BindAddress::Any));
+        assert_eq!(
+            BindAddress::parse("127.0.0.1"),
+            Some(BindAddress::Ip([127, 0, 0, 1].into()))
+        );
+        assert!(matches!(
+            BindAddress::parse("::1"),
+            Some(BindAddress::Ip(IpAddr::V6(_)))
+        ));
+        assert_eq!(BindAddress::parse("localhost"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! GDExtension entry point: registers `RustWebSocketMultiplayerPeer` and `RustWebSocketPeer`.
+//!
+//! This crate is the thin Godot layer: it converts Godot types and errors and drains the
+//! core's event queue on the main thread. All networking lives in `rwsmp-core`.
+
+use godot::init::{gdextension, ExtensionLibrary, InitStage};
+
+mod multiplayer_peer;
+mod websocket_peer;
+
+struct RustWebSocket;
+
+#[gdextension]
+unsafe impl ExtensionLibrary for RustWebSocket {
+    fn on_stage_deinit(stage: InitStage) {
+        // Join the runtime's threads before the engine goes away, so none blocks exit.
+        if stage == InitStage::Scene {
+            rwsmp_core::runtime::shutdown();
+        }
+    }
+}

@@ -1,0 +1,612 @@
+//! `RustWebSocketMultiplayerPeer`: the Godot-facing object. It owns no socket; it drains the
+//! runtime's event queue in `poll()` and pushes outgoing packets onto per-peer queues.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use godot::classes::multiplayer_peer::{ConnectionStatus, TransferMode};
+use godot::classes::{IMultiplayerPeerExtension, MultiplayerPeerExtension, TlsOptions};
+use godot::global::Error;
+use godot::meta::conv::RawPtr;
+use godot::prelude::*;
+use rwsmp_core::client::Client;
+use rwsmp_core::config::{parse_header_lines, PeerConfig};
+use rwsmp_core::connection::{Connection, SendError};
+use rwsmp_core::events::{Event, InboundPacket};
+use rwsmp_core::server::{BindAddress, Server, StartError};
+use rwsmp_core::url::WsUrl;
+use rwsmp_core::{runtime, Bytes};
+
+use crate::websocket_peer::RustWebSocketPeer;
+
+/// Bytes of the built-in peer's protocol overhead that `get_max_packet_size` subtracts.
+const PROTO_SIZE: i32 = 9;
+
+/// `TLSOptions` argument that may be omitted (`null`): `#[opt]` needs an immutable default.
+#[derive(GodotConvert, Clone, Debug)]
+#[godot(transparent)]
+pub struct OptTls(Option<Gd<TlsOptions>>);
+
+// SAFETY: the only default value is `OptTls(None)`, which holds no object.
+unsafe impl godot::meta::GodotImmutable for OptTls {}
+
+#[derive(Default)]
+enum Mode {
+    #[default]
+    Idle,
+    Server(Server),
+    Client(Client),
+}
+
+struct PeerEntry {
+    conn: Arc<Connection>,
+    handle: Option<Gd<RustWebSocketPeer>>,
+}
+
+/// What `poll()` does after it has drained the queue, in order, without holding borrows.
+enum Action {
+    Connected(i32),
+    Disconnected(i32),
+    ConnectFailed,
+}
+
+/// A drop-in replacement for Godot's [WebSocketMultiplayerPeer] whose networking runs on a
+/// background tokio runtime.
+///
+/// Same properties, methods, defaults, error codes and signals as the built-in class, and
+/// wire-compatible with it: a built-in peer can be the server or a client on the other end.
+/// The main thread never touches a socket; [method MultiplayerPeer.poll] only drains what the
+/// runtime received, so its cost does not grow with idle peers.
+/// [codeblock]
+/// var peer := RustWebSocketMultiplayerPeer.new()
+/// peer.create_server(9080)          # or peer.create_client("ws://127.0.0.1:9080")
+/// multiplayer.multiplayer_peer = peer
+/// [/codeblock]
+#[derive(GodotClass)]
+#[class(tool, init, base = MultiplayerPeerExtension)]
+pub struct RustWebSocketMultiplayerPeer {
+    /// Sub-protocols the client offers or the server accepts. Either side having some and no
+    /// match means the connection is refused.
+    #[var]
+    supported_protocols: PackedStringArray,
+    /// Extra HTTP headers (`"Name: value"` lines) sent with the upgrade request or response.
+    #[var]
+    handshake_headers: PackedStringArray,
+    /// Seconds allowed from TCP connect/accept to an open WebSocket (client: until the peer
+    /// id arrives). A pending peer that exceeds it is dropped.
+    #[var(set = set_handshake_timeout)]
+    #[init(val = 3.0)]
+    handshake_timeout: f64,
+    /// Largest message accepted, in bytes; a larger one closes that connection with 1009.
+    /// Also the cap on one peer's received bytes waiting for [method PacketPeer.get_packet]:
+    /// beyond it that socket is not read until the game catches up.
+    #[var]
+    #[init(val = 65535)]
+    inbound_buffer_size: i32,
+    /// Cap on the bytes queued towards one peer and not yet written to its socket;
+    /// [method PacketPeer.put_packet] returns [constant ERR_OUT_OF_MEMORY] beyond it.
+    #[var]
+    #[init(val = 65535)]
+    outbound_buffer_size: i32,
+    /// Cap on packets queued per peer in each direction.
+    #[var]
+    #[init(val = 4096)]
+    max_queued_packets: i32,
+
+    mode: Mode,
+    #[init(val = ConnectionStatus::DISCONNECTED)]
+    status: ConnectionStatus,
+    unique_id: i32,
+    target_peer: i32,
+    #[init(val = TransferMode::RELIABLE)]
+    transfer_mode: TransferMode,
+    transfer_channel: i32,
+    refusing: bool,
+    peers: HashMap<i32, PeerEntry>,
+    incoming: VecDeque<InboundPacket>,
+    /// The packet last returned by `get_packet`; Godot reads it through our pointer.
+    current: Option<InboundPacket>,
+    events: Option<Receiver<Event>>,
+    /// Bumped by every reset, so `poll()` notices when a signal handler closed the peer.
+    epoch: u64,
+    base: Base<MultiplayerPeerExtension>,
+}
+
+#[godot_api]
+impl RustWebSocketMultiplayerPeer {
+    /// Starts a server listening on `port` (0 = any free port) and `bind_address` (`"*"` for
+    /// every IPv4 and IPv6 interface, or an IP literal). Status becomes CONNECTED with
+    /// unique id 1 at once. Returns [constant ERR_ALREADY_IN_USE] if the port is taken or
+    /// this peer is already active.
+    #[func]
+    fn create_server(
+        &mut self,
+        port: i32,
+        #[opt(default = "*")] bind_address: GString,
+        #[opt(default = godot::meta::owned_into_arg(OptTls(None)))] tls_server_options: OptTls,
+    ) -> Error {
+        if self.status != ConnectionStatus::DISCONNECTED {
+            godot_error!("create_server: this peer is already active; call close() first");
+            return Error::ERR_ALREADY_IN_USE;
+        }
+        if let Some(tls) = &tls_server_options.0 {
+            if !tls.is_server() {
+                godot_error!(
+                    "create_server: tls_server_options must come from TLSOptions.server()"
+                );
+                return Error::ERR_INVALID_PARAMETER;
+            }
+            godot_error!("create_server: TLS (wss://) is not supported by this version yet");
+            return Error::ERR_UNAVAILABLE;
+        }
+        let Ok(port) = u16::try_from(port) else {
+            godot_error!("create_server: invalid port {port}");
+            return Error::ERR_INVALID_PARAMETER;
+        };
+        let Some(bind) = BindAddress::parse(&bind_address.to_string()) else {
+            godot_error!(
+                "create_server: invalid bind address '{bind_address}' (use \"*\" or an IP address)"
+            );
+            return Error::ERR_INVALID_PARAMETER;
+        };
+        let config = match self.config("create_server") {
+            Ok(config) => config,
+            Err(e) => return e,
+        };
+        let rt = match runtime::handle() {
+            Ok(rt) => rt,
+            Err(e) => {
+                godot_error!("create_server: cannot start the network runtime: {e}");
+                return Error::ERR_CANT_CREATE;
+            }
+        };
+        self.reset();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let server = match Server::start(&rt, port, bind, config, tx) {
+            Ok(server) => server,
+            Err(e) => {
+                godot_error!("create_server: port {port} on '{bind_address}': {e}");
+                return match e {
+                    StartError::AddressInUse => Error::ERR_ALREADY_IN_USE,
+                    StartError::AddressUnavailable => Error::ERR_UNAVAILABLE,
+                    StartError::Io(_) => Error::ERR_CANT_CREATE,
+                };
+            }
+        };
+        server.set_refusing(self.refusing);
+        self.mode = Mode::Server(server);
+        self.events = Some(rx);
+        self.status = ConnectionStatus::CONNECTED;
+        self.unique_id = 1;
+        Error::OK
+    }
+
+    /// Connects to a `ws://` server (no scheme means `ws://`). Status is CONNECTING until
+    /// the server sends this peer's id, then CONNECTED; on failure it returns to
+    /// DISCONNECTED and SceneMultiplayer emits `connection_failed`.
+    #[func]
+    fn create_client(
+        &mut self,
+        url: GString,
+        #[opt(default = godot::meta::owned_into_arg(OptTls(None)))] tls_client_options: OptTls,
+    ) -> Error {
+        if self.status != ConnectionStatus::DISCONNECTED {
+            godot_error!("create_client: this peer is already active; call close() first");
+            return Error::ERR_ALREADY_IN_USE;
+        }
+        if let Some(tls) = &tls_client_options.0 {
+            if tls.is_server() {
+                godot_error!("create_client: tls_client_options must come from TLSOptions.client() or client_unsafe()");
+                return Error::ERR_INVALID_PARAMETER;
+            }
+        }
+        let parsed = match WsUrl::parse(&url.to_string()) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                godot_error!("create_client: invalid URL '{url}': {why}");
+                return Error::ERR_INVALID_PARAMETER;
+            }
+        };
+        if parsed.secure {
+            godot_error!("create_client: wss:// is not supported by this version yet");
+            return Error::ERR_UNAVAILABLE;
+        }
+        let config = match self.config("create_client") {
+            Ok(config) => config,
+            Err(e) => return e,
+        };
+        let rt = match runtime::handle() {
+            Ok(rt) => rt,
+            Err(e) => {
+                godot_error!("create_client: cannot start the network runtime: {e}");
+                return Error::ERR_CANT_CREATE;
+            }
+        };
+        self.reset();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.mode = Mode::Client(Client::connect(&rt, parsed, config, tx));
+        self.events = Some(rx);
+        self.status = ConnectionStatus::CONNECTING;
+        Error::OK
+    }
+
+    /// The connection to peer `peer_id` (server: a client's id; client: 1), or null.
+    #[func]
+    fn get_peer(&mut self, peer_id: i32) -> Option<Gd<RustWebSocketPeer>> {
+        let Some(entry) = self.peers.get_mut(&peer_id) else {
+            godot_error!("get_peer: peer {peer_id} not found");
+            return None;
+        };
+        let handle = entry
+            .handle
+            .get_or_insert_with(|| RustWebSocketPeer::new_gd(entry.conn.clone()));
+        Some(handle.clone())
+    }
+
+    /// IP address of peer `id`, or an empty string if unknown.
+    #[func]
+    fn get_peer_address(&self, id: i32) -> GString {
+        match self.peers.get(&id) {
+            Some(entry) => GString::from(&entry.conn.info().remote.ip().to_string()),
+            None => {
+                godot_error!("get_peer_address: peer {id} not found");
+                GString::new()
+            }
+        }
+    }
+
+    /// TCP port of peer `id`, or 0 if unknown.
+    #[func]
+    fn get_peer_port(&self, id: i32) -> i32 {
+        match self.peers.get(&id) {
+            Some(entry) => i32::from(entry.conn.info().remote.port()),
+            None => {
+                godot_error!("get_peer_port: peer {id} not found");
+                0
+            }
+        }
+    }
+
+    #[func]
+    fn set_handshake_timeout(&mut self, timeout: f64) {
+        if !(timeout > 0.0 && timeout.is_finite()) {
+            godot_error!("handshake_timeout must be a positive number of seconds, got {timeout}");
+            return;
+        }
+        self.handshake_timeout = timeout;
+    }
+}
+
+impl RustWebSocketMultiplayerPeer {
+    fn config(&self, what: &str) -> Result<PeerConfig, Error> {
+        let headers: Vec<String> = self
+            .handshake_headers
+            .as_slice()
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        let handshake_headers = parse_header_lines(&headers).map_err(|line| {
+            godot_error!("{what}: invalid handshake header '{line}' (expected \"Name: value\")");
+            Error::ERR_INVALID_PARAMETER
+        })?;
+        let positive = |v: i32, name: &str| {
+            usize::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
+                godot_error!("{what}: {name} must be positive, got {v}");
+                Error::ERR_INVALID_PARAMETER
+            })
+        };
+        Ok(PeerConfig {
+            supported_protocols: self
+                .supported_protocols
+                .as_slice()
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            handshake_headers,
+            handshake_timeout: Duration::from_secs_f64(self.handshake_timeout),
+            inbound_buffer_size: positive(self.inbound_buffer_size, "inbound_buffer_size")?,
+            outbound_buffer_size: positive(self.outbound_buffer_size, "outbound_buffer_size")?,
+            max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
+        })
+    }
+
+    /// Drops everything at once: sockets, queued packets, pending handshakes. No signals.
+    fn reset(&mut self) {
+        match std::mem::take(&mut self.mode) {
+            Mode::Server(server) => server.close(),
+            Mode::Client(client) => client.close(),
+            Mode::Idle => {}
+        }
+        for (_, entry) in self.peers.drain() {
+            entry.conn.abort();
+        }
+        self.incoming.clear();
+        self.current = None;
+        self.events = None;
+        self.status = ConnectionStatus::DISCONNECTED;
+        self.unique_id = 0;
+        self.epoch += 1;
+    }
+
+    fn is_client(&self) -> bool {
+        matches!(self.mode, Mode::Client(_))
+    }
+
+    /// Drains what the runtime reported into `incoming` and a list of actions.
+    fn drain_events(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let Some(rx) = &self.events else {
+            return actions;
+        };
+        // Only what is there now: a fast sender must not keep poll() busy forever.
+        let pending = rx.len();
+        for event in rx.try_iter().take(pending) {
+            match event {
+                Event::Packet(packet) => {
+                    if self.peers.contains_key(&packet.from()) {
+                        self.incoming.push_back(packet);
+                    }
+                }
+                Event::Connected { conn, id } => {
+                    let peer_id = if matches!(self.mode, Mode::Client(_)) {
+                        if self.status != ConnectionStatus::CONNECTING {
+                            continue;
+                        }
+                        self.unique_id = id;
+                        self.status = ConnectionStatus::CONNECTED;
+                        1
+                    } else {
+                        id
+                    };
+                    self.peers.insert(peer_id, PeerEntry { conn, handle: None });
+                    actions.push(Action::Connected(peer_id));
+                }
+                Event::Disconnected { id } => {
+                    if self.peers.contains_key(&id) {
+                        actions.push(Action::Disconnected(id));
+                    }
+                }
+                Event::ConnectFailed { reason } => {
+                    if self.status == ConnectionStatus::CONNECTING {
+                        godot_error!("RustWebSocketMultiplayerPeer: connection failed: {reason}");
+                        actions.push(Action::ConnectFailed);
+                    }
+                }
+                Event::Error { message } => godot_error!("RustWebSocketMultiplayerPeer: {message}"),
+            }
+        }
+        actions
+    }
+
+    fn emit(&mut self, signal: &str, id: i32) {
+        self.base_mut().emit_signal(signal, &[id.to_variant()]);
+    }
+
+    fn send(&mut self, data: Bytes) -> Error {
+        let limit = usize::try_from(self.outbound_buffer_size).unwrap_or(0);
+        if data.len() > limit {
+            godot_error!(
+                "put_packet: packet of {} bytes exceeds outbound_buffer_size ({limit})",
+                data.len()
+            );
+            return Error::ERR_OUT_OF_MEMORY;
+        }
+        if self.is_client() {
+            return match self.peers.get(&1) {
+                Some(entry) => queue(&entry.conn, data),
+                None => Error::ERR_UNCONFIGURED,
+            };
+        }
+        let target = self.target_peer;
+        if target > 0 {
+            return match self.peers.get(&target) {
+                Some(entry) => queue(&entry.conn, data),
+                None => {
+                    godot_error!("put_packet: peer {target} not found");
+                    Error::ERR_INVALID_PARAMETER
+                }
+            };
+        }
+        // Broadcast: all or nothing, so a full queue never loses a packet silently. Only
+        // this thread adds to the queues, so room checked here is still there below.
+        let excluded = -target;
+        let targets = || self.peers.iter().filter(move |(id, _)| **id != excluded);
+        if let Some((id, entry)) = targets().find(|(_, e)| !e.conn.has_room(data.len())) {
+            godot_error!(
+                "put_packet: outbound queue to peer {id} is full ({} packets, {} bytes queued); nothing was sent",
+                entry.conn.outbound_queued(),
+                entry.conn.outbound_buffered()
+            );
+            return Error::ERR_OUT_OF_MEMORY;
+        }
+        for (_, entry) in targets() {
+            let _ = entry.conn.send(data.clone(), false);
+        }
+        Error::OK
+    }
+}
+
+fn queue(conn: &Connection, data: Bytes) -> Error {
+    match conn.send(data, false) {
+        Ok(()) => Error::OK,
+        Err(SendError::Full) => {
+            godot_error!(
+                "put_packet: outbound queue to peer {} is full ({} packets, {} bytes queued)",
+                conn.id(),
+                conn.outbound_queued(),
+                conn.outbound_buffered()
+            );
+            Error::ERR_OUT_OF_MEMORY
+        }
+    }
+}
+
+#[godot_api]
+impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
+    fn poll(&mut self) {
+        let epoch = self.epoch;
+        for action in self.drain_events() {
+            // A signal handler may have closed or re-created this peer.
+            if self.epoch != epoch {
+                return;
+            }
+            match action {
+                Action::Connected(id) => self.emit("peer_connected", id),
+                Action::Disconnected(id) => {
+                    // Emitted while the peer is still known, so handlers can read its close code.
+                    self.emit("peer_disconnected", id);
+                    if self.epoch != epoch {
+                        return;
+                    }
+                    if let Some(entry) = self.peers.remove(&id) {
+                        entry.conn.abort();
+                    }
+                    if self.is_client() {
+                        self.reset();
+                    }
+                }
+                Action::ConnectFailed => self.reset(),
+            }
+        }
+    }
+
+    unsafe fn get_packet_rawptr(
+        &mut self,
+        r_buffer: RawPtr<*mut RawPtr<*const u8>>,
+        r_buffer_size: RawPtr<*mut i32>,
+    ) -> Error {
+        self.current = None;
+        if self.status != ConnectionStatus::CONNECTED {
+            godot_error!("get_packet: the peer is not connected");
+            return Error::ERR_UNCONFIGURED;
+        }
+        let Some(packet) = self.incoming.pop_front() else {
+            godot_error!("get_packet: no packet available");
+            return Error::ERR_UNAVAILABLE;
+        };
+        let data = packet.data();
+        // SAFETY: Godot passes valid out-pointers; the buffer stays alive in `self.current`
+        // until the next get_packet call. Packets are capped far below i32::MAX.
+        unsafe {
+            r_buffer.ptr().cast::<*const u8>().write(data.as_ptr());
+            r_buffer_size.ptr().write(data.len() as i32);
+        }
+        self.current = Some(packet);
+        Error::OK
+    }
+
+    unsafe fn put_packet_rawptr(
+        &mut self,
+        p_buffer: RawPtr<*const u8>,
+        p_buffer_size: i32,
+    ) -> Error {
+        if self.status != ConnectionStatus::CONNECTED {
+            godot_error!("put_packet: the peer is not connected");
+            return Error::ERR_UNCONFIGURED;
+        }
+        let len = usize::try_from(p_buffer_size).unwrap_or(0);
+        let data = if len == 0 || p_buffer.ptr().is_null() {
+            Bytes::new()
+        } else {
+            // SAFETY: Godot guarantees `p_buffer_size` readable bytes at `p_buffer`.
+            Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(p_buffer.ptr(), len) })
+        };
+        self.send(data)
+    }
+
+    fn get_available_packet_count(&self) -> i32 {
+        self.incoming.len() as i32
+    }
+
+    fn get_max_packet_size(&self) -> i32 {
+        self.outbound_buffer_size - PROTO_SIZE
+    }
+
+    fn get_packet_channel(&self) -> i32 {
+        0
+    }
+
+    fn get_packet_mode(&self) -> TransferMode {
+        TransferMode::RELIABLE
+    }
+
+    fn set_transfer_channel(&mut self, channel: i32) {
+        self.transfer_channel = channel;
+    }
+
+    fn get_transfer_channel(&self) -> i32 {
+        self.transfer_channel
+    }
+
+    fn set_transfer_mode(&mut self, mode: TransferMode) {
+        self.transfer_mode = mode;
+    }
+
+    fn get_transfer_mode(&self) -> TransferMode {
+        self.transfer_mode
+    }
+
+    fn set_target_peer(&mut self, peer: i32) {
+        self.target_peer = peer;
+    }
+
+    fn get_packet_peer(&self) -> i32 {
+        self.incoming.front().map_or(1, |p| p.from())
+    }
+
+    fn is_server(&self) -> bool {
+        matches!(self.mode, Mode::Server(_))
+    }
+
+    fn close(&mut self) {
+        self.reset();
+    }
+
+    fn disconnect_peer(&mut self, peer: i32, force: bool) {
+        let Some(entry) = self.peers.get(&peer) else {
+            godot_error!("disconnect_peer: peer {peer} not found");
+            return;
+        };
+        if !force {
+            entry.conn.close(1000, "");
+            return;
+        }
+        if let Some(entry) = self.peers.remove(&peer) {
+            entry.conn.abort();
+        }
+        if self.is_client() {
+            self.reset();
+        }
+    }
+
+    fn get_unique_id(&self) -> i32 {
+        self.unique_id
+    }
+
+    fn set_refuse_new_connections(&mut self, enable: bool) {
+        self.refusing = enable;
+        if let Mode::Server(server) = &self.mode {
+            server.set_refusing(enable);
+        }
+    }
+
+    fn is_refusing_new_connections(&self) -> bool {
+        self.refusing
+    }
+
+    fn is_server_relay_supported(&self) -> bool {
+        true
+    }
+
+    fn get_connection_status(&self) -> ConnectionStatus {
+        self.status
+    }
+}
+
+impl Drop for RustWebSocketMultiplayerPeer {
+    fn drop(&mut self) {
+        self.reset();
+    }
+}
