@@ -1,0 +1,322 @@
+//! The core against real tokio-tungstenite peers on 127.0.0.1 (no Godot involved).
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use futures_util::{SinkExt, StreamExt};
+use rwsmp_core::client::Client;
+use rwsmp_core::config::PeerConfig;
+use rwsmp_core::connection::{Connection, ReadyState, SendError};
+use rwsmp_core::events::Event;
+use rwsmp_core::server::{BindAddress, Server};
+use rwsmp_core::url::WsUrl;
+use rwsmp_core::Bytes;
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+fn rt() -> tokio::runtime::Handle {
+    rwsmp_core::runtime::handle().expect("runtime")
+}
+
+fn start(config: PeerConfig) -> (Server, Receiver<Event>, u16) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let server = Server::start(
+        &rt(),
+        0,
+        BindAddress::parse("127.0.0.1").unwrap(),
+        config,
+        tx,
+    )
+    .expect("bind");
+    let port = server.local_port();
+    (server, rx, port)
+}
+
+/// Waits for the next event that `pick` accepts, skipping others.
+fn wait_for<T>(rx: &Receiver<Event>, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = rx
+            .recv_timeout(left)
+            .expect("timed out waiting for an event");
+        if let Some(v) = pick(ev) {
+            return v;
+        }
+    }
+}
+
+fn connected(rx: &Receiver<Event>) -> (Arc<Connection>, i32) {
+    wait_for(rx, |e| match e {
+        Event::Connected { conn, id } => Some((conn, id)),
+        _ => None,
+    })
+}
+
+async fn raw_client(
+    port: u16,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .expect("connect");
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greeting_packets_and_close_code() {
+    let (server, rx, port) = start(PeerConfig::default());
+    let mut ws = raw_client(port).await;
+    // First message: our id, 4 bytes little-endian, >= 2.
+    let first = ws.next().await.unwrap().unwrap();
+    let Message::Binary(id_bytes) = first else {
+        panic!("expected binary id, got {first:?}")
+    };
+    assert_eq!(id_bytes.len(), 4);
+    let id = i32::from_le_bytes(id_bytes[..].try_into().unwrap());
+    assert!(id >= 2);
+
+    let rx2 = rx.clone();
+    let (conn, ev_id) = tokio::task::spawn_blocking(move || connected(&rx2))
+        .await
+        .unwrap();
+    assert_eq!(ev_id, id);
+    assert_eq!(conn.id(), id);
+    assert_eq!(conn.info().remote.ip().to_string(), "127.0.0.1");
+    assert_eq!(conn.info().requested_url, format!("ws://127.0.0.1:{port}/"));
+
+    // Client -> server: binary, text and an empty message, in order.
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    ws.send(Message::binary(Vec::<u8>::new())).await.unwrap();
+    let rx2 = rx.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        (0..3)
+            .map(|_| {
+                wait_for(&rx2, |e| match e {
+                    Event::Packet(p) => Some((p.from(), p.data().to_vec(), p.was_text())),
+                    _ => None,
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (id, vec![1, 2, 3], false),
+            (id, b"hi".to_vec(), true),
+            (id, vec![], false)
+        ]
+    );
+
+    // Server -> client, then a close whose code and reason the client sees.
+    conn.send(Bytes::from_static(b"pong"), false).unwrap();
+    conn.close(4001, "bye");
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(b"pong".to_vec())
+    );
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4001);
+            assert_eq!(frame.reason.as_str(), "bye");
+        }
+        other => panic!("expected close, got {other:?}"),
+    }
+    drop(ws);
+    let rx2 = rx.clone();
+    let gone = tokio::task::spawn_blocking(move || {
+        wait_for(&rx2, |e| match e {
+            Event::Disconnected { id } => Some(id),
+            _ => None,
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(gone, id);
+    assert_eq!(conn.ready_state(), ReadyState::Closed);
+    assert_eq!(conn.close_code(), 4001);
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_closes_with_1009() {
+    let config = PeerConfig {
+        inbound_buffer_size: 1000,
+        ..PeerConfig::default()
+    };
+    let (server, _rx, port) = start(config);
+    let mut ws = raw_client(port).await;
+    ws.next().await.unwrap().unwrap(); // id
+    ws.send(Message::binary(vec![0u8; 1001])).await.unwrap();
+    let close = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.expect("close frame").code), 1009);
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subprotocol_mismatch_is_refused_and_match_is_selected() {
+    let config = PeerConfig {
+        supported_protocols: vec!["game-v2".into(), "game-v1".into()],
+        ..PeerConfig::default()
+    };
+    let (server, _rx, port) = start(config);
+    let mut req = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "chat".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    // No protocol at all while the server requires one: refused too.
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+            .await
+            .is_err()
+    );
+    let mut req = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "game-v1, game-v2".parse().unwrap(),
+    );
+    let (_ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("matching protocol");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "game-v1");
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_socket_dropped_at_handshake_timeout() {
+    let config = PeerConfig {
+        handshake_timeout: Duration::from_millis(500),
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = start(config);
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    // Meanwhile a real client connects at once.
+    let mut ws = raw_client(port).await;
+    ws.next().await.unwrap().unwrap();
+    assert!(t0.elapsed() < Duration::from_millis(400));
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buf))
+        .await
+        .expect("not dropped");
+    assert_eq!(n.unwrap_or(0), 0);
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    drop(rx);
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connects_to_server_and_reports_failure() {
+    let (server, srx, port) = start(PeerConfig::default());
+    let (ctx, crx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
+    let client = Client::connect(
+        &rt(),
+        WsUrl::parse(&format!("ws://127.0.0.1:{port}/x?y=1")).unwrap(),
+        PeerConfig::default(),
+        ctx,
+    );
+    let (crx2, srx2) = (crx.clone(), srx.clone());
+    let ((cconn, my_id), (sconn, their_id)) =
+        tokio::task::spawn_blocking(move || (connected(&crx2), connected(&srx2)))
+            .await
+            .unwrap();
+    assert_eq!(my_id, their_id);
+    assert_eq!(cconn.id(), 1);
+    assert_eq!(
+        sconn.info().requested_url,
+        format!("ws://127.0.0.1:{port}/x?y=1")
+    );
+    // Outbound limit: a full queue says Full instead of dropping.
+    let big = Bytes::from(vec![7u8; 40_000]);
+    assert_eq!(cconn.send(big.clone(), false), Ok(()));
+    let mut refused = 0;
+    for _ in 0..100 {
+        if cconn.send(big.clone(), false) == Err(SendError::Full) {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "65535-byte outbound limit never reported Full");
+    client.close();
+    server.close();
+
+    // A closed port: ConnectFailed, never a hang.
+    let (ctx, crx) = crossbeam_channel::unbounded();
+    let _client = Client::connect(
+        &rt(),
+        WsUrl::parse(&format!("ws://127.0.0.1:{port}")).unwrap(),
+        PeerConfig::default(),
+        ctx,
+    );
+    let reason = tokio::task::spawn_blocking(move || {
+        wait_for(&crx, |e| match e {
+            Event::ConnectFailed { reason } => Some(reason),
+            _ => None,
+        })
+    })
+    .await
+    .unwrap();
+    assert!(reason.contains("could not connect"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_backpressure_loses_nothing() {
+    let config = PeerConfig {
+        max_queued_packets: 16,
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = start(config);
+    let mut ws = raw_client(port).await;
+    ws.next().await.unwrap().unwrap();
+    const N: u32 = 5000;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            ws.feed(Message::binary(i.to_le_bytes().to_vec()))
+                .await
+                .unwrap();
+        }
+        ws.flush().await.unwrap();
+        ws
+    });
+    let got = tokio::task::spawn_blocking(move || {
+        connected(&rx);
+        // The game holds packets: the reader must stop at max_queued_packets, not drop.
+        std::thread::sleep(Duration::from_millis(300));
+        let held = rx.len();
+        let mut next = 0u32;
+        while next < N {
+            if let Event::Packet(p) = rx.recv_timeout(Duration::from_secs(5)).expect("packet") {
+                assert_eq!(p.data(), next.to_le_bytes());
+                next += 1;
+            }
+        }
+        held
+    })
+    .await
+    .unwrap();
+    assert!(
+        got <= 17,
+        "reader kept reading while the game held {got} packets"
+    );
+    drop(sender.await.unwrap());
+    server.close();
+}
