@@ -1,0 +1,872 @@
+#!/usr/bin/env python3
+"""The project's test command: python3 tests/run_tests.py [-k SUBSTR] [--peers SET] [-j N] [--no-build]
+
+Steps:
+  1. cargo test --release -p rwsmp-core          (counted as one or more tests)
+  2. cargo build --release -p rust_websocket, copied into addons/rust_websocket/bin/
+  3. godot-project/addons/rust_websocket -> ../../addons/rust_websocket and
+     godot-project/tests -> ../tests/godot (symlinks, or copies where symlinks fail)
+  4. godot --headless --path godot-project --import   (writes .godot/extension_list.cfg)
+  5. the Godot scenarios (tests/godot/*.gd), each as 1-2 Godot processes, in every pairing of
+     the built-in WebSocketMultiplayerPeer and RustWebSocketMultiplayerPeer
+Prints `PASS name (1.2s)` / `FAIL name: reason` per test and, last, `N passed, M failed`.
+Only the Python standard library is used. See tests/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import godot_bin  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT = os.path.join(REPO, "godot-project")
+ADDON_DIR = os.path.join(REPO, "addons", "rust_websocket")
+ADDON_BIN = os.path.join(ADDON_DIR, "bin")
+GODOT_TESTS_DIR = os.path.join(REPO, "tests", "godot")
+
+CORE_CRATE = "rwsmp-core"
+EXT_CRATE = "rust_websocket"
+# Built library name -> the name the .gdextension expects, per (system, machine).
+# Only linux x86_64 is handled for now; add rows here for other platforms.
+LIBRARY_NAMES = {
+    ("Linux", "x86_64"): ("librust_websocket.so", "librust_websocket.linux.x86_64.so"),
+}
+
+BUILTIN = "WebSocketMultiplayerPeer"
+RUST = "RustWebSocketMultiplayerPeer"
+CLASSES = {"builtin": BUILTIN, "rust": RUST}
+# pairing label -> (server class, client class)
+PAIRINGS = {
+    "builtin-srv/builtin-cli": (BUILTIN, BUILTIN),
+    "rust-srv/rust-cli": (RUST, RUST),
+    "rust-srv/builtin-cli": (RUST, BUILTIN),
+    "builtin-srv/rust-cli": (BUILTIN, RUST),
+}
+PEER_SETS = {
+    "builtin": ["builtin-srv/builtin-cli"],                 # the oracle alone
+    "rust": ["rust-srv/rust-cli", "rust-srv/builtin-cli",   # every pairing with the addon
+             "builtin-srv/rust-cli"],
+    "rust-only": ["rust-srv/rust-cli"],
+    "mixed": ["rust-srv/builtin-cli", "builtin-srv/rust-cli"],
+    "all": list(PAIRINGS),
+}
+
+PROCESS_TIMEOUT = 30.0      # hard limit per Godot process (then killed)
+SCENARIO_TIMEOUT = 20.0     # the scenario's own watchdog (tests/godot/lib/base.gd)
+ABORT_GRACE = 3.0           # once one process of a test failed, the others get this long
+PORTS_PER_TEST = 10
+LEAK_PATTERNS = ("leaked at exit", "ObjectDB instances leaked", "Leaked instance")
+TAIL_LINES = 25
+
+
+# ------------------------------------------------------------------------------------------
+# Test definitions
+
+@dataclass
+class Proc:
+    label: str              # "server" / "client" / "main": also the scenario's role
+    script: str             # file in tests/godot/
+    cls: str                # peer class name
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class StderrExpect:
+    """For a process, the stderr between `@@MARK mark` and the next mark must match regex."""
+    proc: str
+    mark: str
+    regex: str  # searched in the ERROR/WARNING lines of that section
+
+
+@dataclass
+class Test:
+    name: str
+    procs: list[Proc] = field(default_factory=list)
+    # Runs in a thread beside the processes; returns a list of (ok, name, detail).
+    hook: Callable[["Ctx"], list] | None = None
+    hook_party: bool = False        # the hook takes part in barriers as party "py"
+    stderr_expect: list[StderrExpect] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    seconds: float
+    reasons: list[str] = field(default_factory=list)
+    details: str = ""
+    count_passed: int = 0
+    count_failed: int = 0
+    note: str = ""
+
+
+# Messages the Rust class must print (to stderr) for some errors, checked between the marks the
+# scenarios print. Keyed by mark; the built-in's wording is not checked.
+RUST_ERROR_MESSAGES = {
+    # api_local (a lone peer)
+    "port_in_use": r"(?i)in use",
+    "server_on_active": r"(?i)already",
+    "client_on_active": r"(?i)already",
+    "bad_url_http": r"(?i)http",
+    "bad_url_ftp": r"(?i)ftp",
+    "bad_url_empty": r"(?i)url|empty",
+    "bad_url_nohost": r"(?i)host|url",
+    "bad_url_wssx": r"(?i)wss\+x",
+    "fresh_put_packet": r"(?i)not connected|unconfigured|connected",
+    "unknown_target": r"(?i)12345",
+    # errors (connected pairs)
+    "client_too_big": r"(?i)65536|too (big|large)|buffer|limit",
+    "server_too_big": r"(?i)65536|too (big|large)|buffer|limit",
+}
+
+
+def _rust_msg_expect(proc: str, marks: list[str]) -> list[StderrExpect]:
+    return [StderrExpect(proc, m, RUST_ERROR_MESSAGES[m]) for m in marks]
+
+
+def build_tests(peer_labels: list[str]) -> list[Test]:
+    tests: list[Test] = []
+    # Tests of one class on its own run with that class's own pairing (X-srv/X-cli).
+    classes = [PAIRINGS[label][0] for label in peer_labels
+               if PAIRINGS[label][0] == PAIRINGS[label][1]]
+    for cls in classes:
+        short = "builtin" if cls == BUILTIN else "rust"
+        t = Test(f"api_local[{short}]", [Proc("main", "api_local.gd", cls)])
+        if cls == RUST:
+            t.stderr_expect = _rust_msg_expect("main", [
+                "port_in_use", "server_on_active", "client_on_active", "bad_url_http",
+                "bad_url_ftp", "bad_url_empty", "bad_url_nohost", "bad_url_wssx",
+                "fresh_put_packet", "unknown_target"])
+        tests.append(t)
+        tests.append(Test(f"wire[{short}]", [Proc("server", "wire.gd", cls)], hook=wire_hook,
+                          hook_party=True))
+
+    # Server + client scenarios, in every selected pairing.
+    scenarios = [
+        ("connect", "connect.gd", None),
+        ("bytes_and_order", "bytes.gd", None),
+        ("targets", "targets.gd", None),
+        ("rpc", "rpc.gd", None),
+        ("disconnect", "disconnect.gd", None),
+        ("refuse_new_connections", "refuse.gd", None),
+        ("errors_connected", "errors.gd", None),
+        ("handshake_timeout", "handshake.gd", handshake_hook),
+    ]
+    for base_name, script, hook in scenarios:
+        for label in peer_labels:
+            srv_cls, cli_cls = PAIRINGS[label]
+            t = Test(f"{base_name}[{label}]",
+                     [Proc("server", script, srv_cls), Proc("client", script, cli_cls)],
+                     hook=hook, hook_party=hook is not None)
+            if script == "errors.gd":
+                if srv_cls == RUST:
+                    t.stderr_expect += _rust_msg_expect("server", ["server_too_big"])
+                if cli_cls == RUST:
+                    t.stderr_expect += _rust_msg_expect("client", ["client_too_big"])
+            tests.append(t)
+    return tests
+
+
+# ------------------------------------------------------------------------------------------
+# Python side of scenarios
+
+class Ctx:
+    """What a hook gets: the test's base port, sync dir, and file-flag helpers."""
+
+    def __init__(self, port: int, sync_dir: str, stop: threading.Event):
+        self.port = port
+        self.dir = sync_dir
+        self.stop = stop
+
+    def flag(self, name: str) -> None:
+        path = os.path.join(self.dir, "flag_" + name)
+        tmp = path + ".tmp.py"
+        with open(tmp, "w") as f:
+            f.write("1")
+        os.replace(tmp, path)
+
+    def wait_flag(self, name: str, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        path = os.path.join(self.dir, "flag_" + name)
+        while time.monotonic() < end and not self.stop.is_set():
+            if os.path.exists(path):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def barrier(self, name: str) -> None:
+        self.flag(f"bar_{name}.py")
+
+
+def _wait_closed(sock: socket.socket, timeout: float) -> float | None:
+    """Seconds until the peer closes the connection (EOF or reset), None if it does not."""
+    start = time.monotonic()
+    sock.settimeout(0.05)
+    while time.monotonic() - start < timeout:
+        try:
+            data = sock.recv(4096)
+            if data == b"":
+                return time.monotonic() - start
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.monotonic() - start
+    return None
+
+
+def handshake_hook(ctx: Ctx) -> list:
+    """handshake_timeout: a silent TCP socket and a half-sent HTTP request are both dropped by
+    the server after ~1 s (its handshake_timeout), while a Godot client connects meanwhile.
+    Also serves a silent TCP listener on port+3 for the client-side timeout check."""
+    checks = []
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", ctx.port + 3))
+    listener.listen(8)
+    ctx.flag("py_listening")
+    held: list[socket.socket] = []
+    try:
+        if not ctx.wait_flag("server_ready", 15):
+            return [(False, "py.server_ready", "server never signalled server_ready")]
+        silent = socket.create_connection(("127.0.0.1", ctx.port), timeout=5)
+        partial = socket.create_connection(("127.0.0.1", ctx.port), timeout=5)
+        partial.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+        held += [silent, partial]
+        ctx.flag("raw_open")
+        results: dict[str, float | None] = {}
+
+        def measure(key, s):
+            results[key] = _wait_closed(s, 6.0)
+
+        threads = [threading.Thread(target=measure, args=(k, s))
+                   for k, s in (("silent_socket", silent), ("partial_request", partial))]
+        for th in threads:
+            th.start()
+        # Accept the Godot client's connection to the silent listener and hold it.
+        listener.settimeout(0.1)
+        end = time.monotonic() + 8
+        while any(th.is_alive() for th in threads) and time.monotonic() < end:
+            try:
+                conn, _ = listener.accept()
+                held.append(conn)
+            except socket.timeout:
+                pass
+        for th in threads:
+            th.join()
+        for key, t in results.items():
+            ok = t is not None and 0.8 <= t <= 2.0
+            checks.append((ok, f"py.{key}_dropped_after_timeout",
+                           "never closed within 6s" if t is None else f"closed after {t:.3f}s"))
+            if t is not None:
+                checks.append((True, f"py.{key}_info", f"closed after {t:.3f}s"))
+    finally:
+        ctx.barrier("measured")
+        ctx.barrier("done")
+        # Keep the listener until the scenario ends, so the client times out on its own.
+        ctx.wait_flag("bar_done.server", 15)
+        for s in held:
+            s.close()
+        listener.close()
+    return checks
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class RawWs:
+    """A minimal WebSocket client (RFC 6455) for wire-level checks."""
+
+    def __init__(self, port: int, timeout: float = 5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.expected_accept = base64.b64encode(
+            hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status_line = lines[0]
+        self.headers = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed")
+        self.buf += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def recv_frame(self) -> tuple[int, bytes, bool]:
+        """(opcode, payload, masked) of the next frame."""
+        b0, b1 = self._take(2)
+        opcode = b0 & 0x0F
+        masked = bool(b1 & 0x80)
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(self._take(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self._take(8), "big")
+        mask = self._take(4) if masked else b""
+        data = self._take(n)
+        if masked:
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+        return opcode, data, masked
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        head = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        body = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+        self.sock.sendall(head + mask + body)
+
+    def wait_eof(self, timeout: float) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                self._fill()
+        except EOFError:
+            return True
+        except OSError:
+            return True  # reset counts as closed
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _put_value(ctx: "Ctx", key: str, value: int) -> None:
+    path = os.path.join(ctx.dir, "val_" + key)
+    with open(path + ".tmp.py", "w") as f:
+        f.write(str(value))
+    os.replace(path + ".tmp.py", path)
+
+
+def wire_hook(ctx: "Ctx") -> list:
+    """Raw WebSocket clients against a Godot server (tests/godot/wire.gd)."""
+    checks: list = []
+
+    def check(ok: bool, name: str, detail: str = "") -> bool:
+        checks.append((ok, "py." + name, detail))
+        return ok
+
+    conns: list[RawWs] = []
+    try:
+        if not ctx.wait_flag("server_ready", 15):
+            return [(False, "py.server_ready", "server never signalled server_ready")]
+        ids = []
+        for n in (1, 2):
+            ws = RawWs(ctx.port)
+            conns.append(ws)
+            check(ws.status_line.startswith("HTTP/1.1 101"), f"c{n}_status_101", ws.status_line)
+            check(ws.headers.get("sec-websocket-accept") == ws.expected_accept,
+                  f"c{n}_accept_key", str(ws.headers))
+            check("sec-websocket-protocol" not in ws.headers, f"c{n}_no_subprotocol",
+                  str(ws.headers))
+            op, data, masked = ws.recv_frame()
+            check(op == 2 and len(data) == 4 and not masked, f"c{n}_id_message",
+                  f"opcode {op}, {len(data)} bytes {data.hex()}, masked {masked}")
+            pid = int.from_bytes(data[:4].ljust(4, b"\0"), "little", signed=True)
+            check(2 <= pid < 2**31, f"c{n}_id_range", f"id {pid}")
+            ids.append(pid)
+        check(ids[0] != ids[1], "ids_distinct", str(ids))
+        _put_value(ctx, "id1", ids[0])
+        _put_value(ctx, "id2", ids[1])
+        c1, c2 = conns
+        # c2: a message over inbound_buffer_size (65535) -> close 1009, then the TCP closes.
+        c2.send_frame(2, b"\x01" * 70000)
+        try:
+            c2.sock.settimeout(5)
+            op, data, _ = c2.recv_frame()
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            check(op == 8 and code == 1009, "too_big_close_1009",
+                  f"opcode {op}, payload {data[:40]!r}")
+        except (EOFError, OSError) as e:
+            check(False, "too_big_close_1009", f"no close frame: {e}")
+        # c1: an empty binary message, a text message, a binary message.
+        c1.send_frame(2, b"")
+        c1.send_frame(1, b"txt")
+        c1.send_frame(2, b"after")
+        try:
+            c1.sock.settimeout(10)
+            op, data, masked = c1.recv_frame()
+            check(op == 2 and data == b"srv" and not masked, "server_packet_binary_frame",
+                  f"opcode {op}, payload {data[:40]!r}, masked {masked}")
+        except (EOFError, OSError) as e:
+            check(False, "server_packet_binary_frame", f"nothing received: {e}")
+        c1.send_frame(8, (1000).to_bytes(2, "big") + b"bye")
+        try:
+            c1.sock.settimeout(5)
+            op, data, _ = c1.recv_frame()
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            check(op == 8 and code == 1000, "close_answered_1000", f"opcode {op}, payload {data!r}")
+        except (EOFError, OSError) as e:
+            check(False, "close_answered_1000", f"no close frame: {e}")
+        # RFC 6455 7.1.1: the server closes the TCP connection first (the built-in at once).
+        t0 = time.monotonic()
+        closed = c1.wait_eof(5)
+        took = time.monotonic() - t0
+        check(closed and took < 1.0, "server_closes_tcp_after_close_handshake",
+              f"TCP closed {took:.3f}s after the close handshake" if closed
+              else "TCP still open after 5s")
+        checks.append((True, "py.close_info", f"TCP closed {took:.3f}s after the close handshake"))
+    finally:
+        ctx.barrier("done")
+        ctx.wait_flag("bar_done.server", 15)
+        for ws in conns:
+            ws.close()
+    return checks
+
+
+# ------------------------------------------------------------------------------------------
+# Running Godot processes
+
+class Running:
+    def __init__(self, proc: Proc, cmd: list[str]):
+        self.proc = proc
+        self.cmd = cmd
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.start = time.monotonic()
+        self.popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      stdin=subprocess.DEVNULL, cwd=REPO,
+                                      start_new_session=True, text=True, errors="replace")
+        self.killed_reason = ""
+        self.script_error = False
+        self.threads = [threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout),
+                                         daemon=True),
+                        threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr),
+                                         daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _read(self, stream, sink: list[str]) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            sink.append(line)
+            if "SCRIPT ERROR" in line or "Parse Error" in line:
+                self.script_error = True
+
+    def kill(self, reason: str) -> None:
+        if self.popen.poll() is None:
+            self.killed_reason = reason
+            try:
+                os.killpg(self.popen.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                self.popen.kill()
+
+    def finish(self) -> None:
+        self.popen.wait()
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+def run_godot_test(test: Test, godot: str, port: int, work: str, verbose: bool) -> Result:
+    start = time.monotonic()
+    sync_dir = os.path.join(work, re.sub(r"[^A-Za-z0-9_.-]+", "_", test.name))
+    os.makedirs(sync_dir, exist_ok=True)
+    parties = [p.label for p in test.procs] + (["py"] if test.hook_party else [])
+    stop = threading.Event()
+    hook_checks: list = []
+    hook_thread = None
+    if test.hook:
+        def run_hook():
+            try:
+                hook_checks.extend(test.hook(Ctx(port, sync_dir, stop)))
+            except Exception as e:  # a broken hook fails the test, with the reason
+                hook_checks.append((False, "py.hook", f"{type(e).__name__}: {e}"))
+        hook_thread = threading.Thread(target=run_hook, daemon=True)
+        hook_thread.start()
+
+    running: list[Running] = []
+    for p in test.procs:
+        args = {"role": p.label, "peer_class": p.cls, "port": port, "dir": sync_dir,
+                "parties": ",".join(parties), "timeout": SCENARIO_TIMEOUT, **p.extra}
+        cmd = [godot, "--headless", "--path", PROJECT, "-s", f"res://tests/{p.script}", "--",
+               *[f"{k}={v}" for k, v in args.items()]]
+        running.append(Running(p, cmd))
+
+    abort_at = None
+    abort_cause = ""
+    while True:
+        alive = [r for r in running if r.popen.poll() is None]
+        if not alive:
+            break
+        now = time.monotonic()
+        for r in alive:
+            if now - r.start > PROCESS_TIMEOUT:
+                r.kill(f"killed after the {PROCESS_TIMEOUT:.0f}s hard timeout")
+        if abort_at is None:
+            for r in running:
+                rc = r.popen.poll()
+                if (rc is not None and rc != 0) or r.script_error:
+                    abort_at = now + ABORT_GRACE
+                    abort_cause = r.proc.label
+                    break
+        elif now > abort_at:
+            for r in alive:
+                r.kill(f"killed {ABORT_GRACE:.0f}s after {abort_cause} failed")
+        time.sleep(0.02)
+    for r in running:
+        r.finish()
+    stop.set()
+    if hook_thread:
+        hook_thread.join(timeout=20)
+        if hook_thread.is_alive():
+            hook_checks.append((False, "py.hook", "hook did not finish"))
+
+    reasons: list[str] = []
+    failing: list[Running] = []
+    for r in running:
+        own: list[str] = []
+        label = r.proc.label
+        fails = [ln.split(" ", 3) for ln in r.stdout if ln.startswith("@@CHECK fail")]
+        for f in fails:
+            own.append(f"{f[2]}: {f[3] if len(f) > 3 else ''}".strip())
+        oks = sum(1 for ln in r.stdout if ln.startswith("@@CHECK ok"))
+        if r.killed_reason:
+            own.append(f"{label} {r.killed_reason}")
+        elif not any(ln.startswith("@@DONE") for ln in r.stdout):
+            own.append(f"{label} ended without @@DONE")
+        rc = r.popen.returncode
+        if rc != 0 and not r.killed_reason and not fails:
+            own.append(f"{label} exit code {rc}")
+        if oks == 0 and not fails and not r.killed_reason:
+            own.append(f"{label} made no checks")
+        err_text = "\n".join(r.stderr)
+        if r.script_error:
+            first = next((ln for ln in r.stderr + r.stdout
+                          if "SCRIPT ERROR" in ln or "Parse Error" in ln), "")
+            own.append(f"{label} {first.strip()}")
+        for pat in LEAK_PATTERNS:
+            if pat in err_text or pat in "\n".join(r.stdout):
+                own.append(f"{label} stderr: {pat}")
+        for exp in test.stderr_expect:
+            if exp.proc != label:
+                continue
+            section = _marked_section(r.stderr, exp.mark)
+            if section is None:
+                own.append(f"{label}: mark {exp.mark} never printed")
+            elif not re.search(exp.regex, section):
+                own.append(f"{label}: no error message matching /{exp.regex}/ at {exp.mark} "
+                           f"(stderr there: {section.strip()[:200]!r})")
+        if own:
+            failing.append(r)
+            reasons += own
+    for ok, name, detail in hook_checks:
+        if not ok:
+            reasons.append(f"{name}: {detail}")
+    note = "; ".join(f"{d}" for ok, n, d in hook_checks if ok and n.endswith("_info"))
+
+    details = ""
+    show = running if verbose else failing
+    if reasons or verbose:
+        parts = []
+        for r in show:
+            out = r.stdout if verbose else r.stdout[-TAIL_LINES:]
+            err = r.stderr if verbose else r.stderr[-TAIL_LINES:]
+            parts.append(f"    --- {r.proc.label} ({r.proc.cls}) stdout:\n"
+                         + "\n".join("      " + ln for ln in out)
+                         + f"\n    --- {r.proc.label} stderr:\n"
+                         + "\n".join("      " + ln for ln in err))
+        if hook_checks and (verbose or any(not ok for ok, _, _ in hook_checks)):
+            parts.append("    --- python hook:\n" + "\n".join(
+                f"      {'ok' if ok else 'FAIL'} {name} {detail}" for ok, name, detail in hook_checks))
+        details = "\n".join(parts)
+    return Result(test.name, not reasons, time.monotonic() - start, reasons, details,
+                  note=note)
+
+
+def _marked_section(lines: list[str], mark: str) -> str | None:
+    """The engine ERROR/WARNING lines printed between `@@MARK mark` and the next mark."""
+    out: list[str] = []
+    inside = False
+    found = False
+    for ln in lines:
+        if ln.startswith("@@MARK "):
+            inside = ln[len("@@MARK "):].strip() == mark
+            found = found or inside
+            continue
+        if inside and ln.lstrip().startswith(("ERROR:", "WARNING:", "USER ERROR:",
+                                               "USER WARNING:")):
+            out.append(ln)
+    return "\n".join(out) if found else None
+
+
+# ------------------------------------------------------------------------------------------
+# Build steps
+
+def run_cargo_test() -> Result:
+    start = time.monotonic()
+    cmd = ["cargo", "test", "--release", "-p", CORE_CRATE]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace")
+    out = proc.stdout + proc.stderr
+    passed = failed = 0
+    for m in re.finditer(r"test result: (\w+)\. (\d+) passed; (\d+) failed", out):
+        passed += int(m.group(2))
+        failed += int(m.group(3))
+    name = f"cargo_test[{CORE_CRATE}]"
+    ok = proc.returncode == 0 and failed == 0
+    if ok:
+        return Result(name, True, time.monotonic() - start, count_passed=max(passed, 1),
+                      note=f"{passed} passed")
+    reasons = [f"`{' '.join(cmd)}` exit code {proc.returncode}"
+               + (f", {failed} failed" if failed else "")]
+    failures = re.findall(r"^---- (\S+) ", out, re.M)
+    if failures:
+        reasons.append("failing: " + ", ".join(failures[:20]))
+    tail = "\n".join("      " + ln for ln in out.splitlines()[-40:])
+    return Result(name, False, time.monotonic() - start, reasons, tail,
+                  count_passed=passed, count_failed=max(failed, 1))
+
+
+def library_names() -> tuple[str, str]:
+    key = (platform.system(), platform.machine())
+    if key not in LIBRARY_NAMES:
+        raise RuntimeError(f"no library name known for {key}: add it to LIBRARY_NAMES")
+    return LIBRARY_NAMES[key]
+
+
+def build_extension() -> Result:
+    start = time.monotonic()
+    name = f"build[{EXT_CRATE}]"
+    cmd = ["cargo", "build", "--release", "-p", EXT_CRATE]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        tail = "\n".join("      " + ln for ln in (proc.stdout + proc.stderr).splitlines()[-40:])
+        return Result(name, False, time.monotonic() - start,
+                      [f"`{' '.join(cmd)}` exit code {proc.returncode}"], tail, count_failed=1)
+    try:
+        built, installed = library_names()
+    except RuntimeError as e:
+        return Result(name, False, time.monotonic() - start, [str(e)], count_failed=1)
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+    src = os.path.join(target_dir, "release", built)
+    if not os.path.exists(src):
+        return Result(name, False, time.monotonic() - start, [f"{src} was not built"],
+                      count_failed=1)
+    os.makedirs(ADDON_BIN, exist_ok=True)
+    dst = os.path.join(ADDON_BIN, installed)
+    tmp = dst + ".tmp"
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)  # atomic: never a half-written library
+    return Result(name, True, time.monotonic() - start, note=f"-> {os.path.relpath(dst, REPO)}")
+
+
+COPY_MARKER = ".made-by-run_tests"
+
+
+def _link_or_copy(link: str, target_rel: str) -> str:
+    """Makes `link` a symlink to `target_rel` (relative to link's dir), else a fresh copy.
+    Refuses to remove a real directory it did not make."""
+    target_abs = os.path.normpath(os.path.join(os.path.dirname(link), target_rel))
+    if os.path.islink(link):
+        if os.readlink(link) == target_rel:
+            return "symlink"
+        os.unlink(link)
+    elif os.path.isdir(link):
+        if not os.path.exists(os.path.join(link, COPY_MARKER)):
+            raise RuntimeError(f"{link} is a directory run_tests.py did not make: move it away")
+        shutil.rmtree(link)
+    elif os.path.exists(link):
+        os.unlink(link)
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    try:
+        os.symlink(target_rel, link, target_is_directory=True)
+        return "symlink"
+    except (OSError, NotImplementedError):
+        if os.path.isdir(target_abs):
+            shutil.copytree(target_abs, link)
+        else:
+            os.makedirs(link, exist_ok=True)
+        with open(os.path.join(link, COPY_MARKER), "w") as f:
+            f.write(f"copy of {target_rel}, refreshed by tests/run_tests.py\n")
+        return "copy"
+
+
+def prepare_project(godot: str) -> list[str]:
+    """Links the addon and the scenarios into the project and imports it. Returns warnings."""
+    warnings = []
+    _link_or_copy(os.path.join(PROJECT, "addons", "rust_websocket"),
+                  os.path.join("..", "..", "addons", "rust_websocket"))
+    _link_or_copy(os.path.join(PROJECT, "tests"), os.path.join("..", "tests", "godot"))
+    proc = subprocess.run([godot, "--headless", "--path", PROJECT, "--import"], cwd=REPO,
+                          capture_output=True, text=True, errors="replace", timeout=300,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        warnings.append(f"godot --import exit code {proc.returncode}:\n"
+                        + "\n".join(proc.stderr.splitlines()[-20:]))
+    has_ext = os.path.isdir(ADDON_DIR) and any(f.endswith(".gdextension")
+                                               for f in os.listdir(ADDON_DIR))
+    ext_list = os.path.join(PROJECT, ".godot", "extension_list.cfg")
+    if not has_ext:
+        warnings.append(f"no .gdextension in {os.path.relpath(ADDON_DIR, REPO)}: the "
+                        f"{RUST} pairings will fail")
+    elif not os.path.exists(ext_list):
+        warnings.append("godot --import wrote no .godot/extension_list.cfg")
+    return warnings
+
+
+# ------------------------------------------------------------------------------------------
+
+def print_result(r: Result) -> None:
+    if r.ok:
+        extra = f", {r.note}" if r.note else ""
+        print(f"PASS {r.name} ({r.seconds:.1f}s{extra})", flush=True)
+        if r.details:
+            print(r.details, flush=True)
+    else:
+        print(f"FAIL {r.name}: {'; '.join(r.reasons)} ({r.seconds:.1f}s)", flush=True)
+        if r.details:
+            print(r.details, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-k", dest="filter", action="append", default=[],
+                    help="run only tests whose name contains SUBSTR (repeatable: any matches)")
+    ap.add_argument("--peers", default="all",
+                    help="pairings: builtin (the oracle alone) | rust (every pairing with the "
+                         "addon) | rust-only | mixed | all, or a comma-separated list of those "
+                         "and/or pairing labels like rust-srv/builtin-cli (default all)")
+    ap.add_argument("-j", type=int, default=2, help="tests run in parallel (default 2)")
+    ap.add_argument("--no-build", action="store_true",
+                    help="skip cargo test and cargo build (use the library already in "
+                         "addons/rust_websocket/bin)")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="print every process's full output")
+    ap.add_argument("--list", action="store_true", help="list the tests and exit")
+    ap.add_argument("--keep", action="store_true", help="keep the sync directory")
+    return ap.parse_args(argv)
+
+
+def select_pairings(spec: str) -> list[str]:
+    labels: list[str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if part in PEER_SETS:
+            new = PEER_SETS[part]
+        elif part in PAIRINGS:
+            new = [part]
+        else:
+            raise SystemExit(f"--peers: unknown {part!r} (use {', '.join(PEER_SETS)} or "
+                             f"{', '.join(PAIRINGS)})")
+        labels += [x for x in new if x not in labels]
+    return [x for x in PAIRINGS if x in labels]  # stable order
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    labels = select_pairings(args.peers)
+    tests = build_tests(labels)
+    wanted = lambda name: not args.filter or any(f in name for f in args.filter)  # noqa: E731
+    tests = [t for t in tests if wanted(t.name)]
+    run_cargo = not args.no_build and wanted(f"cargo_test[{CORE_CRATE}]")
+    if args.list:
+        if run_cargo:
+            print(f"cargo_test[{CORE_CRATE}]")
+        for t in tests:
+            print(t.name)
+        return 0
+
+    suite_start = time.monotonic()
+    results: list[Result] = []
+    if run_cargo:
+        r = run_cargo_test()
+        print_result(r)
+        results.append(r)
+    needs_rust = any(p.cls == RUST for t in tests for p in t.procs)
+    if not args.no_build and needs_rust:
+        r = build_extension()
+        if not r.ok:
+            print_result(r)
+            results.append(r)
+        else:
+            print(f"# built {EXT_CRATE} in {r.seconds:.1f}s ({r.note})", flush=True)
+
+    if tests:
+        try:
+            godot = godot_bin.godot_path()
+        except Exception as e:  # noqa: BLE001 - reported as a failing step
+            r = Result("godot_binary", False, 0.0, [str(e)], count_failed=1)
+            print_result(r)
+            results.append(r)
+            tests = []
+    if tests:
+        print(f"# godot: {godot} ({godot_bin.godot_version(godot)})", flush=True)
+        try:
+            for w in prepare_project(godot):
+                print(f"# warning: {w}", flush=True)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            r = Result("prepare_project", False, 0.0, [str(e)], count_failed=1)
+            print_result(r)
+            results.append(r)
+            tests = []
+    if tests:
+        work = tempfile.mkdtemp(prefix="rwsmp-tests-")
+        base = random.randrange(20000, 40000 - PORTS_PER_TEST * (len(tests) + 1))
+        ports = {t.name: base + i * PORTS_PER_TEST for i, t in enumerate(tests)}
+        lock = threading.Lock()
+
+        def one(t: Test) -> Result:
+            r = run_godot_test(t, godot, ports[t.name], work, args.verbose)
+            with lock:
+                print_result(r)
+            return r
+
+        with ThreadPoolExecutor(max_workers=max(1, args.j)) as ex:
+            results += list(ex.map(one, tests))
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"# sync dirs kept in {work}")
+
+    passed = sum(r.count_passed if (r.count_passed or r.count_failed) else int(r.ok)
+                 for r in results)
+    failed = sum(r.count_failed if (r.count_passed or r.count_failed) else int(not r.ok)
+                 for r in results)
+    failed_names = [r.name for r in results if not r.ok]
+    if failed_names:
+        print("# failed: " + " ".join(failed_names))
+    print(f"# total time {time.monotonic() - suite_start:.1f}s")
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
