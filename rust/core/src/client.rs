@@ -17,6 +17,7 @@ use crate::config::PeerConfig;
 use crate::connection::{self, Connection, ConnectionInfo};
 use crate::events::Event;
 use crate::runtime::spawn_guarded;
+use crate::tls::{ClientTls, MaybeTls};
 use crate::url::WsUrl;
 
 /// A connection attempt, then the connection. [`Client::close`] drops it at once.
@@ -27,14 +28,22 @@ pub struct Client {
 impl Client {
     /// Starts connecting on `rt`. Progress arrives as [`Event::Connected`] (with our id) or
     /// [`Event::ConnectFailed`], then packets and [`Event::Disconnected`] for peer 1.
-    pub fn connect(rt: &Handle, url: WsUrl, config: PeerConfig, events: Sender<Event>) -> Client {
+    /// `tls` is used for a `wss://` URL (`None`: Mozilla's roots and the URL's host) and
+    /// ignored for `ws://`.
+    pub fn connect(
+        rt: &Handle,
+        url: WsUrl,
+        config: PeerConfig,
+        events: Sender<Event>,
+        tls: Option<ClientTls>,
+    ) -> Client {
         let cancel = CancellationToken::new();
         let task_cancel = cancel.clone();
         let _guard = rt.enter();
         spawn_guarded(events.clone(), Some(1), async move {
             tokio::select! {
                 _ = task_cancel.cancelled() => {}
-                _ = run(url, config, events, task_cancel.clone()) => {}
+                _ = run(url, config, events, tls, task_cancel.clone()) => {}
             }
         });
         Client { cancel }
@@ -46,8 +55,14 @@ impl Client {
     }
 }
 
-async fn run(url: WsUrl, config: PeerConfig, events: Sender<Event>, cancel: CancellationToken) {
-    let attempt = tokio::time::timeout(config.handshake_timeout, handshake(&url, &config));
+async fn run(
+    url: WsUrl,
+    config: PeerConfig,
+    events: Sender<Event>,
+    tls: Option<ClientTls>,
+    cancel: CancellationToken,
+) {
+    let attempt = tokio::time::timeout(config.handshake_timeout, handshake(&url, &config, tls));
     let (ws, remote, protocol, id) = match attempt.await {
         Ok(Ok(done)) => done,
         Ok(Err(reason)) => {
@@ -81,20 +96,24 @@ async fn run(url: WsUrl, config: PeerConfig, events: Sender<Event>, cancel: Canc
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+type Ws = tokio_tungstenite::WebSocketStream<MaybeTls>;
 
 async fn handshake(
     url: &WsUrl,
     config: &PeerConfig,
+    tls: Option<ClientTls>,
 ) -> Result<(Ws, SocketAddr, String, i32), String> {
-    if url.secure {
-        return Err("wss:// is not supported yet".into());
-    }
     let stream = connect_tcp(url).await?;
     let remote = stream.peer_addr().map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
+    let stream = match (url.secure, tls) {
+        (false, _) => MaybeTls::Plain(stream),
+        (true, Some(tls)) => tls.connect(&url.host, stream).await?,
+        (true, None) => ClientTls::platform()?.connect(&url.host, stream).await?,
+    };
 
-    let mut request = format!("ws://{}{}", url.authority(), url.resource)
+    let mut request = url
+        .to_string()
         .into_client_request()
         .map_err(|e| format!("invalid request: {e}"))?;
     let headers = request.headers_mut();

@@ -73,6 +73,8 @@ pub struct Connection {
     in_bytes: AtomicUsize,
     in_count: AtomicUsize,
     in_paused: AtomicBool,
+    /// Our close frame is queued for the writer (as opposed to a close the other side began).
+    close_queued: AtomicBool,
     in_wake: Notify,
     /// Set when the main thread has let go of this peer (forced disconnect, `close()`):
     /// no further events are reported.
@@ -105,6 +107,7 @@ impl Connection {
             in_paused: AtomicBool::new(false),
             in_wake: Notify::new(),
             silenced: AtomicBool::new(false),
+            close_queued: AtomicBool::new(false),
             cancel,
             max_queued: config.max_queued_packets.max(1),
             out_limit: config.outbound_buffer_size,
@@ -198,6 +201,7 @@ impl Connection {
             return;
         }
         self.set_state(ReadyState::Closing);
+        self.close_queued.store(true, Ordering::Release);
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.into(),
@@ -295,8 +299,9 @@ pub(crate) async fn run<S>(
                 _ = cancel.cancelled() => break End::Cancelled,
                 end = &mut reader, if reader_end.is_none() => {
                     // A reader that hit a protocol error has queued a close frame: let the
-                    // writer deliver it before dropping the socket.
-                    if writer_done || conn.ready_state() != ReadyState::Closing {
+                    // writer deliver it before dropping the socket. (A close the other side
+                    // began was answered by tungstenite already: end at once.)
+                    if writer_done || !conn.close_queued.load(Ordering::Acquire) {
                         break end;
                     }
                     reader_end = Some(end);

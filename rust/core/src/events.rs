@@ -27,13 +27,21 @@ pub enum Event {
 pub struct InboundPacket {
     conn: Arc<Connection>,
     data: Bytes,
+    /// Credit held, in bytes (kept apart from `data`, which [`Self::take_data`] moves out).
+    len: usize,
     text: bool,
 }
 
 impl InboundPacket {
     pub(crate) fn new(conn: Arc<Connection>, data: Bytes, text: bool) -> Self {
-        conn.inbound_acquire(data.len());
-        Self { conn, data, text }
+        let len = data.len();
+        conn.inbound_acquire(len);
+        Self {
+            conn,
+            data,
+            len,
+            text,
+        }
     }
 
     /// Id of the peer that sent it.
@@ -45,6 +53,12 @@ impl InboundPacket {
         &self.data
     }
 
+    /// The payload, giving the credit back at once: the game has consumed the packet even if
+    /// it keeps the bytes (Godot reads them after `get_packet` returns).
+    pub fn take_data(mut self) -> Bytes {
+        std::mem::take(&mut self.data)
+    }
+
     /// Whether it arrived as a text frame.
     pub fn was_text(&self) -> bool {
         self.text
@@ -53,6 +67,6 @@ impl InboundPacket {
 
 impl Drop for InboundPacket {
     fn drop(&mut self) {
-        self.conn.inbound_release(self.data.len());
+        self.conn.inbound_release(self.len);
     }
 }

@@ -12,6 +12,7 @@ pub mod connection;
 pub mod events;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod url;
 
 pub use tokio_tungstenite::tungstenite::Bytes;

@@ -21,6 +21,7 @@ use crate::config::PeerConfig;
 use crate::connection::{self, Connection, ConnectionInfo};
 use crate::events::Event;
 use crate::runtime::spawn_guarded;
+use crate::tls::{MaybeTls, ServerTls};
 
 /// Where to listen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +69,8 @@ struct Shared {
     refusing: AtomicBool,
     ids: Mutex<HashSet<i32>>,
     events: Sender<Event>,
+    /// Set for `wss://`: TLS is accepted first, inside the handshake timeout.
+    tls: Option<ServerTls>,
 }
 
 /// A running server. Dropping it does not stop it: call [`Server::close`].
@@ -79,13 +82,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds now (so "port in use" is reported at once) and starts accepting on `rt`.
+    /// Binds now (so "port in use" is reported at once) and starts accepting on `rt`;
+    /// with `tls`, it serves `wss://`.
     pub fn start(
         rt: &Handle,
         port: u16,
         bind: BindAddress,
         config: PeerConfig,
         events: Sender<Event>,
+        tls: Option<ServerTls>,
     ) -> Result<Server, StartError> {
         let std_listener = bind_listener(port, bind).map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => StartError::AddressInUse,
@@ -102,6 +107,7 @@ impl Server {
             refusing: AtomicBool::new(false),
             ids: Mutex::new(HashSet::new()),
             events,
+            tls,
         });
         let cancel = CancellationToken::new();
         let (stopped_tx, stopped) = std::sync::mpsc::channel();
@@ -243,7 +249,12 @@ async fn serve(
     let config = &shared.config;
     let mut selected = None;
     let mut requested_url = String::new();
+    let scheme = if shared.tls.is_some() { "wss" } else { "ws" };
     let handshake = async {
+        let stream = match &shared.tls {
+            Some(tls) => tls.accept(stream).await.ok()?,
+            None => MaybeTls::Plain(stream),
+        };
         // tungstenite fixes the callback's signature, large error type included.
         #[allow(clippy::result_large_err)]
         let callback = |req: &Request, mut resp: Response| {
@@ -252,7 +263,7 @@ async fn serve(
                 .get("host")
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or_default();
-            requested_url = format!("ws://{host}{}", req.uri());
+            requested_url = format!("{scheme}://{host}{}", req.uri());
             let offered: Vec<String> = req
                 .headers()
                 .get_all("sec-websocket-protocol")

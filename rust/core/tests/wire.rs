@@ -28,6 +28,7 @@ fn start(config: PeerConfig) -> (Server, Receiver<Event>, u16) {
         BindAddress::parse("127.0.0.1").unwrap(),
         config,
         tx,
+        None,
     )
     .expect("bind");
     let port = server.local_port();
@@ -234,6 +235,7 @@ async fn client_connects_to_server_and_reports_failure() {
         WsUrl::parse(&format!("ws://127.0.0.1:{port}/x?y=1")).unwrap(),
         PeerConfig::default(),
         ctx,
+        None,
     );
     let (crx2, srx2) = (crx.clone(), srx.clone());
     let ((cconn, my_id), (sconn, their_id)) =
@@ -266,6 +268,7 @@ async fn client_connects_to_server_and_reports_failure() {
         WsUrl::parse(&format!("ws://127.0.0.1:{port}")).unwrap(),
         PeerConfig::default(),
         ctx,
+        None,
     );
     let reason = tokio::task::spawn_blocking(move || {
         wait_for(&crx, |e| match e {
@@ -325,7 +328,7 @@ async fn inbound_backpressure_loses_nothing() {
 async fn wildcard_bind_is_dual_stack() {
     let (tx, rx) = crossbeam_channel::unbounded();
     let server =
-        Server::start(&rt(), 0, BindAddress::Any, PeerConfig::default(), tx).expect("bind *");
+        Server::start(&rt(), 0, BindAddress::Any, PeerConfig::default(), tx, None).expect("bind *");
     let port = server.local_port();
     for url in [
         format!("ws://127.0.0.1:{port}/"),
@@ -356,6 +359,7 @@ async fn wildcard_bind_is_dual_stack() {
         WsUrl::parse(&format!("ws://[::1]:{port}")).unwrap(),
         PeerConfig::default(),
         ctx,
+        None,
     );
     let id = tokio::task::spawn_blocking(move || connected(&crx).1)
         .await
@@ -375,6 +379,7 @@ async fn port_in_use_is_reported() {
         BindAddress::parse("127.0.0.1").unwrap(),
         PeerConfig::default(),
         tx,
+        None,
     );
     assert!(matches!(
         again,
@@ -389,7 +394,90 @@ async fn port_in_use_is_reported() {
         BindAddress::parse("127.0.0.1").unwrap(),
         PeerConfig::default(),
         tx,
+        None,
     );
     assert!(reopened.is_ok());
     reopened.unwrap().close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_size_message_does_not_stall_the_reader() {
+    let (server, rx, port) = start(PeerConfig::default()); // inbound_buffer_size 65535
+    let mut ws = raw_client(port).await;
+    ws.next().await.unwrap().unwrap();
+    ws.send(Message::binary(vec![1u8; 65535])).await.unwrap();
+    ws.send(Message::binary(b"after".to_vec())).await.unwrap();
+    let got = tokio::task::spawn_blocking(move || {
+        let mut kept = Vec::new(); // The game keeps each payload, as Godot does until the next get_packet.
+        for _ in 0..2 {
+            let p = wait_for(&rx, |e| match e {
+                Event::Packet(p) => Some(p),
+                _ => None,
+            });
+            kept.push(p.take_data());
+        }
+        kept.iter().map(|b| b.len()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, vec![65535, 5]);
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_started_by_either_side_ends_promptly() {
+    // The client closes: our server must answer and drop TCP at once (RFC 6455 7.1.1).
+    let (server, rx, port) = start(PeerConfig::default());
+    let mut ws = raw_client(port).await;
+    ws.next().await.unwrap().unwrap();
+    let t0 = Instant::now();
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "server kept TCP open {:?}",
+        t0.elapsed()
+    );
+    let rx2 = rx.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&rx2, |e| {
+            matches!(e, Event::Disconnected { .. }).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    assert!(t0.elapsed() < Duration::from_millis(500));
+
+    // The server closes: our client must report it at once.
+    let (ctx, crx) = crossbeam_channel::unbounded();
+    let client = Client::connect(
+        &rt(),
+        WsUrl::parse(&format!("ws://127.0.0.1:{port}")).unwrap(),
+        PeerConfig::default(),
+        ctx,
+        None,
+    );
+    let (crx2, rx2) = (crx.clone(), rx.clone());
+    let (sconn, _) = tokio::task::spawn_blocking(move || {
+        connected(&crx2);
+        connected(&rx2)
+    })
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    sconn.close(1000, "");
+    tokio::task::spawn_blocking(move || {
+        wait_for(&crx, |e| {
+            matches!(e, Event::Disconnected { id: 1 }).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "client noticed after {:?}",
+        t0.elapsed()
+    );
+    client.close();
+    server.close();
 }

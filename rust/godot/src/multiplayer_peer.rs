@@ -16,6 +16,7 @@ use rwsmp_core::config::{parse_header_lines, PeerConfig};
 use rwsmp_core::connection::{Connection, SendError};
 use rwsmp_core::events::{Event, InboundPacket};
 use rwsmp_core::server::{BindAddress, Server, StartError};
+use rwsmp_core::tls::{ClientTls, ServerTls};
 use rwsmp_core::url::WsUrl;
 use rwsmp_core::{runtime, Bytes};
 
@@ -106,8 +107,8 @@ pub struct RustWebSocketMultiplayerPeer {
     refusing: bool,
     peers: HashMap<i32, PeerEntry>,
     incoming: VecDeque<InboundPacket>,
-    /// The packet last returned by `get_packet`; Godot reads it through our pointer.
-    current: Option<InboundPacket>,
+    /// The payload last returned by `get_packet`; Godot reads it through our pointer.
+    current: Option<Bytes>,
     events: Option<Receiver<Event>>,
     /// Bumped by every reset, so `poll()` notices when a signal handler closed the peer.
     epoch: u64,
@@ -119,7 +120,9 @@ impl RustWebSocketMultiplayerPeer {
     /// Starts a server listening on `port` (0 = any free port) and `bind_address` (`"*"` for
     /// every IPv4 and IPv6 interface, or an IP literal). Status becomes CONNECTED with
     /// unique id 1 at once. Returns [constant ERR_ALREADY_IN_USE] if the port is taken or
-    /// this peer is already active.
+    /// this peer is already active. With `tls_server_options` from [method TLSOptions.server]
+    /// it serves `wss://`; a key that does not match the certificate is refused with
+    /// [constant ERR_INVALID_PARAMETER].
     #[func]
     fn create_server(
         &mut self,
@@ -131,16 +134,22 @@ impl RustWebSocketMultiplayerPeer {
             godot_error!("create_server: this peer is already active; call close() first");
             return Error::ERR_ALREADY_IN_USE;
         }
-        if let Some(tls) = &tls_server_options.0 {
-            if !tls.is_server() {
+        let tls = match &tls_server_options.0 {
+            None => None,
+            Some(tls) if !tls.is_server() => {
                 godot_error!(
                     "create_server: tls_server_options must come from TLSOptions.server()"
                 );
                 return Error::ERR_INVALID_PARAMETER;
             }
-            godot_error!("create_server: TLS (wss://) is not supported by this version yet");
-            return Error::ERR_UNAVAILABLE;
-        }
+            Some(tls) => match server_tls(tls) {
+                Ok(tls) => Some(tls),
+                Err(why) => {
+                    godot_error!("create_server: invalid tls_server_options: {why}");
+                    return Error::ERR_INVALID_PARAMETER;
+                }
+            },
+        };
         let Ok(port) = u16::try_from(port) else {
             godot_error!("create_server: invalid port {port}");
             return Error::ERR_INVALID_PARAMETER;
@@ -164,7 +173,7 @@ impl RustWebSocketMultiplayerPeer {
         };
         self.reset();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let server = match Server::start(&rt, port, bind, config, tx) {
+        let server = match Server::start(&rt, port, bind, config, tx, tls) {
             Ok(server) => server,
             Err(e) => {
                 godot_error!("create_server: port {port} on '{bind_address}': {e}");
@@ -183,7 +192,9 @@ impl RustWebSocketMultiplayerPeer {
         Error::OK
     }
 
-    /// Connects to a `ws://` server (no scheme means `ws://`). Status is CONNECTING until
+    /// Connects to a `ws://` or `wss://` server (no scheme means `ws://`). For `wss://`,
+    /// `tls_client_options` from [method TLSOptions.client] or [method TLSOptions.client_unsafe]
+    /// choose what is trusted; null trusts the usual public CAs. Status is CONNECTING until
     /// the server sends this peer's id, then CONNECTED; on failure it returns to
     /// DISCONNECTED and SceneMultiplayer emits `connection_failed`.
     #[func]
@@ -209,10 +220,17 @@ impl RustWebSocketMultiplayerPeer {
                 return Error::ERR_INVALID_PARAMETER;
             }
         };
-        if parsed.secure {
-            godot_error!("create_client: wss:// is not supported by this version yet");
-            return Error::ERR_UNAVAILABLE;
-        }
+        // Client options with a ws:// URL are accepted and unused, as in the built-in.
+        let tls = match &tls_client_options.0 {
+            Some(tls) if parsed.secure => match client_tls(tls) {
+                Ok(tls) => Some(tls),
+                Err(why) => {
+                    godot_error!("create_client: invalid tls_client_options: {why}");
+                    return Error::ERR_INVALID_PARAMETER;
+                }
+            },
+            _ => None,
+        };
         let config = match self.config("create_client") {
             Ok(config) => config,
             Err(e) => return e,
@@ -226,7 +244,7 @@ impl RustWebSocketMultiplayerPeer {
         };
         self.reset();
         let (tx, rx) = crossbeam_channel::unbounded();
-        self.mode = Mode::Client(Client::connect(&rt, parsed, config, tx));
+        self.mode = Mode::Client(Client::connect(&rt, parsed, config, tx, tls));
         self.events = Some(rx);
         self.status = ConnectionStatus::CONNECTING;
         Error::OK
@@ -428,6 +446,32 @@ impl RustWebSocketMultiplayerPeer {
     }
 }
 
+/// `TLSOptions.server(key, certificate)` as the core's TLS server config (PEM in between).
+fn server_tls(options: &Gd<TlsOptions>) -> Result<ServerTls, String> {
+    let mut key = options
+        .get_private_key()
+        .ok_or("TLSOptions.server() has no private key")?;
+    let mut cert = options
+        .get_own_certificate()
+        .ok_or("TLSOptions.server() has no certificate")?;
+    ServerTls::from_pem(
+        &key.save_to_string().to_string(),
+        &cert.save_to_string().to_string(),
+    )
+}
+
+/// `TLSOptions.client(...)` / `client_unsafe(...)` as the core's TLS client config.
+fn client_tls(options: &Gd<TlsOptions>) -> Result<ClientTls, String> {
+    let chain = options
+        .get_trusted_ca_chain()
+        .map(|mut chain| chain.save_to_string().to_string());
+    ClientTls::new(
+        chain.as_deref(),
+        &options.get_common_name_override().to_string(),
+        options.is_unsafe_client(),
+    )
+}
+
 fn queue(conn: &Connection, data: Bytes) -> Error {
     match conn.send(data, false) {
         Ok(()) => Error::OK,
@@ -486,14 +530,14 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
             godot_error!("get_packet: no packet available");
             return Error::ERR_UNAVAILABLE;
         };
-        let data = packet.data();
+        let data = packet.take_data();
         // SAFETY: Godot passes valid out-pointers; the buffer stays alive in `self.current`
         // until the next get_packet call. Packets are capped far below i32::MAX.
         unsafe {
             r_buffer.ptr().cast::<*const u8>().write(data.as_ptr());
             r_buffer_size.ptr().write(data.len() as i32);
         }
-        self.current = Some(packet);
+        self.current = Some(data);
         Error::OK
     }
 
