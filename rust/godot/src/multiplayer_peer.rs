@@ -491,7 +491,19 @@ fn queue(conn: &Connection, data: Bytes) -> Error {
 impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
     fn poll(&mut self) {
         let epoch = self.epoch;
-        for action in self.drain_events() {
+        let actions = self.drain_events();
+        if actions.is_empty() {
+            return;
+        }
+        // A signal handler may drop the last reference to this peer (for example
+        // `multiplayer.multiplayer_peer = null`), which must not destroy it while this call runs.
+        // Hold one reference until the engine's next deferred-call flush.
+        let mut keep_alive = Some(self.to_gd());
+        Callable::from_fn("RustWebSocketMultiplayerPeer.keep_alive", move |_| {
+            keep_alive.take();
+        })
+        .call_deferred(&[]);
+        for action in actions {
             // A signal handler may have closed or re-created this peer.
             if self.epoch != epoch {
                 return;
