@@ -11,7 +11,7 @@ use rwsmp_core::client::Client;
 use rwsmp_core::config::PeerConfig;
 use rwsmp_core::connection::Connection;
 use rwsmp_core::events::Event;
-use rwsmp_core::server::{BindAddress, Server};
+use rwsmp_core::server::Server;
 use rwsmp_core::tls::{ClientTls, ServerTls};
 use rwsmp_core::url::WsUrl;
 use rwsmp_core::Bytes;
@@ -19,9 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::Message;
 
-fn rt() -> tokio::runtime::Handle {
-    rwsmp_core::runtime::handle().expect("runtime")
-}
+mod common;
+use common::{rt, start};
 
 /// A certificate with its key, both as PEM.
 struct Pem {
@@ -78,21 +77,6 @@ fn signed(p: CertificateParams, by: &Pem) -> Pem {
         key: key.serialize_pem(),
         issuer: (cert, key),
     }
-}
-
-fn start(tls: Option<ServerTls>, config: PeerConfig) -> (Server, Receiver<Event>, u16) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let server = Server::start(
-        &rt(),
-        0,
-        BindAddress::parse("127.0.0.1").unwrap(),
-        config,
-        tx,
-        tls,
-    )
-    .expect("bind");
-    let port = server.local_port();
-    (server, rx, port)
 }
 
 fn start_wss(key: &str, chain: &str) -> (Server, Receiver<Event>, u16) {

@@ -6,54 +6,20 @@ use crossbeam_channel::{Receiver, Sender};
 use futures_util::{SinkExt, StreamExt};
 use rwsmp_core::client::Client;
 use rwsmp_core::config::PeerConfig;
-use rwsmp_core::connection::{Connection, ReadyState, SendError};
+use rwsmp_core::connection::{ReadyState, SendError};
 use rwsmp_core::events::Event;
 use rwsmp_core::server::{BindAddress, Server};
 use rwsmp_core::url::WsUrl;
 use rwsmp_core::Bytes;
-use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-fn rt() -> tokio::runtime::Handle {
-    rwsmp_core::runtime::handle().expect("runtime")
-}
+mod common;
+use common::{connected, next_event, rt, wait_for};
 
 fn start(config: PeerConfig) -> (Server, Receiver<Event>, u16) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let server = Server::start(
-        &rt(),
-        0,
-        BindAddress::parse("127.0.0.1").unwrap(),
-        config,
-        tx,
-        None,
-    )
-    .expect("bind");
-    let port = server.local_port();
-    (server, rx, port)
-}
-
-/// Waits for the next event that `pick` accepts, skipping others.
-fn wait_for<T>(rx: &Receiver<Event>, mut pick: impl FnMut(Event) -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ev = rx
-            .recv_timeout(left)
-            .expect("timed out waiting for an event");
-        if let Some(v) = pick(ev) {
-            return v;
-        }
-    }
-}
-
-fn connected(rx: &Receiver<Event>) -> (Arc<Connection>, i32) {
-    wait_for(rx, |e| match e {
-        Event::Connected { conn, id } => Some((conn, id)),
-        _ => None,
-    })
+    common::start(None, config)
 }
 
 async fn raw_client(
@@ -128,15 +94,11 @@ async fn greeting_packets_and_close_code() {
         other => panic!("expected close, got {other:?}"),
     }
     drop(ws);
-    let rx2 = rx.clone();
-    let gone = tokio::task::spawn_blocking(move || {
-        wait_for(&rx2, |e| match e {
-            Event::Disconnected { id } => Some(id),
-            _ => None,
-        })
+    let gone = next_event(&rx, |e| match e {
+        Event::Disconnected { id } => Some(id),
+        _ => None,
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(gone, id);
     assert_eq!(conn.ready_state(), ReadyState::Closed);
     assert_eq!(conn.close_code(), 4001);
@@ -270,14 +232,11 @@ async fn client_connects_to_server_and_reports_failure() {
         ctx,
         None,
     );
-    let reason = tokio::task::spawn_blocking(move || {
-        wait_for(&crx, |e| match e {
-            Event::ConnectFailed { reason } => Some(reason),
-            _ => None,
-        })
+    let reason = next_event(&crx, |e| match e {
+        Event::ConnectFailed { reason } => Some(reason),
+        _ => None,
     })
-    .await
-    .unwrap();
+    .await;
     assert!(reason.contains("could not connect"), "{reason}");
 }
 
@@ -438,14 +397,10 @@ async fn close_started_by_either_side_ends_promptly() {
         "server kept TCP open {:?}",
         t0.elapsed()
     );
-    let rx2 = rx.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_for(&rx2, |e| {
-            matches!(e, Event::Disconnected { .. }).then_some(())
-        })
+    next_event(&rx, |e| {
+        matches!(e, Event::Disconnected { .. }).then_some(())
     })
-    .await
-    .unwrap();
+    .await;
     assert!(t0.elapsed() < Duration::from_millis(500));
 
     // The server closes: our client must report it at once.
