@@ -21,6 +21,9 @@ pub struct PeerConfig {
     pub outbound_buffer_size: usize,
     /// Cap on packets queued per peer, in each direction.
     pub max_queued_packets: usize,
+    /// Ping each open connection this often; one whose pong has not come back by the next
+    /// ping is dropped as dead. `None` = off.
+    pub heartbeat_interval: Option<Duration>,
 }
 
 impl Default for PeerConfig {
@@ -32,6 +35,7 @@ impl Default for PeerConfig {
             inbound_buffer_size: 65535,
             outbound_buffer_size: 65535,
             max_queued_packets: 4096,
+            heartbeat_interval: None,
         }
     }
 }

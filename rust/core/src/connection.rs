@@ -7,7 +7,7 @@
 //! socket while the game holds too many of this peer's packets (backpressure, not loss).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 pub(crate) enum Outgoing {
     Data(Message),
+    Ping,
     Close(CloseFrame),
 }
 
@@ -75,6 +76,12 @@ pub struct Connection {
     in_paused: AtomicBool,
     /// Our close frame is queued for the writer (as opposed to a close the other side began).
     close_queued: AtomicBool,
+    heartbeat: Option<Duration>,
+    /// When the unanswered heartbeat ping was queued, in µs since `created` (0 = none).
+    ping_sent_us: AtomicU64,
+    /// Round-trip time of the last answered ping, in µs (0 = not measured yet).
+    rtt_us: AtomicU64,
+    created: std::time::Instant,
     in_wake: Notify,
     /// Set when the main thread has let go of this peer (forced disconnect, `close()`):
     /// no further events are reported.
@@ -108,6 +115,10 @@ impl Connection {
             in_wake: Notify::new(),
             silenced: AtomicBool::new(false),
             close_queued: AtomicBool::new(false),
+            heartbeat: config.heartbeat_interval,
+            ping_sent_us: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
+            created: std::time::Instant::now(),
             cancel,
             max_queued: config.max_queued_packets.max(1),
             out_limit: config.outbound_buffer_size,
@@ -161,6 +172,18 @@ impl Connection {
     /// Packets queued towards this peer and not yet written to the socket.
     pub fn outbound_queued(&self) -> usize {
         self.out_count.load(Ordering::Acquire)
+    }
+
+    /// Round-trip time measured by the last answered heartbeat ping.
+    pub fn rtt(&self) -> Option<Duration> {
+        match self.rtt_us.load(Ordering::Acquire) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    fn micros(&self) -> u64 {
+        (self.created.elapsed().as_micros() as u64).max(1)
     }
 
     /// Whether a packet of `len` bytes fits the outbound limits now.
@@ -294,9 +317,24 @@ pub(crate) async fn run<S>(
         let mut linger: Option<tokio::time::Instant> = None;
         let mut writer_done = false;
         let mut reader_end: Option<End> = None;
+        let mut heartbeat = conn.heartbeat.map(|every| {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break End::Cancelled,
+                _ = tick(&mut heartbeat), if linger.is_none() => {
+                    // The previous ping is still unanswered: the peer (or the path) is dead.
+                    if conn.ping_sent_us.load(Ordering::Acquire) != 0 {
+                        break End::Closed;
+                    }
+                    // Outstanding from now, even if a full socket delays writing it.
+                    conn.ping_sent_us.store(conn.micros(), Ordering::Release);
+                    let _ = conn.outbound.send(Outgoing::Ping);
+                    conn.out_wake.notify_one();
+                }
                 end = &mut reader, if reader_end.is_none() => {
                     // A reader that hit a protocol error has queued a close frame: let the
                     // writer deliver it before dropping the socket. (A close the other side
@@ -370,6 +408,15 @@ impl End {
     }
 }
 
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -390,6 +437,7 @@ where
         let mut bytes = 0usize;
         let mut count = 0usize;
         let mut close = None;
+        let mut count_ping = false;
         while let Ok(item) = outbound.try_recv() {
             match item {
                 Outgoing::Data(msg) => {
@@ -401,13 +449,17 @@ where
                         break;
                     }
                 }
+                Outgoing::Ping => {
+                    sink.feed(Message::Ping(Bytes::new())).await?;
+                    count_ping = true;
+                }
                 Outgoing::Close(frame) => {
                     close = Some(frame);
                     break;
                 }
             }
         }
-        if count > 0 {
+        if count > 0 || count_ping {
             sink.flush().await?;
             conn.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
             conn.out_count.fetch_sub(count, Ordering::AcqRel);
@@ -450,7 +502,15 @@ where
                 }
                 continue;
             }
-            Ok(_) => continue, // Ping/pong are answered by tungstenite.
+            Ok(Message::Pong(_)) => {
+                let sent = conn.ping_sent_us.swap(0, Ordering::AcqRel);
+                if sent != 0 {
+                    let rtt = conn.micros().saturating_sub(sent).max(1);
+                    conn.rtt_us.store(rtt, Ordering::Release);
+                }
+                continue;
+            }
+            Ok(_) => continue, // Pings are answered by tungstenite.
             Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => return End::Closed,
             Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
                 conn.close(1009, "Message too big");

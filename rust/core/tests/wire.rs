@@ -436,3 +436,44 @@ async fn close_started_by_either_side_ends_promptly() {
     client.close();
     server.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_drops_a_silent_peer_and_keeps_a_live_one() {
+    let every = Duration::from_millis(200);
+    let config = PeerConfig {
+        heartbeat_interval: Some(every),
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = start(config);
+    // A live client: keeps reading, so tungstenite answers every ping.
+    let mut live = raw_client(port).await;
+    live.next().await.unwrap().unwrap();
+    let (live_conn, live_id) = next_event(&rx, |e| match e {
+        Event::Connected { conn, id } => Some((conn, id)),
+        _ => None,
+    })
+    .await;
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = live.next().await {} });
+    // A dead client: handshake done, then it never reads again (as if frozen or cut off).
+    let mut dead = raw_client(port).await;
+    dead.next().await.unwrap().unwrap();
+    let t0 = Instant::now();
+    let gone = next_event(&rx, |e| match e {
+        Event::Disconnected { id } => Some(id),
+        _ => None,
+    })
+    .await;
+    let waited = t0.elapsed();
+    assert_ne!(gone, live_id, "the live peer was dropped");
+    assert!(
+        waited >= every && waited <= every * 3,
+        "dead peer found after {waited:?}"
+    );
+    std::thread::sleep(every * 3);
+    assert_eq!(live_conn.ready_state(), ReadyState::Open);
+    let rtt = live_conn.rtt().expect("an RTT from answered pings");
+    assert!(rtt < Duration::from_millis(100), "{rtt:?}");
+    reader.abort();
+    drop(dead);
+    server.close();
+}

@@ -95,6 +95,12 @@ pub struct RustWebSocketMultiplayerPeer {
     #[var]
     #[init(val = 4096)]
     max_queued_packets: i32,
+    /// Seconds between heartbeat pings on every connection (0 = off, the default). A peer
+    /// whose pong has not arrived by the next ping is dropped and reported with
+    /// `peer_disconnected` (on a client: the server is gone), so dead peers and cut links are
+    /// found within two intervals. Applies to connections made after it is set.
+    #[var(set = set_heartbeat_interval)]
+    heartbeat_interval: f64,
 
     mode: Mode,
     #[init(val = ConnectionStatus::DISCONNECTED)]
@@ -288,6 +294,15 @@ impl RustWebSocketMultiplayerPeer {
     }
 
     #[func]
+    fn set_heartbeat_interval(&mut self, interval: f64) {
+        if !(interval >= 0.0 && interval.is_finite()) {
+            godot_error!("heartbeat_interval must be 0 (off) or a positive number of seconds, got {interval}");
+            return;
+        }
+        self.heartbeat_interval = interval;
+    }
+
+    #[func]
     fn set_handshake_timeout(&mut self, timeout: f64) {
         if !(timeout > 0.0 && timeout.is_finite()) {
             godot_error!("handshake_timeout must be a positive number of seconds, got {timeout}");
@@ -327,6 +342,8 @@ impl RustWebSocketMultiplayerPeer {
             inbound_buffer_size: positive(self.inbound_buffer_size, "inbound_buffer_size")?,
             outbound_buffer_size: positive(self.outbound_buffer_size, "outbound_buffer_size")?,
             max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
+            heartbeat_interval: (self.heartbeat_interval > 0.0)
+                .then(|| Duration::from_secs_f64(self.heartbeat_interval)),
         })
     }
 
