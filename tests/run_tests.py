@@ -135,6 +135,14 @@ RUST_ERROR_MESSAGES = {
     # errors (connected pairs)
     "client_too_big": r"(?i)65536|too (big|large)|buffer|limit",
     "server_too_big": r"(?i)65536|too (big|large)|buffer|limit",
+    # tls (tls_local: a lone peer; tls: the client's verification cases)
+    "tls_server_opts_on_client": r"TLSOptions\.client",
+    "tls_client_opts_on_server": r"TLSOptions\.server",
+    "tls_key_mismatch": r"(?i)does not match",
+    "tls_name_mismatch": r"(?i)name",
+    "tls_untrusted": r"(?i)not trusted",
+    "tls_unsafe_wrong_chain": r"(?i)not trusted",
+    "tls_plain_on_wss": r"(?i)handshake|closed",
 }
 
 
@@ -158,6 +166,13 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
         tests.append(t)
         tests.append(Test(f"wire[{short}]", [Proc("server", "wire.gd", cls)], hook=wire_hook,
                           hook_party=True))
+        tests.append(Test(f"headers[{short}]", [Proc("main", "headers.gd", cls)],
+                          hook=headers_hook, hook_party=True))
+        t = Test(f"tls_local[{short}]", [Proc("main", "tls.gd", cls)])
+        if cls == RUST:
+            t.stderr_expect = _rust_msg_expect("main", [
+                "tls_server_opts_on_client", "tls_client_opts_on_server", "tls_key_mismatch"])
+        tests.append(t)
 
     # Server + client scenarios, in every selected pairing.
     scenarios = [
@@ -169,6 +184,8 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
         ("refuse_new_connections", "refuse.gd", None),
         ("errors_connected", "errors.gd", None),
         ("handshake_timeout", "handshake.gd", handshake_hook),
+        ("protocols", "protocols.gd", None),
+        ("tls", "tls.gd", None),
     ]
     for base_name, script, hook in scenarios:
         for label in peer_labels:
@@ -181,7 +198,26 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
                     t.stderr_expect += _rust_msg_expect("server", ["server_too_big"])
                 if cli_cls == RUST:
                     t.stderr_expect += _rust_msg_expect("client", ["client_too_big"])
+            if script == "tls.gd" and cli_cls == RUST:
+                t.stderr_expect += _rust_msg_expect("client", [
+                    "tls_name_mismatch", "tls_untrusted", "tls_unsafe_wrong_chain",
+                    "tls_plain_on_wss"])
             tests.append(t)
+
+    # Pairing scenarios whose Python side is not a barrier party, or with a mode argument.
+    more = [
+        ("peer_handle", "peer_handle.gd", peer_handle_hook, {}),
+        ("ipv6", "ipv6.gd", ipv6_hook, {}),
+        ("too_big_one_peer", "too_big_one_peer.gd", None, {}),
+    ] + [(f"quit_live_{mode}", "quit_live.gd",
+          (lambda m: lambda ctx: quit_live_hook(ctx, m))(mode), {"mode": mode})
+         for mode in ("server_first", "client_first", "pending")]
+    for base_name, script, hook, extra in more:
+        for label in peer_labels:
+            srv_cls, cli_cls = PAIRINGS[label]
+            tests.append(Test(f"{base_name}[{label}]",
+                              [Proc("server", script, srv_cls, dict(extra)),
+                               Proc("client", script, cli_cls, dict(extra))], hook=hook))
     return tests
 
 
@@ -449,6 +485,256 @@ def wire_hook(ctx: "Ctx") -> list:
         ctx.wait_flag("bar_done.server", 15)
         for ws in conns:
             ws.close()
+    return checks
+
+
+# Python sides of headers, peer_handle, ipv6 and quit_live
+
+
+class RawWsServerSide(RawWs):
+    """The server end of an accepted TCP connection: reads the upgrade request, answers it the
+    way Godot's server does (101, then the 4-byte little-endian id), sends unmasked frames."""
+
+    def __init__(self, sock: socket.socket):  # RawWs.__init__ (a client handshake) not called
+        self.sock = sock
+        self.buf = b""
+        self.request_line = ""
+        self.request_headers: list[tuple[str, str]] = []
+
+    def read_request(self) -> None:
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.request_line = lines[0]
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            self.request_headers.append((k.strip(), v.strip()))
+
+    def header(self, name: str) -> list[str]:
+        return [v for k, v in self.request_headers if k.lower() == name.lower()]
+
+    def accept(self, peer_id: int) -> None:
+        key = (self.header("sec-websocket-key") or [""])[0]
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.sock.sendall((f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                           ).encode())
+        self.send_frame(2, peer_id.to_bytes(4, "little"))
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([n])
+        elif n < 65536:
+            head += bytes([126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([127]) + n.to_bytes(8, "big")
+        self.sock.sendall(head + payload)
+
+
+def _listen(port: int, host: str = "127.0.0.1") -> socket.socket:
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(8)
+    return ls
+
+
+def _accept(ctx: Ctx, ls: socket.socket, timeout: float) -> socket.socket | None:
+    ls.settimeout(0.1)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not ctx.stop.is_set():
+        try:
+            conn, _ = ls.accept()
+            conn.settimeout(5)
+            return conn
+        except socket.timeout:
+            continue
+    return None
+
+
+def headers_hook(ctx: Ctx) -> list:
+    """handshake_headers (tests/godot/headers.gd): a raw server records the Godot client's
+    request; a raw client reads the Godot server's 101 response."""
+    checks: list = []
+
+    def check(ok: bool, name: str, detail: str = "") -> bool:
+        checks.append((ok, "py." + name, detail))
+        return ok
+
+    ls = _listen(ctx.port + 1)
+    socks: list = [ls]
+    try:
+        ctx.flag("raw_srv_ready")
+        sock = _accept(ctx, ls, 15)
+        if not check(sock is not None, "client_accepted", "the Godot client never connected"):
+            return checks
+        socks.append(sock)
+        srv = RawWsServerSide(sock)
+        srv.read_request()
+        check(srv.request_line == "GET /hdr?q=1 HTTP/1.1", "request_line", srv.request_line)
+        check(srv.header("x-token") == ["abc123"], "client_header_x_token",
+              f"request headers {srv.request_headers}")
+        check(srv.header("x-extra") == ["two words"], "client_header_x_extra",
+              f"request headers {srv.request_headers}")
+        check(srv.header("sec-websocket-version") == ["13"], "client_version_13",
+              f"request headers {srv.request_headers}")
+        checks.append((True, "py.request_info", "request headers: " + ", ".join(
+            f"{k}: {v}" for k, v in srv.request_headers if k.lower() != "sec-websocket-key")))
+        srv.accept(777777)
+        op, data, masked = srv.recv_frame()
+        check(op == 2 and data == b"from godot" and masked, "client_packet",
+              f"opcode {op}, payload {data[:40]!r}, masked {masked}")
+        srv.send_frame(2, b"from python")
+        ctx.barrier("client_done")
+
+        if not ctx.wait_flag("server_ready", 15):
+            return checks + [(False, "py.server_ready", "server never signalled server_ready")]
+        ws = RawWs(ctx.port)
+        socks.append(ws.sock)
+        check(ws.status_line.startswith("HTTP/1.1 101"), "server_status_101", ws.status_line)
+        check(ws.headers.get("x-server") == "yes", "server_header_x_server", str(ws.headers))
+        check(ws.headers.get("x-extra") == "srv", "server_header_x_extra", str(ws.headers))
+        check(ws.headers.get("sec-websocket-accept") == ws.expected_accept, "server_accept_key",
+              str(ws.headers))
+        op, data, _ = ws.recv_frame()
+        check(op == 2 and len(data) == 4, "server_id_message", f"opcode {op}, {data.hex()}")
+        _put_value(ctx, "raw_id", int.from_bytes(data[:4].ljust(4, b"\0"), "little", signed=True))
+    finally:
+        ctx.barrier("client_done")
+        ctx.barrier("done")
+        ctx.wait_flag("bar_done.main", 15)
+        for s in socks:
+            s.close()
+    return checks
+
+
+def peer_handle_hook(ctx: Ctx) -> list:
+    """peer_handle step3: a raw server that sends close 4003 "raw bye", reads the client's close
+    reply, then keeps the TCP connection open without reading or closing it."""
+    checks: list = []
+
+    def check(ok: bool, name: str, detail: str = "") -> bool:
+        checks.append((ok, "py." + name, detail))
+        return ok
+
+    ls = _listen(ctx.port + 5)
+    socks: list = [ls]
+    try:
+        ctx.flag("raw_srv_ready")
+        sock = _accept(ctx, ls, 20)
+        if not check(sock is not None, "C_accepted", "client C never connected"):
+            return checks
+        socks.append(sock)
+        srv = RawWsServerSide(sock)
+        srv.read_request()
+        srv.accept(777777)
+        if not check(ctx.wait_flag("C_ready", 10), "C_ready", "client C never got ready"):
+            return checks
+        srv.send_frame(8, (4003).to_bytes(2, "big") + b"raw bye")
+        try:
+            op, data, masked = srv.recv_frame()
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            check(op == 8 and code == 4003 and masked, "C_close_reply",
+                  f"opcode {op}, payload {data!r}, masked {masked}")
+        except (EOFError, OSError) as e:
+            check(False, "C_close_reply", f"no close reply: {e}")
+        # Does the client close its end? Reported only (RFC 6455: the server closes first).
+        t0 = time.monotonic()
+        eof = None
+        sock.settimeout(0.05)
+        while eof is None and not ctx.stop.is_set() and time.monotonic() - t0 < 6:
+            try:
+                if sock.recv(4096) == b"":
+                    eof = time.monotonic() - t0
+            except socket.timeout:
+                if ctx.wait_flag("C_done", 0) and time.monotonic() - t0 > 3.5:
+                    break
+            except OSError:
+                eof = time.monotonic() - t0
+        checks.append((True, "py.C_tcp_info",
+                       f"client C closed its TCP end {eof:.3f}s after its close reply"
+                       if eof is not None else "client C kept its TCP end open"))
+    finally:
+        ctx.wait_flag("C_done", 15)
+        for s in socks:
+            s.close()
+    return checks
+
+
+def _have_ipv6_loopback() -> bool:
+    try:
+        ls = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            ls.bind(("::1", 0))
+            ls.listen(1)
+            c = socket.create_connection(("::1", ls.getsockname()[1]), timeout=2)
+            c.close()
+        finally:
+            ls.close()
+        return True
+    except OSError:
+        return False
+
+
+def ipv6_hook(ctx: Ctx) -> list:
+    """Tells the ipv6 scenario whether ::1 works here; a PASS note says when it was skipped."""
+    if _have_ipv6_loopback():
+        _put_value(ctx, "ipv6", 1)
+        return [(True, "py.ipv6", "")]
+    _put_value(ctx, "ipv6", 0)
+    return [(True, "py.ipv6_skip_info", "SKIPPED: no IPv6 loopback (::1) on this machine")]
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
+def quit_live_hook(ctx: Ctx, mode: str) -> list:
+    """tests/godot/quit_live.gd: the quitting process must exit < 2 s after calling quit()."""
+    checks: list = []
+    quitter = "client" if mode == "client_first" else "server"
+    socks: list = []
+    try:
+        if mode == "pending":
+            if not ctx.wait_flag("server_ready", 15):
+                return [(False, "py.server_ready", "server never signalled server_ready")]
+            silent = socket.create_connection(("127.0.0.1", ctx.port), timeout=5)
+            partial = socket.create_connection(("127.0.0.1", ctx.port), timeout=5)
+            partial.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+            socks += [silent, partial]
+            ctx.flag("raw_open")
+        path = os.path.join(ctx.dir, "val_pid_" + quitter)
+        if not ctx.wait_flag("quitting_" + quitter, 25):
+            return [(False, f"py.{quitter}_quit", f"the {quitter} never called quit()")]
+        t0 = time.monotonic()
+        try:
+            with open(path) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError) as e:
+            return [(False, f"py.{quitter}_pid", f"no pid, or the process is already gone: {e}")]
+        if b"godot" not in cmdline.lower():
+            return [(False, f"py.{quitter}_pid", f"pid {pid} is not Godot: {cmdline[:200]!r}")]
+        while not _pid_gone(pid) and time.monotonic() - t0 < 10:
+            time.sleep(0.005)
+        took = time.monotonic() - t0
+        gone = _pid_gone(pid)
+        checks.append((gone and took < 2.0, f"py.{quitter}_exit_within_2s",
+                       f"exited {took:.3f}s after quit()" if gone
+                       else "still running 10s after quit()"))
+        checks.append((True, f"py.{quitter}_exit_info",
+                       f"{quitter} exited {took:.3f}s after quit()"))
+    finally:
+        for s in socks:
+            s.close()
     return checks
 
 

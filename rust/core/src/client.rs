@@ -84,7 +84,7 @@ async fn run(
     let info = ConnectionInfo {
         remote,
         protocol,
-        requested_url: url.to_string(),
+        requested_url: url.original.clone(),
     };
     let (conn, outbound) = Connection::new(1, info, &config, cancel);
     let connected = Event::Connected {

@@ -45,6 +45,8 @@ pub enum SendError {
 
 /// How long to wait for the other side's close frame after we sent ours.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long to wait for the TCP close after answering the other side's close frame.
+const PEER_CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 pub(crate) enum Outgoing {
     Data(Message),
@@ -483,9 +485,21 @@ async fn read_loop<T>(conn: &Arc<Connection>, stream: &mut T, events: &Sender<Ev
 where
     T: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
 {
+    // Set once the other side sent its close frame: our answer goes out on the next poll,
+    // then we stop waiting for its TCP close (RFC 6455 7.1.1 lets a client close first; the
+    // built-in peer does it at once).
+    let mut closed_by_peer = false;
     loop {
         conn.inbound_room().await;
-        let item = match stream.next().await {
+        let next = if closed_by_peer {
+            match tokio::time::timeout(PEER_CLOSE_GRACE, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => return End::Closed,
+            }
+        } else {
+            stream.next().await
+        };
+        let item = match next {
             None => return End::Closed,
             Some(item) => item,
         };
@@ -500,6 +514,7 @@ where
                     }
                     None => conn.record_close(1005, String::new()),
                 }
+                closed_by_peer = true;
                 continue;
             }
             Ok(Message::Pong(_)) => {

@@ -12,6 +12,8 @@ pub struct WsUrl {
     pub port: u16,
     /// Path and query, starting with `/`.
     pub resource: String,
+    /// The URL as the user wrote it (what `get_requested_url()` reports, as in Godot).
+    pub original: String,
 }
 
 impl WsUrl {
@@ -69,6 +71,7 @@ impl WsUrl {
             host,
             port,
             resource,
+            original: url.to_string(),
         })
     }
 

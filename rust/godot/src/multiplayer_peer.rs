@@ -20,7 +20,7 @@ use rwsmp_core::tls::{ClientTls, ServerTls};
 use rwsmp_core::url::WsUrl;
 use rwsmp_core::{runtime, Bytes};
 
-use crate::websocket_peer::RustWebSocketPeer;
+use crate::websocket_peer::{godot_ip_string, RustWebSocketPeer};
 
 /// Bytes of the built-in peer's protocol overhead that `get_max_packet_size` subtracts.
 const PROTO_SIZE: i32 = 9;
@@ -273,7 +273,7 @@ impl RustWebSocketMultiplayerPeer {
     #[func]
     fn get_peer_address(&self, id: i32) -> GString {
         match self.peers.get(&id) {
-            Some(entry) => GString::from(&entry.conn.info().remote.ip().to_string()),
+            Some(entry) => GString::from(&godot_ip_string(entry.conn.info().remote.ip())),
             None => {
                 godot_error!("get_peer_address: peer {id} not found");
                 GString::new()

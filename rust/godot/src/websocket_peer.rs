@@ -44,7 +44,7 @@ impl RustWebSocketPeer {
     /// IP address of the other side.
     #[func]
     fn get_connected_host(&self) -> GString {
-        GString::from(&self.conn.info().remote.ip().to_string())
+        GString::from(&godot_ip_string(self.conn.info().remote.ip()))
     }
 
     /// TCP port of the other side.
@@ -103,4 +103,19 @@ impl RustWebSocketPeer {
 
 fn is_sendable_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// An IP address as Godot's `IPAddress` prints it: IPv4 dotted, IPv6 as eight uncompressed
+/// hex groups (`0:0:0:0:0:0:0:1`, not `::1`), so scripts comparing addresses behave the same
+/// as with the built-in peer.
+pub(crate) fn godot_ip_string(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => v6
+            .segments()
+            .iter()
+            .map(|g| format!("{g:x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    }
 }

@@ -1,0 +1,645 @@
+## Benchmark workloads for tests/bench/run_bench.py: one headless Godot process per role.
+##
+##   godot --headless --path godot-project -s <abs path>/bench.gd -- \
+##         workload=throughput role=server cls=rust port=N size=1024 warmup=0.5 duration=2 ...
+##
+## cls: rust (RustWebSocketMultiplayerPeer) | builtin (WebSocketMultiplayerPeer) | enet
+## (ENetMultiplayerPeer). Workloads and roles:
+##   throughput  server = receiver (counts in a GDScript get_packet loop), client = sender
+##   rtt         server echoes 32 B packets in the frame they arrive, client times them
+##   rpc         client makes reliable @rpc calls to the server, which counts them
+##   idle        server only: poll() cost and connection counts while raw clients (Python)
+##               connect in stages; the runner reads the server's VmRSS between stages
+##   fanout      server only: broadcasts a snapshot to raw clients (Python) at 60 Hz
+##
+## Output (stdout): `@@READY ...` once listening, `@@STAGE {json}`, `@@RESULT {json}`,
+## `@@ERROR text`, `@@DONE`. Every process ends by itself (watchdog `timeout=`).
+##
+## Flow control: senders keep at most `window_pkts` packets / `window_bytes` bytes unacknowledged
+## (the receiver acknowledges its cumulative count once per frame), so no queue overflows and
+## nothing is dropped whatever the class; a put_packet error is still counted and ends the
+## frame's sending. The WebSocket classes are given the same buffer sizes (`inbuf`, `outbuf`,
+## `maxq`).
+extends SceneTree
+
+const CLASSES := {
+	"rust": "RustWebSocketMultiplayerPeer",
+	"builtin": "WebSocketMultiplayerPeer",
+	"enet": "ENetMultiplayerPeer",
+}
+
+# Control packets are exactly CTRL_SIZE bytes: [tag, u64 value]. Data packets are never 9 bytes.
+const CTRL_SIZE := 9
+const T_FIN := 1     # sender -> receiver: total number of data packets sent
+const T_ACK := 2     # receiver -> sender: cumulative number of data packets received
+const T_STOP := 3    # receiver -> sender: the measurement window is over, stop sending
+const T_DONE := 4    # receiver -> sender: everything arrived, you may exit
+const RTT_SIZE := 32
+
+const RPC_NODE_SRC := """
+extends Node
+var calls := 0
+var acked := 0
+var stop := false
+var fin := -1
+var done := false
+var client := 0
+
+@rpc("any_peer", "call_remote", "reliable")
+func hit(_i: int) -> void:
+	calls += 1
+
+@rpc("any_peer", "call_remote", "reliable")
+func ack(n: int) -> void:
+	acked = n
+
+@rpc("any_peer", "call_remote", "reliable")
+func stop_sending() -> void:
+	stop = true
+
+@rpc("any_peer", "call_remote", "reliable")
+func finished(total: int) -> void:
+	fin = total
+
+@rpc("any_peer", "call_remote", "reliable")
+func all_done() -> void:
+	done = true
+"""
+
+var A: Dictionary = {}
+var workload := ""
+var role := ""
+var cls := ""
+var port := 0
+var peer: MultiplayerPeer = null
+var _deadline_ms := 0
+var _finished := false
+var _connected := 0
+var _rpc_node: Node = null
+
+
+func _initialize() -> void:
+	for a in OS.get_cmdline_user_args():
+		var kv: PackedStringArray = a.split("=", true, 1)
+		A[kv[0]] = kv[1] if kv.size() > 1 else ""
+	workload = A.get("workload", "")
+	role = A.get("role", "server")
+	cls = A.get("cls", "rust")
+	port = int(A.get("port", "0"))
+	OS.low_processor_usage_mode_sleep_usec = int(A.get("sleep_usec", "0"))
+	_deadline_ms = Time.get_ticks_msec() + int(float(A.get("timeout", "30")) * 1000.0)
+	process_frame.connect(_watchdog)
+	_main.call_deferred()
+
+
+func argf(key: String, def: float) -> float:
+	return float(A.get(key, str(def)))
+
+
+func argi(key: String, def: int) -> int:
+	return int(A.get(key, str(def)))
+
+
+func _watchdog() -> void:
+	if not _finished and Time.get_ticks_msec() > _deadline_ms:
+		print("@@ERROR %s.%s watchdog: timed out" % [workload, role])
+		finish(3)
+
+
+func _main() -> void:
+	var class_name_: String = CLASSES.get(cls, "")
+	if class_name_ == "" or not ClassDB.class_exists(class_name_):
+		print("@@ERROR class %s (%s) is not available" % [cls, class_name_])
+		finish(2)
+		return
+	match workload:
+		"throughput":
+			if role == "server":
+				await tp_server()
+			else:
+				await tp_client()
+		"rtt":
+			if role == "server":
+				await rtt_server()
+			else:
+				await rtt_client()
+		"rpc":
+			if role == "server":
+				await rpc_server()
+			else:
+				await rpc_client()
+		"idle":
+			await idle_server()
+		"fanout":
+			await fanout_server()
+		_:
+			print("@@ERROR unknown workload %s" % workload)
+	finish(0)
+
+
+func finish(code: int) -> void:
+	if _finished:
+		return
+	_finished = true
+	if root.multiplayer != null and root.multiplayer.multiplayer_peer != null:
+		root.multiplayer.multiplayer_peer = null
+	if _rpc_node != null:
+		_rpc_node.queue_free()
+		_rpc_node = null
+	if peer != null:
+		peer.close()
+		peer = null
+	print("@@DONE")
+	quit(code)
+
+
+func result(d: Dictionary) -> void:
+	d["workload"] = workload
+	d["role"] = role
+	d["cls"] = cls
+	print("@@RESULT " + JSON.stringify(d))
+
+
+func now_us() -> int:
+	return Time.get_ticks_usec()
+
+
+# --------------------------------------------------------------------------------------------
+# Peers
+
+func new_peer() -> MultiplayerPeer:
+	var p: MultiplayerPeer = ClassDB.instantiate(CLASSES[cls])
+	if cls != "enet":
+		if A.has("inbuf"):
+			p.set("inbound_buffer_size", int(A["inbuf"]))
+		if A.has("outbuf"):
+			p.set("outbound_buffer_size", int(A["outbuf"]))
+		if A.has("maxq"):
+			p.set("max_queued_packets", int(A["maxq"]))
+		p.set("handshake_timeout", argf("handshake_timeout", 10.0))
+	p.peer_connected.connect(func(_id: int) -> void: _connected += 1)
+	p.peer_disconnected.connect(func(_id: int) -> void: _connected -= 1)
+	return p
+
+
+func start_server() -> bool:
+	peer = new_peer()
+	var err: int
+	if cls == "enet":
+		var e := peer as ENetMultiplayerPeer
+		e.set_bind_ip("127.0.0.1")
+		err = e.create_server(port, argi("max_clients", 32))
+	else:
+		err = peer.call("create_server", port, "127.0.0.1")
+	if err != OK:
+		print("@@ERROR create_server(%d) failed: %d" % [port, err])
+		return false
+	print("@@READY pid=%d port=%d" % [OS.get_process_id(), port])
+	return true
+
+
+func start_client() -> bool:
+	peer = new_peer()
+	var err: int
+	if cls == "enet":
+		err = (peer as ENetMultiplayerPeer).create_client("127.0.0.1", port)
+	else:
+		err = peer.call("create_client", "ws://127.0.0.1:%d" % port)
+	if err != OK:
+		print("@@ERROR create_client failed: %d" % err)
+		return false
+	if workload == "rpc":
+		root.multiplayer.multiplayer_peer = peer  # it polls the peer from now on
+	var end := Time.get_ticks_msec() + 10000
+	while peer.get_connection_status() != MultiplayerPeer.CONNECTION_CONNECTED:
+		if Time.get_ticks_msec() > end or peer.get_connection_status() == MultiplayerPeer.CONNECTION_DISCONNECTED:
+			print("@@ERROR could not connect (status %d)" % peer.get_connection_status())
+			return false
+		if workload != "rpc":
+			peer.poll()
+		await process_frame
+	return true
+
+
+## Polls (raw peer) until `n` peers are connected.
+func wait_peers(n: int, timeout_s: float) -> bool:
+	var end := Time.get_ticks_msec() + int(timeout_s * 1000.0)
+	while _connected < n:
+		if Time.get_ticks_msec() > end or _finished:
+			print("@@ERROR only %d of %d peers connected" % [_connected, n])
+			return false
+		peer.poll()
+		await process_frame
+	return true
+
+
+static func ctrl(tag: int, value: int) -> PackedByteArray:
+	var b := PackedByteArray()
+	b.resize(CTRL_SIZE)
+	b[0] = tag
+	b.encode_u64(1, value)
+	return b
+
+
+func drain_frames(seconds: float) -> void:
+	var end := Time.get_ticks_msec() + int(seconds * 1000.0)
+	while Time.get_ticks_msec() < end and not _finished:
+		peer.poll()
+		while peer.get_available_packet_count() > 0:
+			peer.get_packet()
+		await process_frame
+
+
+# --------------------------------------------------------------------------------------------
+# 1. One-way throughput, client -> server
+
+func tp_server() -> void:
+	if not start_server() or not await wait_peers(1, 15.0):
+		return
+	var warmup_us := int(argf("warmup", 0.5) * 1e6)
+	var duration_us := int(argf("duration", 2.0) * 1e6)
+	var n := 0          # data packets received
+	var b := 0          # data bytes received
+	var first_us := -1
+	var win_start := -1
+	var n0 := 0
+	var b0 := 0
+	var stopped := false
+	var res := {}
+	var fin := -1
+	var last_ack := 0
+	var frames := 0
+	var end_ms := Time.get_ticks_msec() + int(argf("timeout", 30.0) * 1000.0)
+	while not _finished:
+		peer.poll()
+		while peer.get_available_packet_count() > 0:
+			var p: PackedByteArray = peer.get_packet()
+			var sz := p.size()
+			if sz == CTRL_SIZE:
+				if p[0] == T_FIN:
+					fin = p.decode_u64(1)
+			else:
+				n += 1
+				b += sz
+		var t := now_us()
+		frames += 1
+		if first_us < 0 and n > 0:
+			first_us = t
+		if win_start < 0 and first_us >= 0 and t - first_us >= warmup_us:
+			win_start = t
+			n0 = n
+			b0 = b
+			frames = 0
+		if win_start >= 0 and not stopped and t - win_start >= duration_us:
+			var secs := (t - win_start) / 1e6
+			res = {"packets": n - n0, "bytes": b - b0, "seconds": secs,
+					"pps": (n - n0) / secs, "mbps": (b - b0) / secs / 1e6,
+					"frames": frames, "size": argi("size", 0)}
+			stopped = true
+			peer.put_packet(ctrl(T_STOP, 0))
+		if n != last_ack:
+			last_ack = n
+			peer.put_packet(ctrl(T_ACK, n))
+		if fin >= 0 and n >= fin:
+			break
+		if Time.get_ticks_msec() > end_ms:
+			break
+		await process_frame
+	res["received_total"] = n
+	res["sent_total"] = fin
+	res["complete"] = fin >= 0 and n == fin
+	result(res)
+	peer.put_packet(ctrl(T_DONE, n))
+	await drain_frames(0.3)
+
+
+func tp_client() -> void:
+	if not await start_client():
+		return
+	var size := argi("size", 1024)
+	var payload := PackedByteArray()
+	payload.resize(size)
+	for i in size:
+		payload[i] = i & 0xFF
+	if size == CTRL_SIZE:
+		payload.resize(size + 1)
+		size += 1
+	var win_pkts := argi("window_pkts", 16384)
+	var win_bytes := argi("window_bytes", 2 * 1024 * 1024)
+	win_pkts = maxi(1, mini(win_pkts, win_bytes / size))
+	var sent := 0
+	var acked := 0
+	var errors := 0
+	var stop := false
+	var fin_sent := false
+	var done := false
+	while not _finished and not done:
+		peer.poll()
+		while peer.get_available_packet_count() > 0:
+			var p: PackedByteArray = peer.get_packet()
+			if p.size() == CTRL_SIZE:
+				match p[0]:
+					T_ACK: acked = p.decode_u64(1)
+					T_STOP: stop = true
+					T_DONE: done = true
+		if stop:
+			if not fin_sent:
+				if peer.put_packet(ctrl(T_FIN, sent)) == OK:
+					fin_sent = true
+		else:
+			var room := win_pkts - (sent - acked)
+			for i in room:
+				if peer.put_packet(payload) != OK:
+					errors += 1
+					break
+				sent += 1
+		await process_frame
+	result({"sent": sent, "put_errors": errors, "size": size})
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Round trip: 32 B echoed by the server in the frame it arrives
+
+func rtt_server() -> void:
+	if not start_server() or not await wait_peers(1, 15.0):
+		return
+	var echoed := 0
+	var bye := false
+	while not _finished and not bye:
+		peer.poll()
+		while peer.get_available_packet_count() > 0:
+			var p: PackedByteArray = peer.get_packet()
+			if p.size() == RTT_SIZE:
+				peer.put_packet(p)
+				echoed += 1
+			else:
+				bye = true
+		await process_frame
+	result({"echoed": echoed})
+	await drain_frames(0.2)
+
+
+func rtt_client() -> void:
+	if not await start_client():
+		return
+	var warm := argi("warm", 200)
+	var count := argi("count", 5000)
+	var ping := PackedByteArray()
+	ping.resize(RTT_SIZE)
+	var samples := PackedInt64Array()
+	var got := 0
+	var t_sent := now_us()
+	peer.put_packet(ping)
+	var frames := 0
+	var timeouts := 0
+	while not _finished and got < warm + count:
+		peer.poll()
+		frames += 1
+		var replied := false
+		while peer.get_available_packet_count() > 0:
+			var p: PackedByteArray = peer.get_packet()
+			if p.size() == RTT_SIZE:
+				replied = true
+		var t := now_us()
+		if replied:
+			if got >= warm:
+				samples.append(t - t_sent)
+			got += 1
+			t_sent = now_us()
+			peer.put_packet(ping)
+		elif t - t_sent > 2000000:
+			timeouts += 1
+			t_sent = now_us()
+			peer.put_packet(ping)
+			if timeouts > 3:
+				print("@@ERROR rtt: no echo for 2 s, 4 times")
+				break
+		await process_frame
+	peer.put_packet(ctrl(T_FIN, got))
+	var strs := PackedStringArray()
+	for s in samples:
+		strs.append(str(s))
+	print("@@SAMPLES " + ",".join(strs))
+	result({"round_trips": samples.size(), "frames": frames, "timeouts": timeouts})
+	await drain_frames(0.2)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. SceneMultiplayer: reliable @rpc calls client -> server
+
+func make_rpc_node() -> Node:
+	var s := GDScript.new()
+	s.source_code = RPC_NODE_SRC
+	s.reload()
+	var n := Node.new()
+	n.set_script(s)
+	n.name = "Bench"
+	root.add_child(n)
+	_rpc_node = n
+	return n
+
+
+func rpc_server() -> void:
+	var node := make_rpc_node()
+	if not start_server():
+		return
+	root.multiplayer.multiplayer_peer = peer
+	var end_ms := Time.get_ticks_msec() + 15000
+	while root.multiplayer.get_peers().is_empty():
+		if Time.get_ticks_msec() > end_ms or _finished:
+			print("@@ERROR rpc: no client")
+			return
+		await process_frame
+	var client: int = root.multiplayer.get_peers()[0]
+	var warmup_us := int(argf("warmup", 0.5) * 1e6)
+	var duration_us := int(argf("duration", 2.0) * 1e6)
+	var first_us := -1
+	var win_start := -1
+	var c0 := 0
+	var stopped := false
+	var res := {}
+	var last_ack := 0
+	end_ms = Time.get_ticks_msec() + int(argf("timeout", 30.0) * 1000.0)
+	while not _finished:
+		await process_frame  # SceneMultiplayer polls and dispatches the calls
+		var t := now_us()
+		var calls: int = node.calls
+		if first_us < 0 and calls > 0:
+			first_us = t
+		if win_start < 0 and first_us >= 0 and t - first_us >= warmup_us:
+			win_start = t
+			c0 = calls
+		if win_start >= 0 and not stopped and t - win_start >= duration_us:
+			var secs := (t - win_start) / 1e6
+			res = {"calls": calls - c0, "seconds": secs, "cps": (calls - c0) / secs}
+			stopped = true
+			node.rpc_id(client, "stop_sending")
+		if calls != last_ack:
+			last_ack = calls
+			node.rpc_id(client, "ack", calls)
+		if node.fin >= 0 and calls >= node.fin:
+			break
+		if Time.get_ticks_msec() > end_ms:
+			break
+	res["received_total"] = node.calls
+	res["sent_total"] = node.fin
+	res["complete"] = node.fin >= 0 and node.calls == node.fin
+	result(res)
+	node.rpc_id(client, "all_done")
+	var linger := Time.get_ticks_msec() + 300
+	while Time.get_ticks_msec() < linger:
+		await process_frame
+
+
+func rpc_client() -> void:
+	var node := make_rpc_node()
+	if not await start_client():
+		return
+	# SceneMultiplayer learns about the server from a connection it saw itself: wait for it.
+	var end_ms0 := Time.get_ticks_msec() + 10000
+	while not root.multiplayer.get_peers().has(1):
+		if Time.get_ticks_msec() > end_ms0 or _finished:
+			print("@@ERROR rpc: SceneMultiplayer never saw the server")
+			return
+		await process_frame
+	var window := argi("window_calls", 4096)
+	var sent := 0
+	var fin_sent := false
+	var end_ms := Time.get_ticks_msec() + int(argf("timeout", 30.0) * 1000.0)
+	while not _finished and not node.done and Time.get_ticks_msec() < end_ms:
+		if node.stop:
+			if not fin_sent:
+				node.rpc_id(1, "finished", sent)
+				fin_sent = true
+		else:
+			var room: int = window - (sent - node.acked)
+			for i in room:
+				node.rpc_id(1, "hit", sent)
+				sent += 1
+		await process_frame
+	result({"sent": sent})
+
+
+# --------------------------------------------------------------------------------------------
+# 2 + 5. Idle connections: poll() cost per stage (the runner reads VmRSS between stages)
+
+## Median per-poll cost in µs, timing batches of polls (a batch lasts >= ~1 ms so the 1 µs
+## clock resolution does not matter).
+func measure_poll(seconds: float) -> Dictionary:
+	for i in 20:
+		peer.poll()
+	var t0 := now_us()
+	for i in 20:
+		peer.poll()
+	var est := maxf((now_us() - t0) / 20.0, 0.05)
+	var batch := clampi(int(ceil(1000.0 / est)), 1, 20000)
+	var per := PackedFloat64Array()
+	var total_polls := 0
+	var end := now_us() + int(seconds * 1e6)
+	while now_us() < end or per.size() < 5:
+		var a := now_us()
+		for i in batch:
+			peer.poll()
+		var d := now_us() - a
+		per.append(float(d) / batch)
+		total_polls += batch
+		if per.size() >= 2000:
+			break
+	per.sort()
+	var n := per.size()
+	return {"poll_us": per[n / 2], "poll_us_p10": per[n / 10], "poll_us_p90": per[(n * 9) / 10],
+			"batches": n, "batch": batch, "polls": total_polls}
+
+
+func idle_server() -> void:
+	if not start_server():
+		return
+	var stages: PackedStringArray = String(A.get("stages", "0,10,100,1000")).split(",", false)
+	var seconds := argf("poll_seconds", 1.0)
+	var settle_ms := int(argf("settle", 0.5) * 1000.0)
+	for s in stages:
+		var n := int(s)
+		var end := Time.get_ticks_msec() + int(argf("stage_timeout", 60.0) * 1000.0)
+		while _connected < n:
+			if Time.get_ticks_msec() > end or _finished:
+				print("@@ERROR idle: %d of %d peers connected" % [_connected, n])
+				return
+			peer.poll()
+			await process_frame
+		# Let the last handshakes finish and the runtime settle.
+		var settle_end := Time.get_ticks_msec() + settle_ms
+		while Time.get_ticks_msec() < settle_end:
+			peer.poll()
+			await process_frame
+		var r := measure_poll(seconds)
+		r["peers"] = _connected
+		r["stage"] = n
+		print("@@STAGE " + JSON.stringify(r))
+		# Stay idle (polling) while the runner reads VmRSS and opens the next stage.
+	result({"stages": stages.size()})
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Fan-out: a snapshot broadcast to every client at 60 Hz
+
+func fanout_server() -> void:
+	if not start_server():
+		return
+	var n := argi("clients", 500)
+	var end := Time.get_ticks_msec() + int(argf("stage_timeout", 60.0) * 1000.0)
+	while _connected < n:
+		if Time.get_ticks_msec() > end or _finished:
+			print("@@ERROR fanout: %d of %d peers connected" % [_connected, n])
+			return
+		peer.poll()
+		await process_frame
+	print("@@STAGE " + JSON.stringify({"peers": _connected}))
+	var hz := argi("hz", 60)
+	var ticks := int(argf("duration", 10.0) * hz)
+	var snapshot := PackedByteArray()
+	snapshot.resize(argi("size", 1024))
+	for i in snapshot.size():
+		snapshot[i] = (i * 7) & 0xFF
+	# A steady 60 Hz loop: the main loop sleeps between frames like a game's would.
+	Engine.max_fps = hz
+	for i in 30:
+		peer.poll()
+		await process_frame
+	var costs := PackedFloat64Array()
+	var put_errors := 0
+	var intervals := PackedFloat64Array()
+	var prev := now_us()
+	var t_start := prev
+	for tick in ticks:
+		var t0 := now_us()
+		intervals.append((t0 - prev) / 1000.0)
+		prev = t0
+		peer.poll()
+		while peer.get_available_packet_count() > 0:
+			peer.get_packet()
+		snapshot.encode_u32(0, tick)
+		peer.set_target_peer(0)
+		if peer.put_packet(snapshot) != OK:
+			put_errors += 1
+		costs.append((now_us() - t0) / 1000.0)
+		await process_frame
+	var wall := (now_us() - t_start) / 1e6
+	# Keep polling (the built-in writes queued data in poll()) until the runner has counted.
+	var linger := Time.get_ticks_msec() + int(argf("linger", 1.5) * 1000.0)
+	while Time.get_ticks_msec() < linger:
+		peer.poll()
+		while peer.get_available_packet_count() > 0:
+			peer.get_packet()
+		await process_frame
+	var sorted := costs.duplicate()
+	sorted.sort()
+	var isorted := intervals.duplicate()
+	isorted.sort()
+	var m := sorted.size()
+	var mean := 0.0
+	for c in costs:
+		mean += c
+	result({"ticks": ticks, "peers": _connected, "put_errors": put_errors, "wall_s": wall,
+			"ms_p50": sorted[m / 2], "ms_p99": sorted[mini(m - 1, (m * 99) / 100)],
+			"ms_max": sorted[m - 1], "ms_mean": mean / m,
+			"interval_ms_p50": isorted[m / 2], "interval_ms_p99": isorted[mini(m - 1, (m * 99) / 100)]})

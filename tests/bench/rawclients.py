@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Many raw WebSocket clients in one asyncio process, driven over stdin/stdout.
+
+A raw client is a valid peer for a Godot WebSocket multiplayer server: it does the HTTP upgrade,
+reads the 4-byte peer id the server sends first, and then only reads (counting the binary
+messages it gets). Used by run_bench.py for the idle-connection and fan-out workloads, so the
+clients cost the machine far less than Godot clients would and are the same for every server
+class.
+
+    python3 tests/bench/rawclients.py PORT [--concurrency 8]
+
+Commands, one per line on stdin; each is answered by one line on stdout:
+    grow N     open connections until N are ready (got their id) -> `ok N SECONDS` or `err ...`
+    reset      zero the message counters                           -> `ok`
+    count      -> `count MESSAGES BYTES READY CLOSED`
+    quit       close everything and exit                           -> `ok`
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import sys
+import time
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+        self.ready = 0
+        self.closed = 0
+
+
+class RawClient:
+    """One connection. Server frames are unmasked; we never send anything after the upgrade."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.got_id: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task | None = None
+
+    async def open(self, port: int, timeout: float) -> None:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), timeout)
+        self.writer = writer
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"upgrade refused: {head[:80]!r}")
+        self.task = asyncio.get_running_loop().create_task(self._read(reader))
+        await asyncio.wait_for(asyncio.shield(self.got_id), timeout)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        buf = bytearray()
+        first = True
+        st = self.stats
+        try:
+            while True:
+                chunk = await reader.read(262144)
+                if not chunk:
+                    break
+                buf += chunk
+                pos = 0
+                n = len(buf)
+                while n - pos >= 2:
+                    b1 = buf[pos + 1] & 0x7F
+                    hdr = 2
+                    if b1 == 126:
+                        if n - pos < 4:
+                            break
+                        b1 = int.from_bytes(buf[pos + 2:pos + 4], "big")
+                        hdr = 4
+                    elif b1 == 127:
+                        if n - pos < 10:
+                            break
+                        b1 = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                        hdr = 10
+                    if n - pos < hdr + b1:
+                        break
+                    opcode = buf[pos] & 0x0F
+                    if first:
+                        first = False
+                        if not self.got_id.done():
+                            self.got_id.set_result(bytes(buf[pos + hdr:pos + hdr + b1]))
+                    elif opcode in (1, 2):
+                        st.messages += 1
+                        st.bytes += b1
+                    elif opcode == 8:
+                        raise EOFError
+                    pos += hdr + b1
+                if pos:
+                    del buf[:pos]
+        except (EOFError, ConnectionError, OSError):
+            pass
+        finally:
+            st.closed += 1
+            if not self.got_id.done():
+                self.got_id.set_exception(ConnectionError("closed before the id"))
+
+    def close(self) -> None:
+        if self.task:
+            self.task.cancel()
+        if self.writer:
+            self.writer.transport.abort()
+
+
+async def grow(port: int, clients: list, stats: Stats, target: int, concurrency: int) -> str:
+    start = time.monotonic()
+    sem = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def one() -> None:
+        nonlocal failures
+        async with sem:
+            for _attempt in range(5):
+                c = RawClient(stats)
+                try:
+                    await c.open(port, 15.0)
+                    clients.append(c)
+                    stats.ready += 1
+                    return
+                except (OSError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+                    c.close()
+                    failures += 1
+                    await asyncio.sleep(0.05)
+
+    need = target - len(clients)
+    if need > 0:
+        await asyncio.gather(*(one() for _ in range(need)))
+    secs = time.monotonic() - start
+    if len(clients) < target:
+        return f"err only {len(clients)} of {target} connected ({failures} failures)"
+    return f"ok {len(clients)} {secs:.2f}"
+
+
+async def main() -> None:
+    port = int(sys.argv[1])
+    concurrency = 8
+    if "--concurrency" in sys.argv:
+        concurrency = int(sys.argv[sys.argv.index("--concurrency") + 1])
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    stats = Stats()
+    clients: list[RawClient] = []
+
+    def say(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line:
+            break
+        cmd, *rest = line.split()
+        if cmd == "grow":
+            say(await grow(port, clients, stats, int(rest[0]), concurrency))
+        elif cmd == "reset":
+            stats.messages = 0
+            stats.bytes = 0
+            say("ok")
+        elif cmd == "count":
+            say(f"count {stats.messages} {stats.bytes} {stats.ready} {stats.closed}")
+        elif cmd == "quit":
+            break
+        else:
+            say(f"err unknown command {cmd}")
+    for c in clients:
+        c.close()
+    await asyncio.sleep(0)
+    say("ok")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,950 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: RustWebSocketMultiplayerPeer vs Godot's WebSocketMultiplayerPeer
+(and ENetMultiplayerPeer where the workload applies), headless Godot processes on 127.0.0.1.
+
+    python3 tests/bench/run_bench.py            # full run (about 12 minutes on 2 cores)
+    python3 tests/bench/run_bench.py --quick    # fewer rounds, smaller counts (< 3 minutes)
+    python3 tests/bench/run_bench.py --only throughput,poll --rounds 5 --no-build
+
+Workloads (every one bounded in time; the processes stop by themselves):
+  throughput  one-way client->server, 64 B / 1 KiB / 16 KiB / 60 KiB packets, packets/s and MB/s
+              counted by the receiver's GDScript get_packet loop, nothing dropped (windowed
+              sender, completeness checked)                              rust, builtin, enet
+  poll        server poll() cost with 0/10/100/1000/5000 idle raw clients, and the server's
+              VmRSS at each stage (memory per idle connection)           rust, builtin
+  rtt         32 B echo answered in the same frame, p50/p99/max          rust, builtin, enet
+  rpc         reliable @rpc calls/s client->server through SceneMultiplayer   rust, builtin, enet
+  fanout      1 KiB snapshot broadcast to 500 raw clients at 60 Hz for 10 s: server main-thread
+              ms per frame (poll + put_packet) and delivered/expected    rust, builtin
+  ceiling     the throughput workload with tokio-tungstenite alone (tests/bench/ceiling),
+              plain and through the addon's queue architecture
+
+Every measurement alternates the classes (A B A B ...) in the same run, each trial in fresh
+processes; the table gives medians over the rounds and the rust/built-in ratio. Outputs go to
+--out (default bench-out/): results.json (every trial), results.md (the table), bench.svg.
+
+Steps reused from tests/run_tests.py when importable: the release build of the addon and its
+installation into godot-project (--no-build skips the build), Godot from tests/godot_bin.py.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import queue
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+REPO = os.path.dirname(TESTS)
+sys.path.insert(0, TESTS)
+import godot_bin  # noqa: E402
+
+try:
+    import run_tests as _rt  # noqa: E402  (build + project setup steps)
+except Exception as _e:  # noqa: BLE001
+    _rt = None
+    _RT_ERROR = str(_e)
+
+PROJECT = os.path.join(REPO, "godot-project")
+BENCH_GD = os.path.join(HERE, "godot", "bench.gd")
+RAWCLIENTS = os.path.join(HERE, "rawclients.py")
+CEILING_DIR = os.path.join(HERE, "ceiling")
+CEILING_TARGET = os.path.join(REPO, "target", "bench-ceiling")
+CEILING_BIN = os.path.join(CEILING_TARGET, "release", "rwsmp-bench-ceiling")
+
+CLASS_NAMES = {"rust": "RustWebSocketMultiplayerPeer", "builtin": "WebSocketMultiplayerPeer",
+               "enet": "ENetMultiplayerPeer"}
+# Same (raised) buffers for both WebSocket classes in the streaming workloads: 8 MiB in and out,
+# 131072 queued packets. The sender's window (2 MiB / 16384 packets) stays far below them.
+BIG_BUFFERS = ["inbuf=8388608", "outbuf=8388608", "maxq=131072"]
+WORKLOADS = ["throughput", "poll", "rtt", "rpc", "fanout", "ceiling"]
+SIZES = [64, 1024, 16384, 61440]
+
+_print_lock = threading.Lock()
+
+
+def log(msg: str) -> None:
+    with _print_lock:
+        print(msg, flush=True)
+
+
+# ------------------------------------------------------------------------------------------
+# Settings
+
+class Settings:
+    def __init__(self, quick: bool, rounds: int | None):
+        self.quick = quick
+        self.rounds = rounds or (1 if quick else 3)
+        self.tp_warmup = 0.3 if quick else 0.5
+        self.tp_duration = 1.0 if quick else 2.0
+        self.rtt_warm = 100 if quick else 200
+        self.rtt_count = 1000 if quick else 5000
+        self.rpc_warmup = 0.3 if quick else 0.5
+        self.rpc_duration = 1.0 if quick else 2.0
+        self.poll_stages = [0, 10, 100, 1000] if quick else [0, 10, 100, 1000, 5000]
+        self.poll_seconds = 0.4 if quick else 1.0
+        self.fanout_clients = 200 if quick else 500
+        self.fanout_seconds = 3.0 if quick else 10.0
+        self.fanout_rounds = 1 if quick else 2
+        self.ceiling_duration = 1.0 if quick else 2.0
+
+
+# ------------------------------------------------------------------------------------------
+# Processes
+
+class Proc:
+    """A child process whose stdout/stderr lines are collected by threads."""
+
+    def __init__(self, cmd: list[str], label: str, cwd: str = REPO, stdin=None):
+        self.label = label
+        self.cmd = cmd
+        self.popen = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, stdin=stdin or subprocess.DEVNULL,
+                                      text=True, errors="replace", bufsize=1)
+        self.pid = self.popen.pid
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.rusage = None
+        self.rc: int | None = None
+        self._threads = [threading.Thread(target=self._pump, args=(self.popen.stdout, self.stdout, True),
+                                          daemon=True),
+                         threading.Thread(target=self._pump, args=(self.popen.stderr, self.stderr, False),
+                                          daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _pump(self, stream, sink: list, to_queue: bool) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            sink.append(line)
+            if to_queue:
+                self.lines.put(line)
+
+    def wait_line(self, prefix: str, timeout: float) -> str | None:
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                line = self.lines.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                if self.popen.poll() is not None and self.lines.empty():
+                    return None
+                continue
+            if line.startswith(prefix):
+                return line
+
+    def finish(self, timeout: float) -> int:
+        """Waits for the exit (killing this process after `timeout`), reaps it with its rusage."""
+        end = time.monotonic() + timeout
+        while True:
+            pid, status, ru = os.wait4(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.rusage = ru
+                self.rc = os.waitstatus_to_exitcode(status)
+                self.popen.returncode = self.rc
+                break
+            if time.monotonic() > end:
+                log(f"  ! {self.label}: still running after {timeout:.0f}s, killing it")
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                end = time.monotonic() + 5
+                timeout = 5
+            time.sleep(0.02)
+        for t in self._threads:
+            t.join(timeout=2)
+        return self.rc
+
+    def cpu_seconds(self) -> float:
+        return (self.rusage.ru_utime + self.rusage.ru_stime) if self.rusage else float("nan")
+
+    def results(self) -> list[dict]:
+        out = []
+        for ln in self.stdout:
+            if ln.startswith("@@RESULT "):
+                out.append(json.loads(ln[len("@@RESULT "):]))
+        return out
+
+    def errors(self) -> list[str]:
+        errs = [ln for ln in self.stdout if ln.startswith("@@ERROR")]
+        errs += [ln for ln in self.stderr if "SCRIPT ERROR" in ln or "Parse Error" in ln]
+        if self.rc not in (0, None):
+            errs.append(f"exit code {self.rc}")
+        return errs
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join(["    " + ln for ln in (self.stdout[-n:] + self.stderr[-n:])])
+
+
+_used_ports: set[int] = set()
+
+
+def free_port() -> int:
+    """A port free for TCP and UDP on 127.0.0.1 that this run has not used yet."""
+    for _ in range(200):
+        p = random.randrange(41000, 59000)
+        if p in _used_ports:
+            continue
+        try:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        _used_ports.add(p)
+        return p
+    raise RuntimeError("no free port found")
+
+
+class Bench:
+    def __init__(self, godot: str, settings: Settings, verbose: bool):
+        self.godot = godot
+        self.s = settings
+        self.verbose = verbose
+        self.records: list[dict] = []
+        self.failures: list[str] = []
+
+    def godot_proc(self, label: str, **args) -> Proc:
+        cmd = [self.godot, "--headless", "--path", PROJECT, "-s", BENCH_GD, "--"]
+        extra = args.pop("extra", [])
+        cmd += [f"{k}={v}" for k, v in args.items()] + list(extra)
+        return Proc(cmd, label)
+
+    def record(self, rec: dict) -> None:
+        self.records.append(rec)
+
+    def fail(self, what: str, procs: list[Proc]) -> None:
+        msg = f"{what}: " + "; ".join(f"{p.label}: {', '.join(p.errors()) or 'no result'}"
+                                       for p in procs)
+        self.failures.append(msg)
+        log("  ! " + msg)
+        if self.verbose:
+            for p in procs:
+                log(f"  --- {p.label}\n{p.tail()}")
+
+    # --------------------------------------------------------------------------------------
+    # 1. throughput
+
+    def throughput(self, cls: str, size: int, rnd: int) -> None:
+        port = free_port()
+        timeout = self.s.tp_warmup + self.s.tp_duration + 25
+        common = dict(workload="throughput", cls=cls, port=port, size=size,
+                      warmup=self.s.tp_warmup, duration=self.s.tp_duration, timeout=timeout,
+                      extra=BIG_BUFFERS)
+        srv = self.godot_proc(f"tp-server[{cls}]", role="server", **common)
+        procs = [srv]
+        if srv.wait_line("@@READY", 20) is None:
+            srv.finish(5)
+            return self.fail(f"throughput {cls} {size}", procs)
+        cli = self.godot_proc(f"tp-client[{cls}]", role="client", **common)
+        procs.append(cli)
+        srv.finish(timeout + 5)
+        cli.finish(10)
+        rs, rc = srv.results(), cli.results()
+        if not rs or "pps" not in rs[0]:
+            return self.fail(f"throughput {cls} {size}", procs)
+        r = rs[0]
+        rec = {"workload": "throughput", "cls": cls, "round": rnd, "size": size,
+               "pps": r["pps"], "mbps": r["mbps"], "complete": r["complete"],
+               "received_total": r["received_total"], "sent_total": r["sent_total"],
+               "put_errors": rc[0]["put_errors"] if rc else None,
+               "receiver_frames": r.get("frames"),
+               "cpu_s": {"server": srv.cpu_seconds(), "client": cli.cpu_seconds()}}
+        self.record(rec)
+        flag = "" if r["complete"] and rec["put_errors"] == 0 else \
+            f"  INCOMPLETE ({r['received_total']}/{r['sent_total']}, put errors {rec['put_errors']})"
+        log(f"  throughput {size:>6} B {cls:<8} {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s{flag}")
+
+    # --------------------------------------------------------------------------------------
+    # 3. rtt
+
+    def rtt(self, cls: str, rnd: int) -> None:
+        port = free_port()
+        timeout = 40 if not self.s.quick else 20
+        common = dict(workload="rtt", cls=cls, port=port, timeout=timeout,
+                      warm=self.s.rtt_warm, count=self.s.rtt_count)
+        srv = self.godot_proc(f"rtt-server[{cls}]", role="server", **common)
+        procs = [srv]
+        if srv.wait_line("@@READY", 20) is None:
+            srv.finish(5)
+            return self.fail(f"rtt {cls}", procs)
+        cli = self.godot_proc(f"rtt-client[{cls}]", role="client", **common)
+        procs.append(cli)
+        cli.finish(timeout + 5)
+        srv.finish(10)
+        samples = []
+        for ln in cli.stdout:
+            if ln.startswith("@@SAMPLES "):
+                samples = [int(x) for x in ln[len("@@SAMPLES "):].split(",") if x]
+        if len(samples) < self.s.rtt_count // 2:
+            return self.fail(f"rtt {cls}", procs)
+        samples.sort()
+        n = len(samples)
+        rec = {"workload": "rtt", "cls": cls, "round": rnd, "n": n,
+               "p50_us": samples[n // 2], "p99_us": samples[min(n - 1, (n * 99) // 100)],
+               "max_us": samples[-1], "mean_us": sum(samples) / n,
+               "cpu_s": {"server": srv.cpu_seconds(), "client": cli.cpu_seconds()}}
+        self.record(rec)
+        log(f"  rtt {cls:<8} p50 {rec['p50_us']:>6} µs  p99 {rec['p99_us']:>6} µs  "
+            f"max {rec['max_us']:>7} µs  ({n} round trips)")
+
+    # --------------------------------------------------------------------------------------
+    # 4. rpc
+
+    def rpc(self, cls: str, rnd: int) -> None:
+        port = free_port()
+        timeout = self.s.rpc_warmup + self.s.rpc_duration + 25
+        common = dict(workload="rpc", cls=cls, port=port, warmup=self.s.rpc_warmup,
+                      duration=self.s.rpc_duration, timeout=timeout, extra=BIG_BUFFERS)
+        srv = self.godot_proc(f"rpc-server[{cls}]", role="server", **common)
+        procs = [srv]
+        if srv.wait_line("@@READY", 20) is None:
+            srv.finish(5)
+            return self.fail(f"rpc {cls}", procs)
+        cli = self.godot_proc(f"rpc-client[{cls}]", role="client", **common)
+        procs.append(cli)
+        srv.finish(timeout + 5)
+        cli.finish(10)
+        rs = srv.results()
+        if not rs or "cps" not in rs[0]:
+            return self.fail(f"rpc {cls}", procs)
+        r = rs[0]
+        rec = {"workload": "rpc", "cls": cls, "round": rnd, "cps": r["cps"],
+               "complete": r["complete"], "received_total": r["received_total"],
+               "sent_total": r["sent_total"]}
+        self.record(rec)
+        flag = "" if r["complete"] else f"  INCOMPLETE ({r['received_total']}/{r['sent_total']})"
+        log(f"  rpc {cls:<8} {r['cps']:>12,.0f} calls/s{flag}")
+
+    # --------------------------------------------------------------------------------------
+    # 2 + 5. idle connections: poll() cost and RSS
+
+    def poll(self, cls: str, rnd: int) -> None:
+        port = free_port()
+        stages = self.s.poll_stages
+        srv = self.godot_proc(f"poll-server[{cls}]", workload="idle", role="server", cls=cls,
+                              port=port, stages=",".join(map(str, stages)),
+                              poll_seconds=self.s.poll_seconds, timeout=240, stage_timeout=120)
+        if srv.wait_line("@@READY", 20) is None:
+            srv.finish(5)
+            return self.fail(f"poll {cls}", [srv])
+        raw = Proc([sys.executable, RAWCLIENTS, str(port), "--concurrency", "8"],
+                   f"rawclients[{cls}]", stdin=subprocess.PIPE)
+        ok = True
+        try:
+            for n in stages:
+                if n > 0:
+                    raw.popen.stdin.write(f"grow {n}\n")
+                    raw.popen.stdin.flush()
+                    ans = raw.wait_line("", 180)
+                    if not ans or not ans.startswith("ok"):
+                        log(f"  ! rawclients: {ans}")
+                        ok = False
+                        break
+                line = srv.wait_line("@@STAGE", 120)
+                if line is None:
+                    ok = False
+                    break
+                st = json.loads(line[len("@@STAGE "):])
+                rss_kib = read_rss_kib(srv.pid)
+                rec = {"workload": "poll", "cls": cls, "round": rnd, "peers": st["peers"],
+                       "stage": n, "poll_us": st["poll_us"], "poll_us_p10": st["poll_us_p10"],
+                       "poll_us_p90": st["poll_us_p90"], "polls": st["polls"],
+                       "rss_kib": rss_kib}
+                self.record(rec)
+                log(f"  poll {cls:<8} {st['peers']:>5} peers: {st['poll_us']:>9.2f} µs/poll "
+                    f"(p10 {st['poll_us_p10']:.2f}, p90 {st['poll_us_p90']:.2f}), RSS {rss_kib / 1024:.1f} MiB")
+        finally:
+            try:
+                raw.popen.stdin.write("quit\n")
+                raw.popen.stdin.flush()
+            except OSError:
+                pass
+            srv.finish(60)
+            raw.finish(30)
+        if not ok:
+            self.fail(f"poll {cls}", [srv, raw])
+
+    # --------------------------------------------------------------------------------------
+    # 6. fan-out
+
+    def fanout(self, cls: str, rnd: int) -> None:
+        port = free_port()
+        n = self.s.fanout_clients
+        srv = self.godot_proc(f"fanout-server[{cls}]", workload="fanout", role="server", cls=cls,
+                              port=port, clients=n, duration=self.s.fanout_seconds, hz=60,
+                              size=1024, timeout=self.s.fanout_seconds + 120, stage_timeout=90)
+        if srv.wait_line("@@READY", 20) is None:
+            srv.finish(5)
+            return self.fail(f"fanout {cls}", [srv])
+        raw = Proc([sys.executable, RAWCLIENTS, str(port), "--concurrency", "8"],
+                   f"rawclients[{cls}]", stdin=subprocess.PIPE)
+        try:
+            raw.popen.stdin.write(f"grow {n}\n")
+            raw.popen.stdin.flush()
+            ans = raw.wait_line("", 120)
+            if not ans or not ans.startswith("ok"):
+                log(f"  ! rawclients: {ans}")
+            elif srv.wait_line("@@STAGE", 60) is not None:
+                raw.popen.stdin.write("reset\n")
+                raw.popen.stdin.flush()
+                raw.wait_line("ok", 10)
+                res = srv.wait_line("@@RESULT", self.s.fanout_seconds + 30)
+                raw.popen.stdin.write("count\n")
+                raw.popen.stdin.flush()
+                cnt = raw.wait_line("count", 10)
+                if res and cnt:
+                    r = json.loads(res[len("@@RESULT "):])
+                    got = int(cnt.split()[1])
+                    expected = r["ticks"] * r["peers"]
+                    rec = {"workload": "fanout", "cls": cls, "round": rnd, "peers": r["peers"],
+                           "ticks": r["ticks"], "ms_p50": r["ms_p50"], "ms_p99": r["ms_p99"],
+                           "ms_max": r["ms_max"], "ms_mean": r["ms_mean"],
+                           "interval_ms_p50": r["interval_ms_p50"],
+                           "interval_ms_p99": r["interval_ms_p99"],
+                           "delivered": got, "expected": expected,
+                           "delivered_ratio": got / expected if expected else float("nan"),
+                           "put_errors": r["put_errors"]}
+                    self.record(rec)
+                    log(f"  fanout {cls:<8} {r['peers']} clients: {r['ms_p50']:.3f} ms/frame p50, "
+                        f"{r['ms_p99']:.3f} p99, {r['ms_mean']:.3f} mean; delivered "
+                        f"{got}/{expected} ({rec['delivered_ratio']:.4f})")
+        finally:
+            try:
+                raw.popen.stdin.write("quit\n")
+                raw.popen.stdin.flush()
+            except OSError:
+                pass
+            srv.finish(30)
+            raw.finish(30)
+        if not any(r["workload"] == "fanout" and r["cls"] == cls and r["round"] == rnd
+                   for r in self.records):
+            self.fail(f"fanout {cls}", [srv, raw])
+
+    # --------------------------------------------------------------------------------------
+    # 7. transport ceiling
+
+    def ceiling(self, mode: str, size: int, rnd: int) -> None:
+        port = free_port()
+        recv = Proc([CEILING_BIN, "recv", str(port), str(self.s.tp_warmup),
+                     str(self.s.ceiling_duration), mode], f"ceiling-recv[{mode}]")
+        if recv.wait_line("READY", 10) is None:
+            recv.finish(5)
+            return self.fail(f"ceiling {mode} {size}", [recv])
+        send = Proc([CEILING_BIN, "send", str(port), str(size), mode], f"ceiling-send[{mode}]")
+        recv.finish(self.s.ceiling_duration + 20)
+        send.finish(10)
+        res = [json.loads(ln) for ln in recv.stdout if ln.startswith("{")]
+        if not res:
+            return self.fail(f"ceiling {mode} {size}", [recv, send])
+        r = res[0]
+        self.record({"workload": "ceiling", "cls": f"tungstenite-{mode}", "round": rnd,
+                     "size": size, "pps": r["pps"], "mbps": r["mbps"]})
+        log(f"  ceiling {mode:<7} {size:>6} B {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s")
+
+
+def read_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+# ------------------------------------------------------------------------------------------
+# Build and setup
+
+def build_addon() -> bool:
+    if _rt is None:
+        log(f"# cannot import tests/run_tests.py ({_RT_ERROR}); building directly")
+        proc = subprocess.run(["cargo", "build", "--release", "-p", "rust_websocket"], cwd=REPO)
+        if proc.returncode != 0:
+            return False
+        src = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")),
+                           "release", "librust_websocket.so")
+        dst = os.path.join(REPO, "addons", "rust_websocket", "bin",
+                           "librust_websocket.linux.x86_64.so")
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(src, dst + ".tmp")
+        os.replace(dst + ".tmp", dst)
+        return True
+    r = _rt.build_extension()
+    if not r.ok:
+        log(f"# build failed: {'; '.join(r.reasons)}\n{r.details}")
+        return False
+    log(f"# built rust_websocket (release) in {r.seconds:.1f}s ({r.note})")
+    return True
+
+
+def prepare(godot: str) -> None:
+    if _rt is not None:
+        for w in _rt.prepare_project(godot):
+            log(f"# warning: {w}")
+        return
+    subprocess.run([godot, "--headless", "--path", PROJECT, "--import"], cwd=REPO,
+                   capture_output=True, timeout=300)
+
+
+def build_ceiling() -> bool:
+    lock = os.path.join(CEILING_DIR, "Cargo.lock")
+    if not os.path.exists(lock) and os.path.exists(os.path.join(REPO, "Cargo.lock")):
+        shutil.copy2(os.path.join(REPO, "Cargo.lock"), lock)  # same dependency versions
+    cmd = ["cargo", "build", "--release", "--manifest-path", os.path.join(CEILING_DIR, "Cargo.toml"),
+           "--target-dir", CEILING_TARGET]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        log(f"# ceiling build failed:\n{proc.stderr[-3000:]}")
+        return False
+    log(f"# built the ceiling program in {time.monotonic() - start:.1f}s")
+    return True
+
+
+def machine_info(godot: str) -> dict:
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = 0.0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            mem_gib = int(f.readline().split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+
+    def cmd_out(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                                  cwd=REPO).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {
+        "cpu_model": model, "cores": os.cpu_count(), "mem_gib": round(mem_gib, 1),
+        "kernel": platform.release(), "godot": godot_bin.godot_version(godot),
+        "rustc": cmd_out(["rustc", "--version"]),
+        "commit": cmd_out(["git", "rev-parse", "--short", "HEAD"]),
+        "dirty": bool(cmd_out(["git", "status", "--porcelain", "--untracked-files=no"])),
+        "nofile": _nofile(),
+    }
+
+
+def _nofile() -> int:
+    try:
+        import resource
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError):
+        return -1
+
+
+def loadavg() -> list[float]:
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def raise_nofile(need: int) -> None:
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = min(hard, max(soft, need))
+        if want > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+# ------------------------------------------------------------------------------------------
+# Summary
+
+def med(vals: list[float]) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def pick(records: list[dict], **kw) -> list[dict]:
+    return [r for r in records if all(r.get(k) == v for k, v in kw.items())]
+
+
+def fmt(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    if abs(v) >= 1000:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 100:
+        s = f"{v:.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    else:
+        s = f"{v:.2f}"
+    return s + unit
+
+
+def size_label(size: int) -> str:
+    return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
+
+
+def summarize(records: list[dict], settings: Settings) -> tuple[list[list[str]], list[dict]]:
+    """Rows of the markdown table, and the target verdicts."""
+    rows: list[list[str]] = []
+    verdicts: list[dict] = []
+
+    def row(workload: str, metric: str, vals: dict, ratio: float | None, target: str = "",
+            met: bool | None = None, n: int = 0) -> None:
+        mark = "" if met is None else ("✅ met" if met else "❌ not met")
+        rows.append([workload, metric, fmt(vals.get("rust")), fmt(vals.get("builtin")),
+                     fmt(vals.get("enet")), "—" if ratio is None else f"{ratio:.2f}×",
+                     f"{target} {mark}".strip(), str(n) if n else ""])
+        if met is not None:
+            verdicts.append({"what": f"{workload}: {metric}", "target": target, "met": met,
+                             "ratio": ratio, "rust": vals.get("rust"), "builtin": vals.get("builtin")})
+
+    def meds(key: str, **kw) -> tuple[dict, int]:
+        out, n = {}, 0
+        for cls in ("rust", "builtin", "enet"):
+            rs = pick(records, cls=cls, **kw)
+            if rs:
+                out[cls] = med([r.get(key) for r in rs])
+                n = max(n, len(rs))
+        return out, n
+
+    def ratio(vals: dict) -> float | None:
+        a, b = vals.get("rust"), vals.get("builtin")
+        return a / b if a is not None and b else None
+
+    for size in SIZES:
+        if not pick(records, workload="throughput", size=size):
+            continue
+        v, n = meds("pps", workload="throughput", size=size)
+        r = ratio(v)
+        tgt, met = ("≥ 3×", r is not None and r >= 3) if size in (64, 1024) else ("", None)
+        row(f"one-way {size_label(size)}", "packets/s", v, r, tgt, met if r is not None else None, n)
+        v, n = meds("mbps", workload="throughput", size=size)
+        r = ratio(v)
+        tgt, met = ("≥ 5×", r is not None and r >= 5) if size == 16384 else ("", None)
+        row(f"one-way {size_label(size)}", "MB/s", v, r, tgt, met if r is not None else None, n)
+    ceil = [r for r in records if r["workload"] == "ceiling"]
+    for size in SIZES:
+        for mode in ("plain", "channel"):
+            rs = pick(ceil, size=size, cls=f"tungstenite-{mode}")
+            if rs:
+                mb = med([r["mbps"] for r in rs])
+                pps = med([r["pps"] for r in rs])
+                rust = med([r["mbps"] for r in pick(records, workload="throughput", size=size,
+                                                     cls="rust")])
+                rows.append([f"ceiling {size_label(size)}",
+                             f"tokio-tungstenite {mode}: MB/s (packets/s)",
+                             f"{fmt(mb)} ({fmt(pps)})", "", "", "—",
+                             f"addon reaches {rust / mb:.0%} of it" if rust else "", str(len(rs))])
+    stages = sorted({r["stage"] for r in records if r["workload"] == "poll"})
+    p10 = None
+    for st in stages:
+        v, n = meds("poll_us", workload="poll", stage=st)
+        r = ratio(v)
+        if st == 10:
+            p10 = v.get("rust")
+        if st == 1000 and v.get("rust") is not None:
+            rust = v["rust"]
+            ok = rust <= 10 and (p10 is None or rust <= 2 * max(p10, 0.0))
+            row("poll(), idle peers", f"µs per poll, {st} peers", v, r,
+                "≤ 10 µs and ≤ 2× the 10-peer cost", ok, n)
+        else:
+            row("poll(), idle peers", f"µs per poll, {st} peers", v, r, n=n)
+    for st in stages:
+        if st < 1000:
+            continue
+        v = {}
+        for cls in ("rust", "builtin"):
+            per = []
+            for rnd in sorted({r["round"] for r in pick(records, workload="poll", cls=cls)}):
+                base = pick(records, workload="poll", cls=cls, round=rnd, stage=0)
+                at = pick(records, workload="poll", cls=cls, round=rnd, stage=st)
+                if base and at and at[0]["peers"]:
+                    per.append((at[0]["rss_kib"] - base[0]["rss_kib"]) / at[0]["peers"])
+            if per:
+                v[cls] = med(per)
+        if v:
+            r = ratio(v)
+            if st == 1000:
+                row("memory", f"server RSS KiB per idle connection ({st})", v, r, "≤ 16 KiB",
+                    v.get("rust") is not None and v["rust"] <= 16, 0)
+            else:
+                row("memory", f"server RSS KiB per idle connection ({st})", v, r)
+    if pick(records, workload="rtt"):
+        for key, label in (("p50_us", "p50 µs"), ("p99_us", "p99 µs"), ("max_us", "max µs")):
+            v, n = meds(key, workload="rtt")
+            r = ratio(v)
+            if key == "p99_us":
+                row("round trip 32 B", label, v, r, "rust ≤ built-in",
+                    r is not None and r <= 1.0, n)
+            else:
+                row("round trip 32 B", label, v, r, n=n)
+    if pick(records, workload="rpc"):
+        v, n = meds("cps", workload="rpc")
+        row("reliable @rpc", "calls/s", v, ratio(v), n=n)
+    if pick(records, workload="fanout"):
+        peers = pick(records, workload="fanout")[0]["peers"]
+        for key, label in (("ms_p50", "server ms/frame p50"), ("ms_p99", "server ms/frame p99"),
+                           ("delivered_ratio", "delivered/expected")):
+            v, n = meds(key, workload="fanout")
+            row(f"fan-out 1 KiB × {peers} @ 60 Hz", label, v, ratio(v), n=n)
+    return rows, verdicts
+
+
+def markdown(rows: list[list[str]], info: dict, cmdline: str, loads: dict, minutes: float) -> str:
+    head = ["workload", "metric", "rust", "built-in", "ENet", "rust / built-in", "target",
+            "rounds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    meta = (f"Machine: {info['cores']} cores, {info['cpu_model']}, {info['mem_gib']} GiB, "
+            f"Linux {info['kernel']}; {info['godot']}; {info['rustc']}; commit {info['commit']}"
+            f"{' (dirty tree)' if info['dirty'] else ''}. Load average before "
+            f"{loads['before']}, after {loads['after']}. Run took {minutes:.1f} min: `{cmdline}`.")
+    return "\n".join(lines) + "\n\n" + meta + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# Plot (SVG written by hand, no dependency)
+
+COLORS = {"rust": "#d9480f", "builtin": "#1c7ed6", "enet": "#2b8a3e",
+          "tungstenite-plain": "#868e96", "tungstenite-channel": "#495057"}
+LABELS = {"rust": "RustWebSocketMultiplayerPeer", "builtin": "WebSocketMultiplayerPeer",
+          "enet": "ENetMultiplayerPeer", "tungstenite-plain": "tokio-tungstenite alone",
+          "tungstenite-channel": "tokio-tungstenite + addon queues"}
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    import math
+    out = []
+    e = math.floor(math.log10(lo))
+    while 10 ** e <= hi * 1.0001:
+        for m in (1, 2, 5):
+            v = m * 10 ** e
+            if lo * 0.9999 <= v <= hi * 1.0001:
+                out.append(v)
+        e += 1
+    return out
+
+
+def _panel(x0: float, y0: float, w: float, h: float, title: str, xlabel: str, ylabel: str,
+           series: dict, xticks: list[tuple[float, str]], points: dict | None = None) -> list[str]:
+    import math
+    allx = [x for s in series.values() for x, _ in s] + [x for x, _ in xticks]
+    ally = [y for s in series.values() for _, y in s if y and y > 0]
+    if points:
+        ally += [y for s in points.values() for _, y in s if y and y > 0]
+    if not ally:
+        return []
+    xlo, xhi = min(allx), max(allx)
+    ylo, yhi = min(ally), max(ally)
+    ylo = 10 ** math.floor(math.log10(ylo))
+    yhi = 10 ** math.ceil(math.log10(yhi))
+    lx = lambda x: x0 + (math.log10(x) - math.log10(xlo)) / max(1e-9, math.log10(xhi) - math.log10(xlo)) * w  # noqa: E731
+    ly = lambda y: y0 + h - (math.log10(y) - math.log10(ylo)) / max(1e-9, math.log10(yhi) - math.log10(ylo)) * h  # noqa: E731
+    out = [f'<text x="{x0 + w / 2}" y="{y0 - 12}" text-anchor="middle" font-size="14" '
+           f'font-weight="bold">{title}</text>',
+           f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#adb5bd"/>']
+    for yv in _log_ticks(ylo, yhi):
+        yy = ly(yv)
+        out.append(f'<line x1="{x0}" y1="{yy:.1f}" x2="{x0 + w}" y2="{yy:.1f}" stroke="#e9ecef"/>')
+        lab = f"{yv:g}" if yv < 1e4 else (f"{yv / 1e3:g}k" if yv < 1e6 else f"{yv / 1e6:g}M")
+        out.append(f'<text x="{x0 - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11">{lab}</text>')
+    for xv, lab in xticks:
+        xx = lx(xv)
+        out.append(f'<line x1="{xx:.1f}" y1="{y0}" x2="{xx:.1f}" y2="{y0 + h}" stroke="#e9ecef"/>')
+        out.append(f'<text x="{xx:.1f}" y="{y0 + h + 16}" text-anchor="middle" font-size="11">{lab}</text>')
+    out.append(f'<text x="{x0 + w / 2}" y="{y0 + h + 34}" text-anchor="middle" font-size="12">{xlabel}</text>')
+    out.append(f'<text x="{x0 - 48}" y="{y0 + h / 2}" text-anchor="middle" font-size="12" '
+               f'transform="rotate(-90 {x0 - 48} {y0 + h / 2})">{ylabel}</text>')
+    for key, pts in (points or {}).items():
+        for x, y in pts:
+            if y and y > 0:
+                out.append(f'<circle cx="{lx(x):.1f}" cy="{ly(y):.1f}" r="2" fill="{COLORS.get(key, "#000")}" '
+                           f'fill-opacity="0.35"/>')
+    for key, pts in series.items():
+        pts = [(x, y) for x, y in sorted(pts) if y and y > 0]
+        if not pts:
+            continue
+        dash = ' stroke-dasharray="5,4"' if key.startswith("tungstenite") else ""
+        path = " ".join(f"{'M' if i == 0 else 'L'}{lx(x):.1f},{ly(y):.1f}" for i, (x, y) in enumerate(pts))
+        out.append(f'<path d="{path}" fill="none" stroke="{COLORS.get(key, "#000")}" stroke-width="2"{dash}/>')
+        for x, y in pts:
+            out.append(f'<circle cx="{lx(x):.1f}" cy="{ly(y):.1f}" r="3.5" fill="{COLORS.get(key, "#000")}"/>')
+    return out
+
+
+def plot_svg(records: list[dict], path: str, subtitle: str) -> None:
+    W, H = 1180, 470
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+             f'viewBox="0 0 {W} {H}" font-family="sans-serif">',
+             f'<rect width="{W}" height="{H}" fill="white"/>']
+    tp = [r for r in records if r["workload"] in ("throughput", "ceiling")]
+    classes = [c for c in ("rust", "builtin", "enet", "tungstenite-plain", "tungstenite-channel")
+               if any(r["cls"] == c for r in tp + records)]
+    size_ticks = [(s, size_label(s)) for s in SIZES]
+
+    def series(recs: list[dict], xkey: str, ykey: str) -> tuple[dict, dict]:
+        s, p = {}, {}
+        for c in classes:
+            rs = [r for r in recs if r["cls"] == c]
+            xs = sorted({r[xkey] for r in rs})
+            s[c] = [(x, med([r[ykey] for r in rs if r[xkey] == x])) for x in xs]
+            p[c] = [(r[xkey], r[ykey]) for r in rs]
+        return s, p
+    s, p = series(tp, "size", "mbps")
+    parts += _panel(80, 50, 300, 320, "One-way throughput", "packet size", "MB/s (log)", s,
+                    size_ticks, p)
+    s, p = series(tp, "size", "pps")
+    parts += _panel(470, 50, 300, 320, "One-way packet rate", "packet size", "packets/s (log)", s,
+                    size_ticks, p)
+    pl = [r for r in records if r["workload"] == "poll" and r["peers"] > 0]
+    if pl:
+        peers = sorted({r["peers"] for r in pl})
+        s, p = series(pl, "peers", "poll_us")
+        parts += _panel(860, 50, 300, 320, "Server poll() cost, idle peers", "connected peers",
+                        "µs per poll (log)", s, [(x, f"{x:g}") for x in peers], p)
+    lx = 80
+    for c in classes:
+        parts.append(f'<rect x="{lx}" y="{H - 50}" width="14" height="4" fill="{COLORS[c]}"/>')
+        parts.append(f'<text x="{lx + 20}" y="{H - 44}" font-size="12">{LABELS[c]}</text>')
+        lx += 30 + 7 * len(LABELS[c])
+    parts.append(f'<text x="80" y="{H - 18}" font-size="11" fill="#495057">{subtitle}</text>')
+    parts.append("</svg>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+# ------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer rounds, smaller counts (< 3 min)")
+    ap.add_argument("--rounds", type=int, help="rounds per measurement (default 3, quick 1)")
+    ap.add_argument("--only", default=",".join(WORKLOADS),
+                    help=f"comma-separated workloads among {','.join(WORKLOADS)}")
+    ap.add_argument("--classes", default="rust,builtin,enet",
+                    help="peer classes to measure, in alternation order (default rust,builtin,enet)")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                    help="throughput packet sizes in bytes")
+    ap.add_argument("--no-build", action="store_true",
+                    help="use the library already in addons/rust_websocket/bin")
+    ap.add_argument("--out", default=os.path.join(REPO, "bench-out"), help="output directory")
+    ap.add_argument("--wait-load", type=float, default=0.0, metavar="L",
+                    help="before starting, wait (up to 10 min) until the 1-minute load average "
+                         "is below L")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show failing processes' output")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    global SIZES
+    args = parse_args(argv)
+    settings = Settings(args.quick, args.rounds)
+    only = [w.strip() for w in args.only.split(",") if w.strip()]
+    for w in only:
+        if w not in WORKLOADS:
+            raise SystemExit(f"--only: unknown workload {w!r} ({', '.join(WORKLOADS)})")
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    for c in classes:
+        if c not in CLASS_NAMES:
+            raise SystemExit(f"--classes: unknown class {c!r} ({', '.join(CLASS_NAMES)})")
+    SIZES = [int(x) for x in args.sizes.split(",") if x.strip()]
+    ws_classes = [c for c in classes if c != "enet"]
+    raise_nofile(2 * max(settings.poll_stages) + 1024)
+    if "poll" in only and _nofile() < max(settings.poll_stages) + 512:
+        settings.poll_stages = [s for s in settings.poll_stages if s + 512 <= _nofile()]
+        log(f"# open-file limit {_nofile()}: poll stages cut to {settings.poll_stages}")
+
+    start = time.monotonic()
+    if not args.no_build and "rust" in classes and not build_addon():
+        return 1
+    godot = godot_bin.godot_path()
+    prepare(godot)
+    if "ceiling" in only and not build_ceiling():
+        only.remove("ceiling")
+    if args.wait_load > 0:
+        end = time.monotonic() + 600
+        while loadavg()[0] >= args.wait_load and time.monotonic() < end:
+            log(f"# waiting for load < {args.wait_load} (now {loadavg()})")
+            time.sleep(15)
+    info = machine_info(godot)
+    loads = {"before": loadavg()}
+    log(f"# {info['cores']} cores, {info['cpu_model']}; {info['godot']}; load {loads['before']}")
+    bench = Bench(godot, settings, args.verbose)
+    R = settings.rounds
+    for rnd in range(1, R + 1):
+        log(f"# round {rnd}/{R}")
+        if "throughput" in only:
+            for size in SIZES:
+                for cls in classes:
+                    bench.throughput(cls, size, rnd)
+        if "poll" in only:
+            for cls in ws_classes:
+                bench.poll(cls, rnd)
+        if "rtt" in only:
+            for cls in classes:
+                bench.rtt(cls, rnd)
+        if "rpc" in only:
+            for cls in classes:
+                bench.rpc(cls, rnd)
+        if "fanout" in only and rnd <= settings.fanout_rounds:
+            for cls in ws_classes:
+                bench.fanout(cls, rnd)
+        if "ceiling" in only and rnd <= (1 if settings.quick else 2):
+            for size in SIZES:
+                for mode in ("plain", "channel"):
+                    bench.ceiling(mode, size, rnd)
+    loads["after"] = loadavg()
+    minutes = (time.monotonic() - start) / 60
+    cmdline = "python3 tests/bench/run_bench.py " + " ".join(argv)
+    rows, verdicts = summarize(bench.records, settings)
+    md = markdown(rows, info, cmdline.strip(), loads, minutes)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
+        json.dump({"when": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                   "machine": info, "load": loads, "command": cmdline.strip(),
+                   "quick": settings.quick, "rounds": R, "minutes": minutes,
+                   "records": bench.records, "verdicts": verdicts,
+                   "failures": bench.failures}, f, indent=1)
+    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
+        f.write(md)
+    subtitle = (f"{info['cores']} cores {info['cpu_model']}, {info['godot']}, medians of {R} "
+                f"round(s), load {loads['before'][0]:.2f}→{loads['after'][0]:.2f}; dots: single rounds")
+    plot_svg(bench.records, os.path.join(args.out, "bench.svg"), subtitle)
+    log("")
+    log(md)
+    for v in verdicts:
+        log(f"# target {'MET' if v['met'] else 'NOT MET'}: {v['what']} ({v['target']})")
+    if bench.failures:
+        log(f"# {len(bench.failures)} measurement(s) failed:")
+        for fl in bench.failures:
+            log(f"#   {fl}")
+    log(f"# wrote {os.path.relpath(args.out, REPO)}/results.md, results.json, bench.svg "
+        f"in {minutes:.1f} min")
+    return 1 if bench.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
