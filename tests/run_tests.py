@@ -48,6 +48,10 @@ EXT_CRATE = "rust_websocket"
 # Only linux x86_64 is handled for now; add rows here for other platforms.
 LIBRARY_NAMES = {
     ("Linux", "x86_64"): ("librust_websocket.so", "librust_websocket.linux.x86_64.so"),
+    ("Linux", "aarch64"): ("librust_websocket.so", "librust_websocket.linux.arm64.so"),
+    ("Windows", "AMD64"): ("rust_websocket.dll", "rust_websocket.windows.x86_64.dll"),
+    ("Darwin", "arm64"): ("librust_websocket.dylib", "librust_websocket.macos.universal.dylib"),
+    ("Darwin", "x86_64"): ("librust_websocket.dylib", "librust_websocket.macos.universal.dylib"),
 }
 
 BUILTIN = "WebSocketMultiplayerPeer"
@@ -168,6 +172,7 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
                           hook_party=True))
         tests.append(Test(f"headers[{short}]", [Proc("main", "headers.gd", cls)],
                           hook=headers_hook, hook_party=True))
+        tests.append(Test(f"free_in_signal[{short}]", [Proc("main", "free_in_signal.gd", cls)]))
         t = Test(f"tls_local[{short}]", [Proc("main", "tls.gd", cls)])
         if cls == RUST:
             t.stderr_expect = _rust_msg_expect("main", [
