@@ -45,6 +45,11 @@ pub enum SendError {
 
 /// How long to wait for the other side's close frame after we sent ours.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// With the `fault-injection` feature (tests only), a text message with exactly this content
+/// makes its connection task panic, to prove a panic closes only that connection.
+#[cfg(feature = "fault-injection")]
+pub const PANIC_TRIGGER: &str = "rwsmp-fault-injection: panic";
+
 /// How long to wait for the TCP close after answering the other side's close frame.
 const PEER_CLOSE_GRACE: Duration = Duration::from_millis(100);
 
@@ -505,7 +510,13 @@ where
         };
         let (data, text) = match item {
             Ok(Message::Binary(data)) => (data, false),
-            Ok(Message::Text(text)) => (Bytes::from(text), true),
+            Ok(Message::Text(text)) => {
+                #[cfg(feature = "fault-injection")]
+                if text.as_str() == PANIC_TRIGGER {
+                    panic!("fault injection: the peer asked this connection task to panic");
+                }
+                (Bytes::from(text), true)
+            }
             Ok(Message::Close(frame)) => {
                 conn.set_state(ReadyState::Closing);
                 match frame {

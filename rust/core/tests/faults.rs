@@ -1,0 +1,102 @@
+//! A panic inside one connection task closes that connection, is reported, and leaves the
+//! server and its other connections working. Needs `--features fault-injection`.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rwsmp_core::config::PeerConfig;
+use rwsmp_core::connection::PANIC_TRIGGER;
+use rwsmp_core::events::Event;
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{next_event, start};
+
+async fn client(
+    port: u16,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    i32,
+) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .expect("connect");
+    let id = match ws.next().await {
+        Some(Ok(Message::Binary(b))) if b.len() == 4 => {
+            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        }
+        other => panic!("no id: {other:?}"),
+    };
+    (ws, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_connection_task_closes_only_its_connection() {
+    let (server, rx, port) = start(None, PeerConfig::default());
+    let (mut a, a_id) = client(port).await;
+    let (mut b, b_id) = client(port).await;
+    let b_conn = next_event(&rx, move |e| match e {
+        Event::Connected { conn, id } if id == b_id => Some(conn),
+        _ => None,
+    })
+    .await;
+
+    a.send(Message::text(PANIC_TRIGGER)).await.unwrap();
+    // A's socket is closed (no close frame: the task died), and the main thread hears of it.
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match a.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "A's connection stayed open after its task panicked"
+    );
+    let mut errors = Vec::new();
+    let gone = next_event(&rx, move |e| match e {
+        Event::Error { message } => {
+            errors.push(message);
+            None
+        }
+        Event::Disconnected { id } => Some((id, std::mem::take(&mut errors))),
+        _ => None,
+    })
+    .await;
+    assert_eq!(gone.0, a_id);
+    // The report names the cause (it may arrive just after the disconnect).
+    let report = if gone.1.is_empty() {
+        next_event(&rx, |e| match e {
+            Event::Error { message } => Some(message),
+            _ => None,
+        })
+        .await
+    } else {
+        gone.1.join("; ")
+    };
+    assert!(report.contains("panic"), "{report}");
+
+    // B still works both ways, and new clients are still accepted.
+    b.send(Message::binary(b"still here".to_vec()))
+        .await
+        .unwrap();
+    let data = next_event(&rx, move |e| match e {
+        Event::Packet(p) if p.from() == b_id => Some(p.data().to_vec()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(data, b"still here");
+    b_conn
+        .send(rwsmp_core::Bytes::from_static(b"pong"), false)
+        .unwrap();
+    assert_eq!(
+        b.next().await.unwrap().unwrap(),
+        Message::binary(b"pong".to_vec())
+    );
+    let (_c, c_id) = client(port).await;
+    assert!(c_id >= 2 && c_id != b_id);
+    server.close();
+}
