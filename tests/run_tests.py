@@ -1131,7 +1131,9 @@ def main(argv: list[str]) -> int:
             tests = []
     if tests:
         work = tempfile.mkdtemp(prefix="rwsmp-tests-")
-        base = random.randrange(20000, 40000 - PORTS_PER_TEST * (len(tests) + 1))
+        # Below the OS's ephemeral range (Linux 32768+, Windows/macOS 49152+), so a client's
+        # outgoing socket can never hold a port a later test wants to listen on.
+        base = random.randrange(10000, 32000 - PORTS_PER_TEST * (len(tests) + 1))
         ports = {t.name: base + i * PORTS_PER_TEST for i, t in enumerate(tests)}
         lock = threading.Lock()
 

@@ -143,6 +143,10 @@ async fn handshake(
     if !config.supported_protocols.is_empty() && protocol.is_empty() {
         return Err("the server accepted none of the supported_protocols".into());
     }
+    if !config.godot_protocol {
+        // A plain WebSocket server assigns no id: pick our own, as Godot ids are (2..2^31).
+        return Ok((ws, remote, protocol, fastrand::i32(2..=i32::MAX)));
+    }
     // Godot's protocol: the first message is our id, 4 bytes little-endian, >= 2.
     let id = loop {
         match ws.next().await {

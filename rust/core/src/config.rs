@@ -24,6 +24,9 @@ pub struct PeerConfig {
     /// Ping each open connection this often; one whose pong has not come back by the next
     /// ping is dropped as dead. `None` = off.
     pub heartbeat_interval: Option<Duration>,
+    /// Godot's protocol: the server greets each client with its 4-byte id and the client
+    /// waits for it. `false` = plain WebSocket, for browsers, bots and other non-Godot peers.
+    pub godot_protocol: bool,
 }
 
 impl Default for PeerConfig {
@@ -36,6 +39,7 @@ impl Default for PeerConfig {
             outbound_buffer_size: 65535,
             max_queued_packets: 4096,
             heartbeat_interval: None,
+            godot_protocol: true,
         }
     }
 }

@@ -59,6 +59,16 @@ pub(crate) enum Outgoing {
     Close(CloseFrame),
 }
 
+/// Traffic counters of one connection (payload bytes, not counting WebSocket framing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub opened_unix_ms: u64,
+}
+
 /// Facts fixed when the handshake completes.
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {
@@ -89,6 +99,16 @@ pub struct Connection {
     /// Round-trip time of the last answered ping, in µs (0 = not measured yet).
     rtt_us: AtomicU64,
     created: std::time::Instant,
+    /// When the connection opened, for stats (milliseconds since the Unix epoch).
+    opened_unix_ms: u64,
+    /// The other side's close frame arrived (a clean close, whoever started it).
+    close_received: AtomicBool,
+    /// The last packet the game took from this peer was a text frame.
+    last_was_text: AtomicBool,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    packets_in: AtomicU64,
+    packets_out: AtomicU64,
     in_wake: Notify,
     /// Set when the main thread has let go of this peer (forced disconnect, `close()`):
     /// no further events are reported.
@@ -126,6 +146,15 @@ impl Connection {
             ping_sent_us: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
             created: std::time::Instant::now(),
+            opened_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            close_received: AtomicBool::new(false),
+            last_was_text: AtomicBool::new(false),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            packets_in: AtomicU64::new(0),
+            packets_out: AtomicU64::new(0),
             cancel,
             max_queued: config.max_queued_packets.max(1),
             out_limit: config.outbound_buffer_size,
@@ -179,6 +208,32 @@ impl Connection {
     /// Packets queued towards this peer and not yet written to the socket.
     pub fn outbound_queued(&self) -> usize {
         self.out_count.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection ended with a close handshake (the other side's close frame
+    /// arrived), as opposed to a reset, a timeout or a dead peer.
+    pub fn was_clean(&self) -> bool {
+        self.close_received.load(Ordering::Acquire)
+    }
+
+    /// Traffic so far: packets and payload bytes, in and out, plus when it opened.
+    pub fn stats(&self) -> ConnectionStats {
+        ConnectionStats {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            packets_in: self.packets_in.load(Ordering::Relaxed),
+            packets_out: self.packets_out.load(Ordering::Relaxed),
+            opened_unix_ms: self.opened_unix_ms,
+        }
+    }
+
+    /// Whether the last packet the game took from this peer arrived as a text frame.
+    pub fn last_was_text(&self) -> bool {
+        self.last_was_text.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_last_was_text(&self, text: bool) {
+        self.last_was_text.store(text, Ordering::Relaxed);
     }
 
     /// Round-trip time measured by the last answered heartbeat ping.
@@ -470,6 +525,8 @@ where
             sink.flush().await?;
             conn.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
             conn.out_count.fetch_sub(count, Ordering::AcqRel);
+            conn.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+            conn.packets_out.fetch_add(count as u64, Ordering::Relaxed);
         }
         if let Some(frame) = close {
             conn.record_close(
@@ -519,11 +576,18 @@ where
             }
             Ok(Message::Close(frame)) => {
                 conn.set_state(ReadyState::Closing);
-                match frame {
-                    Some(f) => {
-                        conn.record_close(u16::from(f.code) as i32, f.reason.as_str().to_owned())
-                    }
-                    None => conn.record_close(1005, String::new()),
+                conn.close_received.store(true, Ordering::Release);
+                let (code, reason) = match frame {
+                    Some(f) => (u16::from(f.code) as i32, f.reason.as_str().to_owned()),
+                    None => (1005, String::new()),
+                };
+                conn.record_close(code, reason.clone());
+                // The other side started the closing handshake (not an answer to ours).
+                if !conn.close_queued.load(Ordering::Acquire)
+                    && !conn.silenced.load(Ordering::Acquire)
+                {
+                    let id = conn.id;
+                    let _ = events.send(Event::CloseRequest { id, code, reason });
                 }
                 closed_by_peer = true;
                 continue;
@@ -559,6 +623,9 @@ where
         if conn.silenced.load(Ordering::Acquire) {
             continue;
         }
+        conn.packets_in.fetch_add(1, Ordering::Relaxed);
+        conn.bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         let packet = InboundPacket::new(conn.clone(), data, text);
         if events.send(Event::Packet(packet)).is_err() {
             return End::Cancelled; // Nobody listens any more.

@@ -14,6 +14,9 @@ pub enum Event {
     Connected { conn: Arc<Connection>, id: i32 },
     /// A message from `packet.from()`.
     Packet(InboundPacket),
+    /// Peer `id` sent a close frame (it started the closing handshake); `Disconnected`
+    /// follows once the connection is down.
+    CloseRequest { id: i32, code: i32, reason: String },
     /// The connection to peer `id` is closed (details in the [`Connection`]).
     Disconnected { id: i32 },
     /// Client only: the connection could not be established.
@@ -56,6 +59,7 @@ impl InboundPacket {
     /// The payload, giving the credit back at once: the game has consumed the packet even if
     /// it keeps the bytes (Godot reads them after `get_packet` returns).
     pub fn take_data(mut self) -> Bytes {
+        self.conn.set_last_was_text(self.text);
         std::mem::take(&mut self.data)
     }
 

@@ -307,9 +307,11 @@ async fn serve(
             return None;
         }
         let id = new_id(&shared.ids);
-        ws.send(Message::Binary(id.to_le_bytes().to_vec().into()))
-            .await
-            .ok()?;
+        if config.godot_protocol {
+            ws.send(Message::Binary(id.to_le_bytes().to_vec().into()))
+                .await
+                .ok()?;
+        }
         Some((ws, id))
     };
     // Pending handshakes that stall are dropped silently, as the built-in does.

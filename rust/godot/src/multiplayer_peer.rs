@@ -20,7 +20,7 @@ use rwsmp_core::tls::{ClientTls, ServerTls};
 use rwsmp_core::url::WsUrl;
 use rwsmp_core::{runtime, Bytes};
 
-use crate::websocket_peer::{godot_ip_string, RustWebSocketPeer};
+use crate::websocket_peer::{godot_ip_string, is_sendable_close_code, RustWebSocketPeer};
 
 /// Bytes of the built-in peer's protocol overhead that `get_max_packet_size` subtracts.
 const PROTO_SIZE: i32 = 9;
@@ -50,6 +50,7 @@ struct PeerEntry {
 enum Action {
     Connected(i32),
     Disconnected(i32),
+    CloseRequest(i32, i32, String),
     ConnectFailed,
 }
 
@@ -101,6 +102,15 @@ pub struct RustWebSocketMultiplayerPeer {
     /// found within two intervals. Applies to connections made after it is set.
     #[var(set = set_heartbeat_interval)]
     heartbeat_interval: f64,
+    /// `true` (default): Godot's multiplayer protocol, wire-compatible with
+    /// [WebSocketMultiplayerPeer] (the server sends each client its id first). `false`: plain
+    /// WebSocket for non-Godot peers (browsers, bots, dashboards): no greeting; the server
+    /// still assigns ids, packets still flow through get_packet/put_packet, text frames are
+    /// flagged by [method was_string_packet] and sent with [method send_text]. Applies to
+    /// the next create_server/create_client.
+    #[var]
+    #[init(val = true)]
+    godot_protocol: bool,
 
     mode: Mode,
     #[init(val = ConnectionStatus::DISCONNECTED)]
@@ -118,6 +128,12 @@ pub struct RustWebSocketMultiplayerPeer {
     events: Option<Receiver<Event>>,
     /// Bumped by every reset, so `poll()` notices when a signal handler closed the peer.
     epoch: u64,
+    /// Whether the last packet returned by get_packet was a text frame.
+    current_was_text: bool,
+    /// Traffic of peers already gone, for get_stats().
+    closed_totals: rwsmp_core::connection::ConnectionStats,
+    /// Client: close code and reason of the connection to the server, once it ended.
+    last_close: Option<(i32, String)>,
     base: Base<MultiplayerPeerExtension>,
 }
 
@@ -177,7 +193,7 @@ impl RustWebSocketMultiplayerPeer {
                 return Error::ERR_CANT_CREATE;
             }
         };
-        self.reset();
+        self.start_session();
         let (tx, rx) = crossbeam_channel::unbounded();
         let server = match Server::start(&rt, port, bind, config, tx, tls) {
             Ok(server) => server,
@@ -248,7 +264,7 @@ impl RustWebSocketMultiplayerPeer {
                 return Error::ERR_CANT_CREATE;
             }
         };
-        self.reset();
+        self.start_session();
         let (tx, rx) = crossbeam_channel::unbounded();
         self.mode = Mode::Client(Client::connect(&rt, parsed, config, tx, tls));
         self.events = Some(rx);
@@ -291,6 +307,156 @@ impl RustWebSocketMultiplayerPeer {
                 0
             }
         }
+    }
+
+    /// Server (Godot 3 `WebSocketServer`): a client completed the handshake, with the
+    /// sub-protocol it agreed. Emitted after `peer_connected`.
+    #[signal]
+    fn client_connected(id: i64, protocol: GString);
+
+    /// Server: a client's connection ended; `was_clean_close` tells whether it ended with a
+    /// close handshake. Emitted after `peer_disconnected`.
+    #[signal]
+    fn client_disconnected(id: i64, was_clean_close: bool);
+
+    /// Server: a client sent a close frame with `code` and `reason` (it is leaving);
+    /// `peer_disconnected` follows once the connection is down.
+    #[signal]
+    fn client_close_request(id: i64, code: i64, reason: GString);
+
+    /// Closes the connection to peer `id` after the packets already queued, with a close
+    /// `code` (1000-1003, 1007-1014, 3000-4999) and `reason` the other side can read.
+    /// `peer_disconnected` follows on a later poll.
+    #[func]
+    fn disconnect_peer_with_code(
+        &mut self,
+        id: i32,
+        #[opt(default = 1000)] code: i32,
+        #[opt(default = "")] reason: GString,
+    ) {
+        let Some(entry) = self.peers.get(&id) else {
+            godot_error!("disconnect_peer_with_code: peer {id} not found");
+            return;
+        };
+        match u16::try_from(code) {
+            Ok(c) if is_sendable_close_code(c) => entry.conn.close(c, &reason.to_string()),
+            _ => godot_error!(
+                "disconnect_peer_with_code: invalid close code {code} (use 1000-1003, 1007-1014 or 3000-4999)"
+            ),
+        }
+    }
+
+    /// Whether peer `id` is connected (server: a client's id; client: 1).
+    #[func]
+    fn has_peer(&self, id: i32) -> bool {
+        self.peers.contains_key(&id)
+    }
+
+    /// Whether this peer is a server listening for connections.
+    #[func]
+    fn is_listening(&self) -> bool {
+        matches!(self.mode, Mode::Server(_))
+    }
+
+    /// The ids of the connected peers (server: the clients; client: `[1]` once connected).
+    #[func]
+    fn get_peer_ids(&self) -> PackedInt32Array {
+        let mut ids: Vec<i32> = self.peers.keys().copied().collect();
+        ids.sort_unstable();
+        PackedInt32Array::from(ids.as_slice())
+    }
+
+    /// Sends `text` as a WebSocket text frame to peer `id` (server: 0 = everyone, -id =
+    /// everyone but id; a client always sends to the server). For non-Godot peers in
+    /// raw mode ([member godot_protocol] off); returns the same errors as `put_packet`.
+    #[func]
+    fn send_text(&mut self, id: i32, text: GString) -> Error {
+        if self.status != ConnectionStatus::CONNECTED {
+            godot_error!("send_text: the peer is not connected");
+            return Error::ERR_UNCONFIGURED;
+        }
+        self.send(id, Bytes::from(text.to_string()), true)
+    }
+
+    /// Whether the packet last returned by `get_packet` arrived as a text frame.
+    #[func]
+    fn was_string_packet(&self) -> bool {
+        self.current_was_text
+    }
+
+    /// Client: the close code the connection to the server ended with (-1 while open or if
+    /// it was not closed cleanly). Readable after `server_disconnected`.
+    #[func]
+    fn get_close_code(&self) -> i32 {
+        match (self.peers.get(&1), &self.last_close) {
+            (Some(entry), _) if self.is_client() => entry.conn.close_code(),
+            (_, Some((code, _))) => *code,
+            _ => -1,
+        }
+    }
+
+    /// Client: the close reason that came with [method get_close_code].
+    #[func]
+    fn get_close_reason(&self) -> GString {
+        match (self.peers.get(&1), &self.last_close) {
+            (Some(entry), _) if self.is_client() => GString::from(&entry.conn.close_reason()),
+            (_, Some((_, reason))) => GString::from(reason),
+            _ => GString::new(),
+        }
+    }
+
+    /// Traffic of peer `id`: `bytes_in`, `bytes_out`, `packets_in`, `packets_out` (payload,
+    /// without WebSocket framing), `queued_packets_out`, `queued_bytes_out`, `rtt_ms` (from
+    /// heartbeat pings, -1 until measured) and `connected_since_unix_ms`. Empty if unknown.
+    #[func]
+    fn get_peer_stats(&self, id: i32) -> VarDictionary {
+        let mut d = VarDictionary::new();
+        let Some(entry) = self.peers.get(&id) else {
+            godot_error!("get_peer_stats: peer {id} not found");
+            return d;
+        };
+        let conn = &entry.conn;
+        let s = conn.stats();
+        put(&mut d, "bytes_in", s.bytes_in as i64);
+        put(&mut d, "bytes_out", s.bytes_out as i64);
+        put(&mut d, "packets_in", s.packets_in as i64);
+        put(&mut d, "packets_out", s.packets_out as i64);
+        put(&mut d, "queued_packets_out", conn.outbound_queued() as i64);
+        put(&mut d, "queued_bytes_out", conn.outbound_buffered() as i64);
+        put(
+            &mut d,
+            "rtt_ms",
+            conn.rtt().map_or(-1.0, |r| r.as_secs_f64() * 1000.0),
+        );
+        put(&mut d, "connected_since_unix_ms", s.opened_unix_ms as i64);
+        d
+    }
+
+    /// Totals since create_server/create_client: `peer_count` and, over current and departed
+    /// peers, `bytes_in`, `bytes_out`, `packets_in`, `packets_out`, plus the current
+    /// `queued_packets_out` and `queued_bytes_out`.
+    #[func]
+    fn get_stats(&self) -> VarDictionary {
+        let mut t = self.closed_totals;
+        let (mut queued_packets, mut queued_bytes) = (0usize, 0usize);
+        for entry in self.peers.values() {
+            let s = entry.conn.stats();
+            t.bytes_in += s.bytes_in;
+            t.bytes_out += s.bytes_out;
+            t.packets_in += s.packets_in;
+            t.packets_out += s.packets_out;
+            queued_packets += entry.conn.outbound_queued();
+            queued_bytes += entry.conn.outbound_buffered();
+        }
+        let mut d = VarDictionary::new();
+        put(&mut d, "peer_count", self.peers.len() as i64);
+        put(&mut d, "bytes_in", t.bytes_in as i64);
+        put(&mut d, "bytes_out", t.bytes_out as i64);
+        put(&mut d, "packets_in", t.packets_in as i64);
+        put(&mut d, "packets_out", t.packets_out as i64);
+        put(&mut d, "queued_packets_out", queued_packets as i64);
+        put(&mut d, "queued_bytes_out", queued_bytes as i64);
+        d
     }
 
     #[func]
@@ -342,6 +508,7 @@ impl RustWebSocketMultiplayerPeer {
             inbound_buffer_size: positive(self.inbound_buffer_size, "inbound_buffer_size")?,
             outbound_buffer_size: positive(self.outbound_buffer_size, "outbound_buffer_size")?,
             max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
+            godot_protocol: self.godot_protocol,
             heartbeat_interval: (self.heartbeat_interval > 0.0)
                 .then(|| Duration::from_secs_f64(self.heartbeat_interval)),
         })
@@ -409,17 +576,42 @@ impl RustWebSocketMultiplayerPeer {
                         actions.push(Action::ConnectFailed);
                     }
                 }
+                Event::CloseRequest { id, code, reason } => {
+                    if self.peers.contains_key(&id) {
+                        actions.push(Action::CloseRequest(id, code, reason));
+                    }
+                }
                 Event::Error { message } => godot_error!("RustWebSocketMultiplayerPeer: {message}"),
             }
         }
         actions
     }
 
-    fn emit(&mut self, signal: &str, id: i32) {
-        self.base_mut().emit_signal(signal, &[id.to_variant()]);
+    fn emit(&mut self, signal: &str, args: &[Variant]) {
+        self.base_mut().emit_signal(signal, args);
     }
 
-    fn send(&mut self, data: Bytes) -> Error {
+    /// Drops peer `id` from the table (its traffic goes into the totals) and its socket.
+    fn forget_peer(&mut self, id: i32) {
+        if let Some(entry) = self.peers.remove(&id) {
+            let s = entry.conn.stats();
+            let t = &mut self.closed_totals;
+            t.bytes_in += s.bytes_in;
+            t.bytes_out += s.bytes_out;
+            t.packets_in += s.packets_in;
+            t.packets_out += s.packets_out;
+            entry.conn.abort();
+        }
+    }
+
+    /// Clears what belongs to the previous session before a create_* call.
+    fn start_session(&mut self) {
+        self.reset();
+        self.closed_totals = Default::default();
+        self.last_close = None;
+    }
+
+    fn send(&mut self, target: i32, data: Bytes, text: bool) -> Error {
         let limit = usize::try_from(self.outbound_buffer_size).unwrap_or(0);
         if data.len() > limit {
             godot_error!(
@@ -430,14 +622,13 @@ impl RustWebSocketMultiplayerPeer {
         }
         if self.is_client() {
             return match self.peers.get(&1) {
-                Some(entry) => queue(&entry.conn, data),
+                Some(entry) => queue(&entry.conn, data, text),
                 None => Error::ERR_UNCONFIGURED,
             };
         }
-        let target = self.target_peer;
         if target > 0 {
             return match self.peers.get(&target) {
-                Some(entry) => queue(&entry.conn, data),
+                Some(entry) => queue(&entry.conn, data, text),
                 None => {
                     godot_error!("put_packet: peer {target} not found");
                     Error::ERR_INVALID_PARAMETER
@@ -457,7 +648,7 @@ impl RustWebSocketMultiplayerPeer {
             return Error::ERR_OUT_OF_MEMORY;
         }
         for (_, entry) in targets() {
-            let _ = entry.conn.send(data.clone(), false);
+            let _ = entry.conn.send(data.clone(), text);
         }
         Error::OK
     }
@@ -489,8 +680,12 @@ fn client_tls(options: &Gd<TlsOptions>) -> Result<ClientTls, String> {
     )
 }
 
-fn queue(conn: &Connection, data: Bytes) -> Error {
-    match conn.send(data, false) {
+fn put<V: ToGodot>(d: &mut VarDictionary, key: &str, value: V) {
+    d.set(&key.to_variant(), &value.to_variant());
+}
+
+fn queue(conn: &Connection, data: Bytes, text: bool) -> Error {
+    match conn.send(data, text) {
         Ok(()) => Error::OK,
         Err(SendError::Full) => {
             godot_error!(
@@ -526,18 +721,51 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
                 return;
             }
             match action {
-                Action::Connected(id) => self.emit("peer_connected", id),
+                Action::Connected(id) => {
+                    self.emit("peer_connected", &[id.to_variant()]);
+                    if self.epoch == epoch && self.is_server() {
+                        let protocol = self
+                            .peers
+                            .get(&id)
+                            .map_or_else(GString::new, |e| GString::from(&e.conn.info().protocol));
+                        self.emit(
+                            "client_connected",
+                            &[id.to_variant(), protocol.to_variant()],
+                        );
+                    }
+                }
                 Action::Disconnected(id) => {
+                    let (clean, close) = self.peers.get(&id).map_or((false, None), |e| {
+                        (
+                            e.conn.was_clean(),
+                            Some((e.conn.close_code(), e.conn.close_reason())),
+                        )
+                    });
                     // Emitted while the peer is still known, so handlers can read its close code.
-                    self.emit("peer_disconnected", id);
+                    self.emit("peer_disconnected", &[id.to_variant()]);
+                    if self.epoch == epoch && self.is_server() {
+                        self.emit(
+                            "client_disconnected",
+                            &[id.to_variant(), clean.to_variant()],
+                        );
+                    }
                     if self.epoch != epoch {
                         return;
                     }
-                    if let Some(entry) = self.peers.remove(&id) {
-                        entry.conn.abort();
-                    }
+                    self.forget_peer(id);
                     if self.is_client() {
                         self.reset();
+                        self.last_close = close;
+                    }
+                }
+                Action::CloseRequest(id, code, reason) => {
+                    if self.is_server() {
+                        let args = [
+                            id.to_variant(),
+                            code.to_variant(),
+                            GString::from(&reason).to_variant(),
+                        ];
+                        self.emit("client_close_request", &args);
                     }
                 }
                 Action::ConnectFailed => self.reset(),
@@ -559,6 +787,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
             godot_error!("get_packet: no packet available");
             return Error::ERR_UNAVAILABLE;
         };
+        self.current_was_text = packet.was_text();
         let data = packet.take_data();
         // SAFETY: Godot passes valid out-pointers; the buffer stays alive in `self.current`
         // until the next get_packet call. Packets are capped far below i32::MAX.
@@ -586,7 +815,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
             // SAFETY: Godot guarantees `p_buffer_size` readable bytes at `p_buffer`.
             Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(p_buffer.ptr(), len) })
         };
-        self.send(data)
+        self.send(self.target_peer, data, false)
     }
 
     fn get_available_packet_count(&self) -> i32 {
@@ -646,9 +875,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
             entry.conn.close(1000, "");
             return;
         }
-        if let Some(entry) = self.peers.remove(&peer) {
-            entry.conn.abort();
-        }
+        self.forget_peer(peer);
         if self.is_client() {
             self.reset();
         }

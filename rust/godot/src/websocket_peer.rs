@@ -78,6 +78,12 @@ impl RustWebSocketPeer {
         GString::from(&self.conn.close_reason())
     }
 
+    /// Whether the last packet the game took from this peer arrived as a text frame.
+    #[func]
+    fn was_string_packet(&self) -> bool {
+        self.conn.last_was_text()
+    }
+
     /// Bytes queued for this peer and not yet written to its socket.
     #[func]
     fn get_current_outbound_buffered_amount(&self) -> i32 {
@@ -101,7 +107,7 @@ impl RustWebSocketPeer {
     }
 }
 
-fn is_sendable_close_code(code: u16) -> bool {
+pub(crate) fn is_sendable_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
