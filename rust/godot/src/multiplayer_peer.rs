@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use godot::classes::multiplayer_peer::{ConnectionStatus, TransferMode};
-use godot::classes::{IMultiplayerPeerExtension, MultiplayerPeerExtension, TlsOptions};
+use godot::classes::{
+    IMultiplayerPeerExtension, MultiplayerPeerExtension, Performance, TlsOptions,
+};
 use godot::global::Error;
 use godot::meta::conv::RawPtr;
 use godot::prelude::*;
@@ -134,6 +136,10 @@ pub struct RustWebSocketMultiplayerPeer {
     closed_totals: rwsmp_core::connection::ConnectionStats,
     /// Client: close code and reason of the connection to the server, once it ended.
     last_close: Option<(i32, String)>,
+    /// Performance monitor ids registered by add_performance_monitors().
+    monitors: Vec<StringName>,
+    /// Last (time, counter) seen per rate monitor, to turn totals into per-second rates.
+    monitor_samples: HashMap<String, (std::time::Instant, u64)>,
     base: Base<MultiplayerPeerExtension>,
 }
 
@@ -459,6 +465,94 @@ impl RustWebSocketMultiplayerPeer {
         d
     }
 
+    /// Adds Godot [Performance] custom monitors for this peer under `category`, so they plot
+    /// in the editor's Debugger > Monitors while the game runs: `peers`, `bytes_in_per_s`,
+    /// `bytes_out_per_s`, `packets_in_per_s`, `packets_out_per_s`, `queued_bytes_out` and
+    /// `rtt_ms` (mean over peers with a heartbeat RTT). Removed by
+    /// [method remove_performance_monitors] or when this peer is freed. Returns
+    /// [constant ERR_ALREADY_IN_USE] if monitors with these ids exist.
+    #[func]
+    fn add_performance_monitors(
+        &mut self,
+        #[opt(default = "RustWebSocket")] category: GString,
+    ) -> Error {
+        let mut perf = Performance::singleton();
+        let ids: Vec<(StringName, &str)> = MONITORS
+            .iter()
+            .map(|name| (StringName::from(&format!("{category}/{name}")), *name))
+            .collect();
+        if let Some((taken, _)) = ids.iter().find(|(id, _)| perf.has_custom_monitor(id)) {
+            godot_error!("add_performance_monitors: a monitor '{taken}' already exists");
+            return Error::ERR_ALREADY_IN_USE;
+        }
+        self.remove_performance_monitors();
+        let callable = Callable::from_object_method(&self.to_gd(), "get_monitor");
+        for (id, name) in ids {
+            let args = varray![name];
+            perf.add_custom_monitor_ex(&id, &callable)
+                .arguments(&args)
+                .done();
+            self.monitors.push(id);
+        }
+        Error::OK
+    }
+
+    /// Removes the monitors added by [method add_performance_monitors].
+    #[func]
+    fn remove_performance_monitors(&mut self) {
+        if self.monitors.is_empty() {
+            return;
+        }
+        let mut perf = Performance::singleton();
+        for id in self.monitors.drain(..) {
+            if perf.has_custom_monitor(&id) {
+                perf.remove_custom_monitor(&id);
+            }
+        }
+    }
+
+    /// The value behind monitor `name` (see [method add_performance_monitors]); rates are
+    /// per second since the previous call for the same name.
+    #[func]
+    fn get_monitor(&mut self, name: GString) -> f64 {
+        let name = name.to_string();
+        let stats = self.get_stats();
+        let total = |key: &str| stats.get(key).map_or(0, |v| v.try_to::<i64>().unwrap_or(0)) as u64;
+        let counter = match name.as_str() {
+            "peers" => return self.peers.len() as f64,
+            "queued_bytes_out" => return total("queued_bytes_out") as f64,
+            "rtt_ms" => {
+                let rtts: Vec<f64> = self
+                    .peers
+                    .values()
+                    .filter_map(|e| e.conn.rtt())
+                    .map(|r| r.as_secs_f64() * 1000.0)
+                    .collect();
+                return if rtts.is_empty() {
+                    0.0
+                } else {
+                    rtts.iter().sum::<f64>() / rtts.len() as f64
+                };
+            }
+            "bytes_in_per_s" => total("bytes_in"),
+            "bytes_out_per_s" => total("bytes_out"),
+            "packets_in_per_s" => total("packets_in"),
+            "packets_out_per_s" => total("packets_out"),
+            _ => {
+                godot_error!("get_monitor: unknown monitor '{name}'");
+                return 0.0;
+            }
+        };
+        let now = std::time::Instant::now();
+        let previous = self.monitor_samples.insert(name, (now, counter));
+        match previous {
+            Some((then, before)) if now > then && counter >= before => {
+                (counter - before) as f64 / (now - then).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+
     #[func]
     fn set_heartbeat_interval(&mut self, interval: f64) {
         if !(interval >= 0.0 && interval.is_finite()) {
@@ -679,6 +773,17 @@ fn client_tls(options: &Gd<TlsOptions>) -> Result<ClientTls, String> {
         options.is_unsafe_client(),
     )
 }
+
+/// Monitor names, as registered under the category by add_performance_monitors().
+const MONITORS: [&str; 7] = [
+    "peers",
+    "bytes_in_per_s",
+    "bytes_out_per_s",
+    "packets_in_per_s",
+    "packets_out_per_s",
+    "queued_bytes_out",
+    "rtt_ms",
+];
 
 fn put<V: ToGodot>(d: &mut VarDictionary, key: &str, value: V) {
     d.set(&key.to_variant(), &value.to_variant());
@@ -907,6 +1012,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
 
 impl Drop for RustWebSocketMultiplayerPeer {
     fn drop(&mut self) {
+        self.remove_performance_monitors();
         self.reset();
     }
 }
