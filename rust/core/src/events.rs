@@ -21,6 +21,12 @@ pub enum Event {
     Disconnected { id: i32 },
     /// Client only: the connection could not be established.
     ConnectFailed { reason: String },
+    /// Server with an admission handler: a pending connection asks to be let in. Answer
+    /// through the ticket before `handshake_timeout`, or it is dropped.
+    Admission {
+        request: crate::admission::AdmissionRequest,
+        ticket: crate::admission::AdmissionTicket,
+    },
     /// Something worth telling the developer (printed as a Godot error).
     Error { message: String },
 }

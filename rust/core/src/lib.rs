@@ -6,6 +6,7 @@
 //! [`connection::Connection`] handles (a bounded outbound queue per peer). Nothing here touches
 //! the engine, so `cargo test` drives it with real tokio-tungstenite peers on 127.0.0.1.
 
+pub mod admission;
 pub mod client;
 pub mod config;
 pub mod connection;

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{self, Admission, Replay};
 use crate::config::PeerConfig;
 use crate::connection::{self, Connection, ConnectionInfo};
 use crate::events::Event;
@@ -71,6 +72,8 @@ struct Shared {
     events: Sender<Event>,
     /// Set for `wss://`: TLS is accepted first, inside the handshake timeout.
     tls: Option<ServerTls>,
+    /// Ask the main thread before admitting each connection ([`Event::Admission`]).
+    ask: AtomicBool,
 }
 
 /// A running server. Dropping it does not stop it: call [`Server::close`].
@@ -108,6 +111,7 @@ impl Server {
             ids: Mutex::new(HashSet::new()),
             events,
             tls,
+            ask: AtomicBool::new(false),
         });
         let cancel = CancellationToken::new();
         let (stopped_tx, stopped) = std::sync::mpsc::channel();
@@ -136,6 +140,12 @@ impl Server {
 
     pub fn set_refusing(&self, refusing: bool) {
         self.shared.refusing.store(refusing, Ordering::Release);
+    }
+
+    /// With `true`, each connection's HTTP request is sent to the main thread as an
+    /// [`Event::Admission`] and upgraded only if accepted.
+    pub fn set_admission(&self, ask: bool) {
+        self.shared.ask.store(ask, Ordering::Release);
     }
 
     /// Stops listening and drops every connection and pending handshake at once, without
@@ -251,10 +261,47 @@ async fn serve(
     let mut requested_url = String::new();
     let scheme = if shared.tls.is_some() { "wss" } else { "ws" };
     let handshake = async {
-        let stream = match &shared.tls {
+        let mut stream = match &shared.tls {
             Some(tls) => tls.accept(stream).await.ok()?,
             None => MaybeTls::Plain(stream),
         };
+        // With an admission handler, the game sees the request before the upgrade.
+        let mut head = Vec::new();
+        if shared.ask.load(Ordering::Acquire) {
+            head = match admission::read_head(&mut stream).await {
+                Ok(head) => head,
+                Err(admission::HeadError::TooLarge) => {
+                    admission::write_rejection(&mut stream, 431, "Request Header Fields Too Large")
+                        .await;
+                    return None;
+                }
+                Err(_) => return None,
+            };
+            let request = match admission::parse_head(&head, remote) {
+                Ok(request) => request,
+                Err(_) => {
+                    admission::write_rejection(&mut stream, 400, "Bad Request").await;
+                    return None;
+                }
+            };
+            let (ticket, answer) = admission::AdmissionTicket::new();
+            shared
+                .events
+                .send(Event::Admission { request, ticket })
+                .ok()?;
+            match answer.await {
+                Ok(Admission::Accept) => {}
+                Ok(Admission::Reject { status, reason }) => {
+                    admission::write_rejection(&mut stream, status, &reason).await;
+                    return None;
+                }
+                Err(_) => {
+                    admission::write_rejection(&mut stream, 503, "Service Unavailable").await;
+                    return None;
+                }
+            }
+        }
+        let stream = Replay::new(head, stream);
         // tungstenite fixes the callback's signature, large error type included.
         #[allow(clippy::result_large_err)]
         let callback = |req: &Request, mut resp: Response| {

@@ -1,10 +1,12 @@
-//! GDExtension entry point: registers `RustWebSocketMultiplayerPeer` and `RustWebSocketPeer`.
+//! GDExtension entry point: registers `RustWebSocketMultiplayerPeer`, `RustWebSocketPeer` and
+//! `RustWebSocketHandshake`.
 //!
 //! This crate is the thin Godot layer: it converts Godot types and errors and drains the
 //! core's event queue on the main thread. All networking lives in `rwsmp-core`.
 
 use godot::init::{gdextension, ExtensionLibrary, InitStage};
 
+mod handshake;
 mod multiplayer_peer;
 mod websocket_peer;
 

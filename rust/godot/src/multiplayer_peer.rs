@@ -13,6 +13,7 @@ use godot::classes::{
 use godot::global::Error;
 use godot::meta::conv::RawPtr;
 use godot::prelude::*;
+use rwsmp_core::admission::{reason_phrase, Admission, AdmissionRequest, AdmissionTicket};
 use rwsmp_core::client::Client;
 use rwsmp_core::config::{parse_header_lines, PeerConfig};
 use rwsmp_core::connection::{Connection, SendError};
@@ -22,6 +23,7 @@ use rwsmp_core::tls::{ClientTls, ServerTls};
 use rwsmp_core::url::WsUrl;
 use rwsmp_core::{runtime, Bytes};
 
+use crate::handshake::RustWebSocketHandshake;
 use crate::websocket_peer::{godot_ip_string, is_sendable_close_code, RustWebSocketPeer};
 
 /// Bytes of the built-in peer's protocol overhead that `get_max_packet_size` subtracts.
@@ -53,6 +55,7 @@ enum Action {
     Connected(i32),
     Disconnected(i32),
     CloseRequest(i32, i32, String),
+    Admission(AdmissionRequest, AdmissionTicket),
     ConnectFailed,
 }
 
@@ -136,6 +139,8 @@ pub struct RustWebSocketMultiplayerPeer {
     closed_totals: rwsmp_core::connection::ConnectionStats,
     /// Client: close code and reason of the connection to the server, once it ended.
     last_close: Option<(i32, String)>,
+    /// Called with a RustWebSocketHandshake for each pending connection, if set.
+    handshake_handler: Option<Callable>,
     /// Performance monitor ids registered by add_performance_monitors().
     monitors: Vec<StringName>,
     /// Last (time, counter) seen per rate monitor, to turn totals into per-second rates.
@@ -213,6 +218,7 @@ impl RustWebSocketMultiplayerPeer {
             }
         };
         server.set_refusing(self.refusing);
+        server.set_admission(self.handshake_handler.is_some());
         self.mode = Mode::Server(server);
         self.events = Some(rx);
         self.status = ConnectionStatus::CONNECTED;
@@ -553,6 +559,29 @@ impl RustWebSocketMultiplayerPeer {
         }
     }
 
+    /// Server: `handler` is called on the main thread with a [RustWebSocketHandshake] for
+    /// each pending connection, before the WebSocket upgrade is answered: path, query,
+    /// headers and remote address, to check a token or refuse when full. The handler answers
+    /// with `handshake.accept()` / `handshake.reject(status, reason)` now or later, or by
+    /// returning `true` (accept), `false` (403) or an HTTP status. No answer within
+    /// `handshake_timeout` drops the connection. An empty Callable removes the handler.
+    /// [codeblock]
+    /// peer.set_handshake_handler(func(h: RustWebSocketHandshake):
+    ///     if h.get_query() != "token=" + secret:
+    ///         h.reject(401, "Unauthorized")
+    ///     elif peer.get_peer_ids().size() >= 64:
+    ///         h.reject(503, "Server full")
+    ///     else:
+    ///         h.accept())
+    /// [/codeblock]
+    #[func]
+    fn set_handshake_handler(&mut self, handler: Callable) {
+        self.handshake_handler = handler.is_valid().then_some(handler);
+        if let Mode::Server(server) = &self.mode {
+            server.set_admission(self.handshake_handler.is_some());
+        }
+    }
+
     #[func]
     fn set_heartbeat_interval(&mut self, interval: f64) {
         if !(interval >= 0.0 && interval.is_finite()) {
@@ -675,6 +704,9 @@ impl RustWebSocketMultiplayerPeer {
                         actions.push(Action::CloseRequest(id, code, reason));
                     }
                 }
+                Event::Admission { request, ticket } => {
+                    actions.push(Action::Admission(request, ticket));
+                }
                 Event::Error { message } => godot_error!("RustWebSocketMultiplayerPeer: {message}"),
             }
         }
@@ -683,6 +715,36 @@ impl RustWebSocketMultiplayerPeer {
 
     fn emit(&mut self, signal: &str, args: &[Variant]) {
         self.base_mut().emit_signal(signal, args);
+    }
+
+    /// Hands a pending connection to the handshake handler. A bool or an HTTP status returned
+    /// by the handler answers at once; otherwise the handler answers through the object.
+    fn admit(&mut self, request: AdmissionRequest, ticket: AdmissionTicket) {
+        let Some(handler) = self.handshake_handler.clone() else {
+            ticket.answer(Admission::Accept); // The handler was removed meanwhile.
+            return;
+        };
+        let handshake = RustWebSocketHandshake::new_gd(request, ticket);
+        // Through base_mut(): the handler may call back into this peer (e.g. get_peer_ids()).
+        let verdict = {
+            let _reentrant = self.base_mut();
+            handler.call(&[handshake.to_variant()])
+        };
+        if handshake.bind().is_answered() {
+            return;
+        }
+        match verdict.get_type() {
+            VariantType::BOOL if verdict.to::<bool>() => handshake.bind().accept(),
+            VariantType::BOOL => handshake.bind().reject(403, "Forbidden".into()),
+            VariantType::INT => {
+                // reject() reports a status outside 400-599; never panic on odd values.
+                let status = verdict.try_to::<i64>().unwrap_or(0);
+                let status = i32::try_from(status).unwrap_or(0);
+                let phrase = u16::try_from(status).map_or("Rejected", reason_phrase);
+                handshake.bind().reject(status, GString::from(phrase));
+            }
+            _ => {} // Answered later through the handshake object, or at the timeout.
+        }
     }
 
     /// Drops peer `id` from the table (its traffic goes into the totals) and its socket.
@@ -873,6 +935,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
                         self.emit("client_close_request", &args);
                     }
                 }
+                Action::Admission(request, ticket) => self.admit(request, ticket),
                 Action::ConnectFailed => self.reset(),
             }
         }

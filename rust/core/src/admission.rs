@@ -1,0 +1,235 @@
+//! Handshake-time admission: the game decides, on its main thread, whether a pending
+//! connection may become a peer (tokens in the URL or an `Authorization` header, a full-server
+//! 503), before the WebSocket upgrade is answered.
+//!
+//! tungstenite's handshake callback is synchronous, and waiting in it for the main thread would
+//! block a runtime worker. So the server reads the HTTP request head itself (bounded), asks the
+//! main thread through the event queue, and awaits a oneshot answer; then it either replays the
+//! bytes into tungstenite ([`Replay`]) or answers with the HTTP status.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::oneshot;
+
+/// Largest HTTP request head accepted (request line and headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// What the game sees of a pending connection.
+#[derive(Clone, Debug)]
+pub struct AdmissionRequest {
+    /// Path without the query, e.g. `/game`.
+    pub path: String,
+    /// Query string without `?`, e.g. `token=abc`.
+    pub query: String,
+    /// Header names lowercased, in request order.
+    pub headers: Vec<(String, String)>,
+    pub remote: SocketAddr,
+}
+
+/// The game's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Accept,
+    Reject { status: u16, reason: String },
+}
+
+/// Where the answer goes. Dropping it unanswered refuses the connection (503).
+pub struct AdmissionTicket(oneshot::Sender<Admission>);
+
+impl AdmissionTicket {
+    pub(crate) fn new() -> (Self, oneshot::Receiver<Admission>) {
+        let (tx, rx) = oneshot::channel();
+        (Self(tx), rx)
+    }
+
+    pub fn answer(self, admission: Admission) {
+        let _ = self.0.send(admission);
+    }
+}
+
+/// The standard reason phrase for an HTTP status (`401` → `Unauthorized`).
+pub fn reason_phrase(status: u16) -> &'static str {
+    tokio_tungstenite::tungstenite::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Rejected")
+}
+
+/// Why the request head could not be used.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    TooLarge,
+    Malformed,
+    Closed,
+}
+
+/// Reads until the end of the HTTP request head (`\r\n\r\n`). Returns every byte read (the
+/// head, and anything after it) for replay.
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| HeadError::Closed)?;
+        if n == 0 {
+            return Err(HeadError::Closed);
+        }
+        let searched_from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        if buf[searched_from..].windows(4).any(|w| w == b"\r\n\r\n") {
+            return Ok(buf);
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+    }
+}
+
+/// Parses the request line and headers of `head`.
+pub(crate) fn parse_head(head: &[u8], remote: SocketAddr) -> Result<AdmissionRequest, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; 96];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::TooLarge)
+        }
+        Err(_) => return Err(HeadError::Malformed),
+    }
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Ok(AdmissionRequest {
+        path: path.to_string(),
+        query: query.to_string(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        remote,
+    })
+}
+
+/// Answers a refused upgrade with a bodiless HTTP response.
+pub(crate) async fn write_rejection<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    reason: &str,
+) {
+    // Keep the reason on one line: it goes into the status line.
+    let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+    let response =
+        format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A stream that first yields bytes already read from `inner`.
+pub struct Replay<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Replay<S> {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = buf.remaining().min(self.prefix.len() - self.pos);
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            if self.pos == self.prefix.len() {
+                // Give the memory back: an idle connection should not keep its request.
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_path_query_and_headers() {
+        let head =
+            b"GET /game?token=abc&x=1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n";
+        let req = parse_head(head, "127.0.0.1:5".parse().unwrap()).unwrap();
+        assert_eq!(req.path, "/game");
+        assert_eq!(req.query, "token=abc&x=1");
+        assert_eq!(req.headers[1], ("authorization".into(), "Bearer t".into()));
+        assert_eq!(
+            parse_head(b"\x00\x01garbage\r\n\r\n", req.remote).unwrap_err(),
+            HeadError::Malformed
+        );
+    }
+
+    #[tokio::test]
+    async fn replay_yields_prefix_then_inner() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b" world").await.unwrap();
+        drop(a);
+        let mut r = Replay::new(b"hello".to_vec(), b);
+        let mut out = String::new();
+        r.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello world");
+    }
+}
