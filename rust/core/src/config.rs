@@ -27,6 +27,9 @@ pub struct PeerConfig {
     /// Godot's protocol: the server greets each client with its 4-byte id and the client
     /// waits for it. `false` = plain WebSocket, for browsers, bots and other non-Godot peers.
     pub godot_protocol: bool,
+    /// Server behind a reverse proxy: connections from these addresses report the client
+    /// address from `X-Forwarded-For`. Empty = the header is ignored.
+    pub trusted_proxies: Vec<crate::proxy::TrustedProxy>,
 }
 
 impl Default for PeerConfig {
@@ -40,6 +43,7 @@ impl Default for PeerConfig {
             max_queued_packets: 4096,
             heartbeat_interval: None,
             godot_protocol: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod events;
+pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod tls;

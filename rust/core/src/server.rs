@@ -21,6 +21,7 @@ use crate::admission::{self, Admission, Replay};
 use crate::config::PeerConfig;
 use crate::connection::{self, Connection, ConnectionInfo};
 use crate::events::Event;
+use crate::proxy::client_address;
 use crate::runtime::spawn_guarded;
 use crate::tls::{MaybeTls, ServerTls};
 
@@ -256,6 +257,8 @@ async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let remote = normalize(remote);
+    // The client's address: `remote`, or what a trusted reverse proxy says it is.
+    let mut client = remote;
     let config = &shared.config;
     let mut selected = None;
     let mut requested_url = String::new();
@@ -278,7 +281,16 @@ async fn serve(
                 Err(_) => return None,
             };
             let request = match admission::parse_head(&head, remote) {
-                Ok(request) => request,
+                Ok(mut request) => {
+                    let forwarded: Vec<&str> = request
+                        .headers
+                        .iter()
+                        .filter(|(k, _)| k == "x-forwarded-for")
+                        .map(|(_, v)| v.as_str())
+                        .collect();
+                    request.remote = client_address(remote, &forwarded, &config.trusted_proxies);
+                    request
+                }
                 Err(_) => {
                     admission::write_rejection(&mut stream, 400, "Bad Request").await;
                     return None;
@@ -305,6 +317,13 @@ async fn serve(
         // tungstenite fixes the callback's signature, large error type included.
         #[allow(clippy::result_large_err)]
         let callback = |req: &Request, mut resp: Response| {
+            let forwarded: Vec<&str> = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            client = client_address(remote, &forwarded, &config.trusted_proxies);
             let host = req
                 .headers()
                 .get("host")
@@ -366,7 +385,7 @@ async fn serve(
         return;
     };
     let info = ConnectionInfo {
-        remote,
+        remote: client,
         protocol: selected.unwrap_or_default(),
         requested_url,
     };

@@ -477,3 +477,39 @@ async fn heartbeat_drops_a_silent_peer_and_keeps_a_live_one() {
     drop(dead);
     server.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    use rwsmp_core::proxy::TrustedProxy;
+    for (trusted, expected) in [
+        (vec!["127.0.0.1"], "203.0.113.7"),
+        (vec![], "127.0.0.1"),
+        (vec!["10.0.0.0/8"], "127.0.0.1"),
+    ] {
+        let config = PeerConfig {
+            trusted_proxies: trusted
+                .iter()
+                .map(|t| TrustedProxy::parse(t).unwrap())
+                .collect(),
+            ..PeerConfig::default()
+        };
+        let (server, rx, port) = start(config);
+        let mut req = format!("ws://127.0.0.1:{port}/")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "x-forwarded-for",
+            "198.51.100.1, 203.0.113.7".parse().unwrap(),
+        );
+        let (_ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        let ip = next_event(&rx, |e| match e {
+            Event::Connected { conn, .. } => Some(conn.info().remote.ip().to_string()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(ip, expected, "trusted {trusted:?}");
+        server.close();
+    }
+}

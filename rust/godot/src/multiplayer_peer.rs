@@ -18,6 +18,7 @@ use rwsmp_core::client::Client;
 use rwsmp_core::config::{parse_header_lines, PeerConfig};
 use rwsmp_core::connection::{Connection, SendError};
 use rwsmp_core::events::{Event, InboundPacket};
+use rwsmp_core::proxy::TrustedProxy;
 use rwsmp_core::server::{BindAddress, Server, StartError};
 use rwsmp_core::tls::{ClientTls, ServerTls};
 use rwsmp_core::url::WsUrl;
@@ -116,6 +117,14 @@ pub struct RustWebSocketMultiplayerPeer {
     #[var]
     #[init(val = true)]
     godot_protocol: bool,
+    /// Server behind a reverse proxy (nginx, a load balancer): connections coming from these
+    /// addresses (IPs or CIDR ranges such as `"10.0.0.0/8"`) report the client's address from
+    /// `X-Forwarded-For` in `get_peer_address()`, `get_peer(id).get_connected_host()` and the
+    /// handshake handler (the rightmost entry that is not itself a trusted proxy; the port
+    /// stays the proxy connection's). Empty (default): the header is ignored, as it can be
+    /// forged. Applies to the next create_server.
+    #[var]
+    trusted_proxies: PackedStringArray,
 
     mode: Mode,
     #[init(val = ConnectionStatus::DISCONNECTED)]
@@ -632,6 +641,17 @@ impl RustWebSocketMultiplayerPeer {
             outbound_buffer_size: positive(self.outbound_buffer_size, "outbound_buffer_size")?,
             max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
             godot_protocol: self.godot_protocol,
+            trusted_proxies: self
+                .trusted_proxies
+                .as_slice()
+                .iter()
+                .map(|p| {
+                    TrustedProxy::parse(&p.to_string()).ok_or_else(|| {
+                        godot_error!("{what}: invalid trusted_proxies entry '{p}' (use an IP address or a CIDR range)");
+                        Error::ERR_INVALID_PARAMETER
+                    })
+                })
+                .collect::<Result<_, _>>()?,
             heartbeat_interval: (self.heartbeat_interval > 0.0)
                 .then(|| Duration::from_secs_f64(self.heartbeat_interval)),
         })

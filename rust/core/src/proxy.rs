@@ -1,0 +1,135 @@
+//! Behind a reverse proxy: the client's address from `X-Forwarded-For`, believed only when
+//! the TCP connection comes from a proxy the game trusts.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// A trusted proxy: one address, or a CIDR range (`10.0.0.0/8`, `fd00::/8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedProxy {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl TrustedProxy {
+    /// Parses `addr` or `addr/prefix`; `None` if malformed.
+    pub fn parse(s: &str) -> Option<TrustedProxy> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(TrustedProxy { net, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                masked(u32::from(n).into(), u32::from(a).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                masked(u128::from(n), u128::from(a), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn masked(net: u128, addr: u128, prefix: u8, bits: u32) -> bool {
+    if prefix == 0 {
+        return true;
+    }
+    let shift = bits - u32::from(prefix);
+    (net >> shift) == (addr >> shift)
+}
+
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's address: `remote` itself, unless `remote` is a trusted proxy that sent
+/// `X-Forwarded-For`; then the rightmost entry that is not a trusted proxy (entries further
+/// left were written by the client itself and cannot be believed). The port stays the TCP
+/// connection's.
+pub fn client_address(
+    remote: SocketAddr,
+    forwarded_for: &[&str],
+    trusted: &[TrustedProxy],
+) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.contains(ip));
+    if !is_trusted(remote.ip()) {
+        return remote;
+    }
+    let hops = forwarded_for
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .rev();
+    for hop in hops {
+        let Ok(ip) = hop
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
+            return remote; // Garbage in the chain: believe nothing.
+        };
+        if !is_trusted(ip) {
+            return SocketAddr::new(unmap(ip), remote.port());
+        }
+    }
+    remote
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> TrustedProxy {
+        TrustedProxy::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parse_and_match() {
+        assert!(t("127.0.0.1").contains("127.0.0.1".parse().unwrap()));
+        assert!(!t("127.0.0.1").contains("127.0.0.2".parse().unwrap()));
+        assert!(t("10.0.0.0/8").contains("10.200.3.4".parse().unwrap()));
+        assert!(t("10.0.0.0/8").contains("::ffff:10.1.1.1".parse().unwrap()));
+        assert!(t("fd00::/8").contains("fd12::1".parse().unwrap()));
+        assert!(!t("fd00::/8").contains("fe80::1".parse().unwrap()));
+        assert_eq!(TrustedProxy::parse("10.0.0.0/33"), None);
+        assert_eq!(TrustedProxy::parse("nope"), None);
+    }
+
+    #[test]
+    fn forwarded_address() {
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let trusted = [t("127.0.0.1"), t("10.0.0.0/8")];
+        let ip = |xff: &[&str]| client_address(proxy, xff, &trusted).ip().to_string();
+        assert_eq!(ip(&["203.0.113.7"]), "203.0.113.7");
+        // The client forged the left entry; the right one was written by our proxy chain.
+        assert_eq!(ip(&["1.2.3.4, 203.0.113.7, 10.0.0.5"]), "203.0.113.7");
+        assert_eq!(ip(&["1.2.3.4", "203.0.113.7"]), "203.0.113.7");
+        assert_eq!(ip(&[]), "127.0.0.1");
+        assert_eq!(ip(&["garbage"]), "127.0.0.1");
+        assert_eq!(
+            client_address(proxy, &["203.0.113.7"], &[])
+                .ip()
+                .to_string(),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            client_address(proxy, &["203.0.113.7"], &trusted).port(),
+            5000
+        );
+    }
+}
