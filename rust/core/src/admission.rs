@@ -80,13 +80,23 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Ve
         if n == 0 {
             return Err(HeadError::Closed);
         }
-        let searched_from = buf.len().saturating_sub(3);
+        let before = buf.len();
         buf.extend_from_slice(&chunk[..n]);
-        if buf[searched_from..].windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(buf);
+        if buf.len() <= MAX_HEAD && before > 16 && !chunk[..n].contains(&b'\n') {
+            continue; // Nothing new to judge: parse at line ends only (bounded work).
         }
-        if buf.len() > MAX_HEAD {
-            return Err(HeadError::TooLarge);
+        // Parse what is there so far: bytes that are not HTTP (garbage, a TLS ClientHello on
+        // a plain server) fail at once instead of waiting out the handshake timeout. At most
+        // ~96 line ends are parsed before the header limit ends it, whatever the sender does.
+        let mut headers = [httparse::EMPTY_HEADER; 96];
+        match httparse::Request::new(&mut headers).parse(&buf) {
+            Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => return Ok(buf),
+            Ok(httparse::Status::Complete(_)) => return Err(HeadError::TooLarge),
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                return Err(HeadError::TooLarge)
+            }
+            Err(_) => return Err(HeadError::Malformed),
         }
     }
 }

@@ -75,6 +75,62 @@ struct Shared {
     tls: Option<ServerTls>,
     /// Ask the main thread before admitting each connection ([`Event::Admission`]).
     ask: AtomicBool,
+    /// Connections accepted whose handshake is not finished, in all and per client IP.
+    pending: Mutex<Pending>,
+}
+
+/// At most this many handshakes in progress at once: a flood of half-open sockets is bounded.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+/// At most this many from one IP address, so one host cannot take all the places (generous
+/// enough for many players behind one NAT joining together). Loopback and trusted proxies are
+/// exempt: every connection through a local reverse proxy comes from them.
+pub const MAX_PENDING_PER_IP: usize = 64;
+
+#[derive(Default)]
+struct Pending {
+    total: usize,
+    per_ip: std::collections::HashMap<IpAddr, usize>,
+}
+
+/// A place among the pending handshakes, given back when dropped.
+struct PendingSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl PendingSlot {
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<PendingSlot> {
+        let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let from_ip = pending.per_ip.get(&ip).copied().unwrap_or(0);
+        let exempt =
+            ip.is_loopback() || shared.config.trusted_proxies.iter().any(|p| p.contains(ip));
+        if pending.total >= MAX_PENDING_HANDSHAKES || (from_ip >= MAX_PENDING_PER_IP && !exempt) {
+            return None;
+        }
+        pending.total += 1;
+        pending.per_ip.insert(ip, from_ip + 1);
+        Some(PendingSlot {
+            shared: shared.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        pending.total = pending.total.saturating_sub(1);
+        if let Some(n) = pending.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                pending.per_ip.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// A running server. Dropping it does not stop it: call [`Server::close`].
@@ -113,6 +169,7 @@ impl Server {
             events,
             tls,
             ask: AtomicBool::new(false),
+            pending: Mutex::new(Pending::default()),
         });
         let cancel = CancellationToken::new();
         let (stopped_tx, stopped) = std::sync::mpsc::channel();
@@ -207,13 +264,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
             drop(stream);
             continue;
         }
+        // Too many handshakes in progress (from this address): refuse at once.
+        let Some(slot) = PendingSlot::take(&shared, normalize(remote).ip()) else {
+            drop(stream);
+            continue;
+        };
         let shared = shared.clone();
         let cancel = cancel.child_token();
         let events = shared.events.clone();
         spawn_guarded(events, None, async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                _ = serve(stream, remote, shared, cancel.clone()) => {}
+                _ = serve(stream, remote, shared, cancel.clone(), slot) => {}
             }
         });
     }
@@ -254,6 +316,7 @@ async fn serve(
     remote: SocketAddr,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    slot: PendingSlot,
 ) {
     let _ = stream.set_nodelay(true);
     let remote = normalize(remote);
@@ -268,18 +331,23 @@ async fn serve(
             Some(tls) => tls.accept(stream).await.ok()?,
             None => MaybeTls::Plain(stream),
         };
+        // The request head is read here, bounded (tungstenite's own reader has no size cap),
+        // then replayed into tungstenite.
+        let head = match admission::read_head(&mut stream).await {
+            Ok(head) => head,
+            Err(admission::HeadError::TooLarge) => {
+                admission::write_rejection(&mut stream, 431, "Request Header Fields Too Large")
+                    .await;
+                return None;
+            }
+            Err(admission::HeadError::Malformed) => {
+                admission::write_rejection(&mut stream, 400, "Bad Request").await;
+                return None;
+            }
+            Err(admission::HeadError::Closed) => return None,
+        };
         // With an admission handler, the game sees the request before the upgrade.
-        let mut head = Vec::new();
         if shared.ask.load(Ordering::Acquire) {
-            head = match admission::read_head(&mut stream).await {
-                Ok(head) => head,
-                Err(admission::HeadError::TooLarge) => {
-                    admission::write_rejection(&mut stream, 431, "Request Header Fields Too Large")
-                        .await;
-                    return None;
-                }
-                Err(_) => return None,
-            };
             let request = match admission::parse_head(&head, remote) {
                 Ok(mut request) => {
                     let forwarded: Vec<&str> = request
@@ -381,7 +449,9 @@ async fn serve(
         Some((ws, id))
     };
     // Pending handshakes that stall are dropped silently, as the built-in does.
-    let Ok(Some((ws, id))) = tokio::time::timeout(config.handshake_timeout, handshake).await else {
+    let done = tokio::time::timeout(config.handshake_timeout, handshake).await;
+    drop(slot); // No longer pending, whatever the outcome.
+    let Ok(Some((ws, id))) = done else {
         return;
     };
     let info = ConnectionInfo {

@@ -513,3 +513,39 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         server.close();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_huge_headers_are_refused_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let (server, _rx, port) = start(PeerConfig::default());
+    async fn answer(port: u16, bytes: &[u8]) -> (String, Duration) {
+        let t0 = Instant::now();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = s.write_all(bytes).await; // The server may close before all is written.
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        (String::from_utf8_lossy(&out).into_owned(), t0.elapsed())
+    }
+    let (garbage, took) = answer(port, b"\x16\x03\x01\x02\x00garbage that is not HTTP").await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    huge.extend(
+        std::iter::repeat_n(
+            b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+                .as_slice(),
+            50,
+        )
+        .flatten(),
+    );
+    huge.extend(std::iter::repeat_n(b'a', 20_000));
+    let (big, took) = answer(port, &huge).await;
+    assert!(big.starts_with("HTTP/1.1 431"), "{big:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    // The server still serves a real client.
+    let mut ws = raw_client(port).await;
+    assert!(matches!(ws.next().await, Some(Ok(Message::Binary(b))) if b.len() == 4));
+    server.close();
+}

@@ -484,7 +484,8 @@ impl RustWebSocketMultiplayerPeer {
     /// in the editor's Debugger > Monitors while the game runs: `peers`, `bytes_in_per_s`,
     /// `bytes_out_per_s`, `packets_in_per_s`, `packets_out_per_s`, `queued_bytes_out` and
     /// `rtt_ms` (mean over peers with a heartbeat RTT). Removed by
-    /// [method remove_performance_monitors] or when this peer is freed. Returns
+    /// [method remove_performance_monitors] or when this peer is freed; calling it again with
+    /// another category moves them. Returns
     /// [constant ERR_ALREADY_IN_USE] if monitors with these ids exist.
     #[func]
     fn add_performance_monitors(
@@ -573,7 +574,8 @@ impl RustWebSocketMultiplayerPeer {
     /// headers and remote address, to check a token or refuse when full. The handler answers
     /// with `handshake.accept()` / `handshake.reject(status, reason)` now or later, or by
     /// returning `true` (accept), `false` (403) or an HTTP status. No answer within
-    /// `handshake_timeout` drops the connection. An empty Callable removes the handler.
+    /// `handshake_timeout` drops the connection; a handler that neither answers nor keeps
+    /// the handshake object refuses it at once with 503. An empty Callable removes the handler.
     /// [codeblock]
     /// peer.set_handshake_handler(func(h: RustWebSocketHandshake):
     ///     if h.get_query() != "token=" + secret:
