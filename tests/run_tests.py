@@ -23,6 +23,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,9 @@ from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import godot_bin  # noqa: E402
+from browser_hook import browser_hook  # noqa: E402
+from proxy_hook import proxy_hook  # noqa: E402
+from handshake_handler_hook import handshake_handler_hook  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = os.path.join(REPO, "godot-project")
@@ -173,6 +177,30 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
         tests.append(Test(f"headers[{short}]", [Proc("main", "headers.gd", cls)],
                           hook=headers_hook, hook_party=True))
         tests.append(Test(f"free_in_signal[{short}]", [Proc("main", "free_in_signal.gd", cls)]))
+        if cls == RUST:
+            tests.append(Test("raw_mode[rust]", [Proc("server", "raw_mode.gd", cls)],
+                              hook=raw_mode_hook, hook_party=True))
+        if cls == RUST:
+            # set_handshake_handler (Python raw HTTP clients: tests/handshake_handler_hook.py)
+            # and add_performance_monitors.
+            tests.append(Test("handshake_handler[rust]",
+                              [Proc("server", "handshake_handler.gd", cls),
+                               Proc("client", "handshake_handler.gd", cls)],
+                              hook=handshake_handler_hook, hook_party=True, stderr_expect=[
+                                  StderrExpect("server", "reject_bad_status", r"400-599"),
+                                  StderrExpect("server", "double_answer",
+                                               r"(?i)already answered")]))
+            tests.append(Test("monitors[rust]", [Proc("main", "monitors.gd", cls)],
+                              stderr_expect=[StderrExpect("main", "add_twice",
+                                                          r"(?i)already exists")]))
+        # The JavaScript client (godot-project/web/) in headless Chromium (tests/browser_hook.py).
+        tests.append(Test(f"browser[{short}]", [Proc("server", "browser.gd", cls)],
+                          hook=browser_hook, hook_party=True))
+        if cls == RUST:
+            # trusted_proxies behind a real nginx (tests/proxy_hook.py); clients of both classes.
+            tests.append(Test("proxy[rust]", [Proc("server", "proxy.gd", cls),
+                                              Proc("client", "proxy.gd", cls)],
+                              hook=proxy_hook, hook_party=True))
         t = Test(f"tls_local[{short}]", [Proc("main", "tls.gd", cls)])
         if cls == RUST:
             t.stderr_expect = _rust_msg_expect("main", [
@@ -223,6 +251,25 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
             tests.append(Test(f"{base_name}[{label}]",
                               [Proc("server", script, srv_cls, dict(extra)),
                                Proc("client", script, cli_cls, dict(extra))], hook=hook))
+
+    # Features only RustWebSocketMultiplayerPeer has: server_control needs a rust server (both
+    # client classes); heartbeat part a (the server drops a frozen client) needs a rust server,
+    # part b (a client notices a frozen server) a rust client.
+    for label in peer_labels:
+        srv_cls, cli_cls = PAIRINGS[label]
+        if srv_cls == RUST:
+            tests.append(Test(f"server_control[{label}]",
+                              [Proc("server", "server_control.gd", srv_cls),
+                               Proc("client", "server_control.gd", cli_cls)]))
+        parts = ("a" if srv_cls == RUST else "") + ("b" if cli_cls == RUST else "")
+        if parts:
+            extra = {"parts": parts}
+            procs = [Proc("server", "heartbeat.gd", srv_cls, dict(extra))]
+            if "a" in parts:
+                procs.append(Proc("frozen", "heartbeat.gd", cli_cls, dict(extra)))
+            procs.append(Proc("client", "heartbeat.gd", cli_cls, dict(extra)))
+            tests.append(Test(f"heartbeat[{label}]", procs,
+                              hook=(lambda p: lambda ctx: heartbeat_hook(ctx, p))(parts)))
     return tests
 
 
@@ -402,9 +449,10 @@ class RawWs:
                 self._fill()
         except EOFError:
             return True
+        except socket.timeout:
+            return False  # still open when the time ran out (socket.timeout is an OSError)
         except OSError:
             return True  # reset counts as closed
-        return False
 
     def close(self) -> None:
         self.sock.close()
@@ -740,6 +788,192 @@ def quit_live_hook(ctx: Ctx, mode: str) -> list:
     finally:
         for s in socks:
             s.close()
+    return checks
+
+
+# Python sides of raw_mode and heartbeat (features of the rust class alone)
+
+RAW_FIRST = b"first-from-server"     # tests/godot/raw_mode.gd FIRST, BIN, BIN2
+RAW_BIN = bytes([0, 1, 2, 250, 255])
+RAW_BIN2 = bytes([9, 8, 7, 6, 5, 4])
+
+
+def raw_mode_hook(ctx: Ctx) -> list:
+    """tests/godot/raw_mode.gd: a plain WebSocket client against a server with
+    godot_protocol = false. No id greeting: the first frame is the server's own packet."""
+    checks: list = []
+
+    def check(ok: bool, name: str, detail: str = "") -> bool:
+        checks.append((ok, "py." + name, detail))
+        return ok
+
+    def expect_frame(ws: RawWs, name: str, opcode: int, payload: bytes) -> None:
+        try:
+            op, data, masked = ws.recv_frame()
+            check(op == opcode and data == payload and not masked, name,
+                  f"opcode {op}, payload {data[:40]!r}, masked {masked} "
+                  f"(expected opcode {opcode}, {payload!r})")
+        except (EOFError, OSError) as e:
+            check(False, name, f"no frame: {e}")
+
+    ws = None
+    try:
+        if not ctx.wait_flag("server_ready", 15):
+            return [(False, "py.server_ready", "server never signalled server_ready")]
+        ws = RawWs(ctx.port)
+        ws.sock.settimeout(10)
+        check(ws.status_line.startswith("HTTP/1.1 101"), "status_101", ws.status_line)
+        check(ws.headers.get("sec-websocket-accept") == ws.expected_accept, "accept_key",
+              str(ws.headers))
+        check("sec-websocket-protocol" not in ws.headers, "no_subprotocol", str(ws.headers))
+        # Godot's protocol would send the 4-byte id first; raw mode sends nothing of its own.
+        expect_frame(ws, "first_frame_is_server_packet_not_id", 2, RAW_FIRST)
+        ws.send_frame(1, b"hello")
+        ws.send_frame(2, RAW_BIN)
+        expect_frame(ws, "send_text_is_text_frame", 1, b"hi")
+        expect_frame(ws, "put_packet_is_binary_frame", 2, RAW_BIN2)
+        expect_frame(ws, "broadcast_send_text_is_text_frame", 1, b"all")
+        ctx.barrier("godot_client_done")
+        if not ctx.wait_flag("bar_godot_client_done.server", 20):
+            return checks + [(False, "py.godot_client_done", "the server never got there")]
+        ws.send_frame(8, (4100).to_bytes(2, "big") + b"raw done")
+        try:
+            op, data, _ = ws.recv_frame()
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            check(op == 8 and code == 4100, "close_answered", f"opcode {op}, payload {data!r}")
+        except (EOFError, OSError) as e:
+            check(False, "close_answered", f"no close frame: {e}")
+        took = _wait_closed(ws.sock, 5.0)
+        check(took is not None, "server_closes_tcp",
+              "TCP still open 5 s after the close handshake" if took is None
+              else f"closed {took:.3f}s after the close handshake")
+    finally:
+        ctx.barrier("godot_client_done")
+        ctx.barrier("done")
+        ctx.wait_flag("bar_done.server", 15)
+        if ws is not None:
+            ws.close()
+    return checks
+
+
+def _proc_state(pid: int) -> str:
+    """The one-letter state in /proc/PID/stat ("" if the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _godot_pid(ctx: Ctx, role: str) -> tuple[int | None, str]:
+    """The pid a scenario process published with put_value("pid_<role>"), if it is Godot."""
+    try:
+        with open(os.path.join(ctx.dir, "val_pid_" + role)) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except (OSError, ValueError) as e:
+        return None, f"no pid for {role}, or the process is gone: {e}"
+    if b"godot" not in cmdline.lower():
+        return None, f"pid {pid} is not Godot: {cmdline[:200]!r}"
+    return pid, ""
+
+
+def _read_value(ctx: Ctx, key: str) -> str:
+    try:
+        with open(os.path.join(ctx.dir, "val_" + key)) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def heartbeat_hook(ctx: Ctx, parts: str) -> list:
+    """tests/godot/heartbeat.gd: freezes a process with SIGSTOP when the scenario asks (part a:
+    the "frozen" client, part b: the server), tells it with a flag once the process is stopped,
+    and resumes it (SIGCONT) once the other side has checked its detection. Part a also times
+    the resumed client's exit."""
+    if platform.system() != "Linux" or not hasattr(signal, "SIGSTOP"):
+        _put_value(ctx, "sigstop", 0)
+        return [(True, "py.heartbeat_skip_info",
+                 f"SKIPPED: freezing a process needs SIGSTOP and /proc (Linux); "
+                 f"this is {platform.system()}")]
+    _put_value(ctx, "sigstop", 1)
+    checks: list = []
+    stopped: set[int] = set()
+
+    def check(ok: bool, name: str, detail: str = "") -> bool:
+        checks.append((ok, "py." + name, detail))
+        return ok
+
+    def freeze(role: str) -> int | None:
+        pid, why = _godot_pid(ctx, role)
+        if not check(pid is not None, f"{role}_pid", why):
+            return None
+        os.kill(pid, signal.SIGSTOP)
+        stopped.add(pid)
+        end = time.monotonic() + 2
+        while _proc_state(pid) not in ("T", "t") and time.monotonic() < end:
+            time.sleep(0.001)
+        state = _proc_state(pid)
+        check(state in ("T", "t"), f"{role}_stopped", f"/proc state {state!r} after SIGSTOP")
+        return pid
+
+    def resume(pid: int, flag_name: str) -> float:
+        ctx.flag(flag_name)  # first, so the process sees it as soon as it runs again
+        os.kill(pid, signal.SIGCONT)
+        stopped.discard(pid)
+        return time.monotonic()
+
+    try:
+        if "a" in parts:
+            if not ctx.wait_flag("freeze_client", 25):
+                return checks + [(False, "py.freeze_client", "the server never asked")]
+            pid = freeze("frozen")
+            if pid is None:
+                return checks
+            t_stop = time.monotonic()
+            ctx.flag("client_frozen")
+            ok = ctx.wait_flag("a_detected", 10)
+            check(ok, "a_detected",
+                  "" if ok else "the server did not finish part a within 10 s of the freeze")
+            held = time.monotonic() - t_stop
+            t_cont = resume(pid, "client_resumed")
+            while not _pid_gone(pid) and time.monotonic() - t_cont < 10:
+                time.sleep(0.005)
+            took = time.monotonic() - t_cont
+            gone = _pid_gone(pid)
+            if not gone:
+                os.kill(pid, signal.SIGKILL)
+            check(gone and took < 5.0, "a_frozen_client_exits_after_resume",
+                  f"exited {took:.3f}s after SIGCONT" if gone
+                  else "still running 10 s after SIGCONT (killed)")
+            checks.append((True, "py.a_info",
+                           f"a: server dropped the frozen client "
+                           f"{_read_value(ctx, 'a_detect_ms')} ms after the freeze "
+                           f"(frozen {held:.2f}s, exited {took:.2f}s after SIGCONT)"))
+        if "b" in parts:
+            if not ctx.wait_flag("freeze_server", 30):
+                return checks + [(False, "py.freeze_server", "the client never asked")]
+            pid = freeze("server")
+            if pid is None:
+                return checks
+            t_stop = time.monotonic()
+            ctx.flag("server_frozen")
+            ok = ctx.wait_flag("b_detected", 10)
+            check(ok, "b_detected",
+                  "" if ok else "the client did not finish part b within 10 s of the freeze")
+            held = time.monotonic() - t_stop
+            resume(pid, "server_resumed")
+            checks.append((True, "py.b_info",
+                           f"b: client saw server_disconnected "
+                           f"{_read_value(ctx, 'b_detect_ms')} ms after the server froze "
+                           f"(frozen {held:.2f}s)"))
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
     return checks
 
 

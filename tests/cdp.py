@@ -1,0 +1,293 @@
+"""Headless Chromium driven through the DevTools protocol, with the Python standard library only
+(a minimal WebSocket client of its own). Used by tests/browser_hook.py.
+
+    with Chromium(log_path) as browser:      # raises ChromiumMissing if there is no chromium
+        page = browser.page()                # the first tab (about:blank)
+        page.navigate("http://127.0.0.1:8000/index.html")
+        page.evaluate("document.title")
+        page.console                         # console / exception / log lines seen so far
+
+Chromium is Debian's (`/usr/bin/chromium`, or `$CHROMIUM`), started as the machine's notes say
+(root: --no-sandbox; no network beyond loopback: --disable-background-networking etc.) with a
+fresh profile in a temporary directory, and `--remote-debugging-port=0`: it picks a free port and
+writes it to DevToolsActivePort in the profile. It is started in a session of its own and, at
+the end, that process group alone is terminated (then killed if needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+MISSING_MESSAGE = "chromium not installed: apt-get install chromium"
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-extensions", "--disable-default-apps", "--mute-audio",
+    "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+]
+
+
+class ChromiumMissing(RuntimeError):
+    pass
+
+
+class CdpError(RuntimeError):
+    pass
+
+
+def chromium_path() -> str | None:
+    env = os.environ.get("CHROMIUM")
+    if env:
+        return env if os.path.exists(env) else None
+    for cand in ("/usr/bin/chromium", shutil.which("chromium") or ""):
+        if cand and os.path.exists(cand):
+            return cand
+    return None
+
+
+class _Ws:
+    """A minimal RFC 6455 client for DevTools: text messages, masked frames, fragmentation."""
+
+    def __init__(self, host: str, port: int, path: str, timeout: float):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                           f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                           ).encode())
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status = head.split(b"\r\n", 1)[0].decode("latin-1")
+        if " 101 " not in status + " ":
+            raise CdpError(f"DevTools WebSocket handshake failed: {status}")
+
+    def _fill(self) -> None:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise EOFError("DevTools connection closed")
+        self.buf += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send_text(self, text: str) -> None:
+        payload = text.encode()
+        n = len(payload)
+        head = bytes([0x81])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        # XOR with the repeated mask as one big integer: fast enough for any size here.
+        rep = (mask * (n // 4 + 1))[:n]
+        body = (int.from_bytes(payload, "big") ^ int.from_bytes(rep, "big")).to_bytes(n, "big")
+        self.sock.sendall(head + mask + body)
+
+    def recv_text(self, timeout: float) -> str:
+        self.sock.settimeout(timeout)
+        parts: list[bytes] = []
+        while True:
+            b0, b1 = self._take(2)
+            opcode, fin = b0 & 0x0F, bool(b0 & 0x80)
+            n = b1 & 0x7F
+            if n == 126:
+                n = int.from_bytes(self._take(2), "big")
+            elif n == 127:
+                n = int.from_bytes(self._take(8), "big")
+            mask = self._take(4) if b1 & 0x80 else b""
+            data = self._take(n)
+            if mask:
+                data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+            if opcode == 8:
+                raise EOFError("DevTools connection closed by Chromium")
+            if opcode == 9:  # ping: answer with a pong (masked, as a client must)
+                self.sock.sendall(bytes([0x8A, 0x80 | len(data)]) + b"\0\0\0\0" + data)
+                continue
+            if opcode in (0, 1, 2):
+                parts.append(data)
+                if fin:
+                    return b"".join(parts).decode("utf-8", "replace")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Page:
+    """One page target: commands, and the console/exception/log lines it reported."""
+
+    def __init__(self, ws: _Ws):
+        self.ws = ws
+        self.next_id = 0
+        self.console: list[str] = []
+
+    def command(self, method: str, params: dict | None = None, timeout: float = 10.0) -> dict:
+        self.next_id += 1
+        cid = self.next_id
+        self.ws.send_text(json.dumps({"id": cid, "method": method, "params": params or {}}))
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise CdpError(f"no answer to {method} within {timeout:.0f}s")
+            try:
+                msg = json.loads(self.ws.recv_text(left))
+            except socket.timeout:
+                continue
+            if msg.get("id") == cid:
+                if "error" in msg:
+                    raise CdpError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self._event(msg)
+
+    def _event(self, msg: dict) -> None:
+        method, p = msg.get("method"), msg.get("params", {})
+        if method == "Runtime.consoleAPICalled":
+            text = " ".join(str(a.get("value", a.get("description", a.get("type"))))
+                            for a in p.get("args", []))
+            self.console.append(f"console.{p.get('type')}: {text}")
+        elif method == "Runtime.exceptionThrown":
+            d = p.get("exceptionDetails", {})
+            desc = d.get("exception", {}).get("description") or d.get("text")
+            self.console.append(f"exception: {desc}")
+        elif method == "Log.entryAdded":
+            e = p.get("entry", {})
+            self.console.append(f"log.{e.get('level')}: {e.get('text')} {e.get('url', '')}")
+
+    def navigate(self, url: str) -> None:
+        res = self.command("Page.navigate", {"url": url})
+        if res.get("errorText"):
+            raise CdpError(f"navigate to {url}: {res['errorText']}")
+
+    def evaluate(self, expression: str, timeout: float = 10.0):
+        """The expression's value (JSON-able), evaluated in the page."""
+        res = self.command("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                           timeout)
+        if "exceptionDetails" in res:
+            raise CdpError(f"evaluate {expression!r}: {res['exceptionDetails'].get('text')}")
+        return res.get("result", {}).get("value")
+
+
+class Chromium:
+    """A headless Chromium process with a fresh profile; a context manager."""
+
+    def __init__(self, log_path: str, start_timeout: float = 20.0):
+        self.path = chromium_path()
+        if self.path is None:
+            raise ChromiumMissing(MISSING_MESSAGE)
+        self.log_path = log_path
+        self.start_timeout = start_timeout
+        self.profile = tempfile.mkdtemp(prefix="rwsmp-chromium-")
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self._pages: list[Page] = []
+
+    def __enter__(self) -> "Chromium":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        log = open(self.log_path, "wb")
+        try:
+            self.proc = subprocess.Popen(
+                [self.path, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        finally:
+            log.close()
+        port_file = os.path.join(self.profile, "DevToolsActivePort")
+        end = time.monotonic() + self.start_timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise CdpError(f"chromium exited with code {self.proc.returncode} at start: "
+                               f"{self.log_tail()}")
+            try:
+                with open(port_file) as f:
+                    first = f.readline().strip()
+                if first:
+                    self.port = int(first)
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise CdpError(f"chromium wrote no DevToolsActivePort within {self.start_timeout:.0f}s: "
+                       f"{self.log_tail()}")
+
+    def _get_json(self, path: str):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", path)
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def page(self, timeout: float = 10.0) -> Page:
+        """A DevTools session on the first page (tab), with Runtime, Log and Page enabled."""
+        end = time.monotonic() + timeout
+        while True:
+            targets = [t for t in self._get_json("/json/list") if t.get("type") == "page"]
+            if targets:
+                break
+            if time.monotonic() > end:
+                raise CdpError("chromium has no page target")
+            time.sleep(0.05)
+        url = targets[0]["webSocketDebuggerUrl"]  # ws://127.0.0.1:PORT/devtools/page/ID
+        path = "/" + url.split("/", 3)[3]
+        page = Page(_Ws("127.0.0.1", self.port, path, timeout=10))
+        self._pages.append(page)
+        for domain in ("Runtime", "Log", "Page"):
+            page.command(f"{domain}.enable")
+        return page
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                lines = [ln.rstrip() for ln in f if ln.strip()]
+        except OSError:
+            return ""
+        return " | ".join(lines[-n:])
+
+    def stop(self) -> None:
+        for p in self._pages:
+            p.ws.close()
+        if self.proc is not None and self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)  # the group of the process started here
+                except (ProcessLookupError, PermissionError):
+                    break
+                try:
+                    self.proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.proc is not None:
+            try:
+                # Helpers of the group may outlive the main process for a moment.
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        shutil.rmtree(self.profile, ignore_errors=True)

@@ -1,0 +1,96 @@
+## browser: a Godot server of one class against the JavaScript client in godot-project/web/
+## (RwsmpClient in headless Chromium, driven by tests/browser_hook.py). The page sends five known
+## packets, then echoes every server packet with a leading 0xEE byte; this side checks the
+## browser's peer id, the exact bytes and their source, sends four known packets (one broadcast,
+## three to the peer) and checks the echoes, then disconnects the browser with
+## disconnect_peer(id) (the page reports the close code to the hook).
+## Roles: server (and "py", the hook, as a barrier party).
+extends "res://tests/lib/base.gd"
+
+const ECHO_PREFIX := 0xEE
+
+
+static func pat(size: int, mul: int, add: int) -> PackedByteArray:
+	var b := PackedByteArray()
+	b.resize(size)
+	for i in size:
+		b[i] = (i * mul + add) & 0xFF
+	return b
+
+
+static func bytes(values: Array) -> PackedByteArray:
+	return PackedByteArray(values)
+
+
+func _browser_gone() -> bool:
+	return has_flag("browser_failed")
+
+
+func run() -> void:
+	# Must match PACKETS in godot-project/web/index.html and tests/browser_hook.py.
+	var from_page: Array = [bytes([1, 2, 3]), "hello from the browser".to_utf8_buffer(),
+			bytes([0x00, 0xFF, 0x80, 0x7F]), pat(300, 7, 1), pat(20000, 31, 7)]
+	var to_page: Array = [bytes([0xDE, 0xAD, 0xBE, 0xEF]), "hello from godot".to_utf8_buffer(),
+			pat(1000, 13, 5), pat(40000, 17, 3)]
+
+	var p: Object = make_peer()
+	watch(p, "peer")
+	expect_eq(p.create_server(port), OK_, "create_server")
+	polled.append(p)
+	flag("server_ready")
+
+	var connected := func() -> bool: return count("peer", "peer_connected") > 0 or _browser_gone()
+	await wait_until(connected, 20.0, "the browser's connection")
+	if not check(count("peer", "peer_connected") == 1, "browser_connected",
+			"peer_connected %s (the python hook says why)" % [got("peer", "peer_connected")]):
+		await barrier("done", 20.0)
+		return
+	var id: int = got("peer", "peer_connected")[0]
+	put_value("browser_id", id)
+	flag("browser_id_set")
+	check(id >= 2, "browser_id_range", "id %d" % id)
+	expect_eq(p.get_peer_address(id), "127.0.0.1", "browser_address")
+
+	# The page's packets, in order, from the browser's id.
+	var received: Array = []
+	var all_in := func() -> bool:
+		received.append_array(drain(p))
+		return received.size() >= from_page.size() or _browser_gone()
+	check(await wait_until(all_in, 10.0, "the page's packets"), "page_packets_arrived",
+			"%d of %d packets" % [received.size(), from_page.size()])
+	var pk: Array = received.map(func(r: Array) -> PackedByteArray: return r[1])
+	check(pk == from_page, "page_packets", "got %s, expected %s" % [
+			pk.map(func(x: Variant) -> String: return _show(x)),
+			from_page.map(func(x: Variant) -> String: return _show(x))])
+	check(received.all(func(r: Array) -> bool: return r[0] == id), "page_packet_source",
+			"sources %s, expected %d" % [received.map(func(r: Array) -> int: return r[0]), id])
+
+	# Known packets to the page: the first broadcast (target 0), the others to its id.
+	p.set_target_peer(0)
+	expect_eq(p.put_packet(to_page[0]), OK_, "put_broadcast")
+	p.set_target_peer(id)
+	for i in range(1, to_page.size()):
+		expect_eq(p.put_packet(to_page[i]), OK_, "put_%d" % i)
+
+	var echoes: Array = []
+	var echoed := func() -> bool:
+		echoes.append_array(drain(p))
+		return echoes.size() >= to_page.size() or _browser_gone()
+	check(await wait_until(echoed, 10.0, "the page's echoes"), "echoes_arrived",
+			"%d of %d echoes" % [echoes.size(), to_page.size()])
+	var want: Array = to_page.map(func(x: PackedByteArray) -> PackedByteArray:
+		var e := bytes([ECHO_PREFIX])
+		e.append_array(x)
+		return e)
+	var got_echoes: Array = echoes.map(func(r: Array) -> PackedByteArray: return r[1])
+	check(got_echoes == want, "echoes", "got %s, expected %s" % [
+			got_echoes.map(func(x: Variant) -> String: return _show(x)),
+			want.map(func(x: Variant) -> String: return _show(x))])
+	check(echoes.all(func(r: Array) -> bool: return r[0] == id), "echo_source",
+			"sources %s" % [echoes.map(func(r: Array) -> int: return r[0])])
+
+	p.disconnect_peer(id)
+	check(await wait_until(func() -> bool: return got("peer", "peer_disconnected").has(id), 5.0,
+			"the browser's disconnection"), "browser_disconnected", "events %s" % [events["peer"]])
+	expect_eq(drain(p), [], "nothing_else_received")
+	await barrier("done", 20.0)

@@ -1,0 +1,166 @@
+## raw_mode: RustWebSocketMultiplayerPeer with godot_protocol = false (plain WebSocket) against
+## a Python raw client (run_tests.py raw_mode_hook, barrier party "py") and a Godot rust client
+## that also has godot_protocol = false, both in one server process.
+##   raw      no 4-byte id greeting: the first frame the Python client reads is the packet the
+##            server sends it after client_connected(id, ""); a text frame "hello" arrives as
+##            get_packet() "hello" with was_string_packet() true (also on get_peer(id)), a
+##            binary frame with false; send_text(id, "hi") -> opcode 1 "hi", put_packet ->
+##            opcode 2; get_peer_ids() [id]
+##   godot    the rust client (godot_protocol false) reaches CONNECTED with a unique id >= 2 of
+##            its own; packets both ways (binary and send_text, was_string_packet on each side);
+##            send_text(0, "all") reaches both clients as text; get_peer_ids() is both ids,
+##            sorted
+##   close    the Python client closes with 4100 "raw done" -> client_close_request(id, 4100,
+##            "raw done"), peer_disconnected(id), client_disconnected(id, true)
+## Roles: server (one class alone, the rust class).
+extends "res://tests/lib/base.gd"
+
+const FIRST := "first-from-server"
+const BIN := [0, 1, 2, 250, 255]
+const BIN2 := [9, 8, 7, 6, 5, 4]
+
+## Every signal of the server peer, in emission order: [name, args...].
+var siglog: Array = []
+
+
+func _on_pc(id: int) -> void:
+	siglog.append(["peer_connected", id])
+
+
+func _on_pd(id: int) -> void:
+	siglog.append(["peer_disconnected", id])
+
+
+func _on_cc(id: int, protocol: String) -> void:
+	siglog.append(["client_connected", id, protocol])
+
+
+func _on_cd(id: int, clean: bool) -> void:
+	siglog.append(["client_disconnected", id, clean])
+
+
+func _on_cr(id: int, code: int, reason: String) -> void:
+	siglog.append(["client_close_request", id, code, reason])
+
+
+func ids_of(sig: String) -> Array:
+	return siglog.filter(func(e: Array) -> bool: return e[0] == sig).map(
+			func(e: Array) -> int: return e[1])
+
+
+func log_of(id: int) -> Array:
+	return siglog.filter(func(e: Array) -> bool: return e[1] == id)
+
+
+## Takes the next packet of `p` (waiting up to 5 s): [source, bytes, was_string_packet], or [].
+func next_packet(p: Object, what: String) -> Array:
+	if not await wait_until(func() -> bool: return p.get_available_packet_count() > 0, 5.0, what):
+		return []
+	var src: int = p.get_packet_peer()
+	var pkt: PackedByteArray = p.get_packet()
+	return [src, pkt, p.was_string_packet()]
+
+
+func run() -> void:
+	var s: Object = make_peer()
+	expect_eq(s.godot_protocol, true, "godot_protocol_default_true")
+	s.godot_protocol = false
+	expect_eq(s.godot_protocol, false, "godot_protocol_set_false")
+	s.peer_connected.connect(_on_pc)
+	s.peer_disconnected.connect(_on_pd)
+	s.client_connected.connect(_on_cc)
+	s.client_disconnected.connect(_on_cd)
+	s.client_close_request.connect(_on_cr)
+	expect_eq(s.create_server(port), OK_, "create_server")
+	polled.append(s)
+	flag("server_ready")
+
+	# raw: the Python client.
+	if not check(await wait_until(func() -> bool: return not ids_of("client_connected").is_empty(),
+			10.0, "the raw client"), "raw_client_connected", "log %s" % [siglog]):
+		return
+	var rid: int = ids_of("client_connected")[0]
+	check(rid >= 2, "raw_client_id_range", "id %d" % rid)
+	expect_eq(log_of(rid), [["peer_connected", rid], ["client_connected", rid, ""]],
+			"raw_signals_connected")
+	expect_eq(s.get_peer_ids(), PackedInt32Array([rid]), "get_peer_ids_raw")
+	s.set_target_peer(rid)
+	expect_eq(s.put_packet(FIRST.to_utf8_buffer()), OK_, "put_first_packet")
+
+	var r1: Array = await next_packet(s, "text from the raw client")
+	if check(not r1.is_empty(), "raw_text_arrived", "nothing within 5 s"):
+		expect_eq(r1[0], rid, "raw_text_source")
+		expect_eq(r1[1], "hello".to_utf8_buffer(), "raw_text_payload")
+		expect_eq(r1[2], true, "raw_text_was_string_packet")
+		expect_eq(s.get_peer(rid).was_string_packet(), true, "raw_text_peer_was_string_packet")
+	var r2: Array = await next_packet(s, "binary from the raw client")
+	if check(not r2.is_empty(), "raw_binary_arrived", "nothing within 5 s"):
+		expect_eq(r2[0], rid, "raw_binary_source")
+		expect_eq(r2[1], PackedByteArray(BIN), "raw_binary_payload")
+		expect_eq(r2[2], false, "raw_binary_was_string_packet")
+		expect_eq(s.get_peer(rid).was_string_packet(), false, "raw_binary_peer_was_string_packet")
+	expect_eq(s.send_text(rid, "hi"), OK_, "send_text_to_raw")
+	s.set_target_peer(rid)
+	expect_eq(s.put_packet(PackedByteArray(BIN2)), OK_, "put_binary_to_raw")
+
+	# godot: a rust client without the Godot protocol.
+	var c: Object = make_peer()
+	c.godot_protocol = false
+	watch(c, "cli")
+	expect_eq(c.create_client(url()), OK_, "godot_create_client")
+	polled.append(c)
+	if check(await wait_status(c, CONNECTED, 5.0), "godot_client_connected",
+			"status %d" % c.get_connection_status()):
+		var uid: int = c.get_unique_id()
+		check(uid >= 2, "godot_client_unique_id", "id %d" % uid)
+		expect_eq(got("cli", "peer_connected"), [1], "godot_client_peer_connected_1")
+		expect_eq(c.get_peer_ids(), PackedInt32Array([1]), "godot_client_get_peer_ids")
+		info("raw-mode Godot client picked id %d" % uid)
+	var two := func() -> bool: return ids_of("client_connected").size() >= 2
+	if check(await wait_until(two, 5.0, "the Godot client on the server"), "server_sees_godot_client",
+			"log %s" % [siglog]):
+		var gid: int = ids_of("client_connected")[1]
+		check(gid >= 2 and gid != rid, "godot_client_server_id", "id %d, raw client %d" % [gid, rid])
+		var both := [rid, gid]
+		both.sort()
+		expect_eq(s.get_peer_ids(), PackedInt32Array(both), "get_peer_ids_both_sorted")
+		expect_eq(c.put_packet("from-godot".to_utf8_buffer()), OK_, "godot_put_packet")
+		var g1: Array = await next_packet(s, "packet from the Godot client")
+		if check(not g1.is_empty(), "godot_packet_arrived", "nothing within 5 s"):
+			expect_eq(g1[0], gid, "godot_packet_source")
+			expect_eq(g1[1], "from-godot".to_utf8_buffer(), "godot_packet_payload")
+			expect_eq(g1[2], false, "godot_packet_was_string_packet")
+		expect_eq(c.send_text(1, "text-from-godot"), OK_, "godot_send_text")
+		var g2: Array = await next_packet(s, "text from the Godot client")
+		if check(not g2.is_empty(), "godot_text_arrived", "nothing within 5 s"):
+			expect_eq(g2[0], gid, "godot_text_source")
+			expect_eq(g2[1], "text-from-godot".to_utf8_buffer(), "godot_text_payload")
+			expect_eq(g2[2], true, "godot_text_was_string_packet")
+			expect_eq(s.get_peer(gid).was_string_packet(), true, "godot_text_peer_was_string_packet")
+		s.set_target_peer(gid)
+		expect_eq(s.put_packet("to-godot".to_utf8_buffer()), OK_, "put_packet_to_godot")
+		var c1: Array = await next_packet(c, "packet to the Godot client")
+		if check(not c1.is_empty(), "godot_client_got_packet", "nothing within 5 s"):
+			expect_eq(c1[0], 1, "godot_client_packet_source")
+			expect_eq(c1[1], "to-godot".to_utf8_buffer(), "godot_client_packet_payload")
+			expect_eq(c1[2], false, "godot_client_packet_was_string_packet")
+		# Broadcast text: the raw client reads it after "hi" and BIN2 (raw_mode_hook).
+		expect_eq(s.send_text(0, "all"), OK_, "send_text_broadcast")
+		var c2: Array = await next_packet(c, "broadcast text to the Godot client")
+		if check(not c2.is_empty(), "godot_client_got_text", "nothing within 5 s"):
+			expect_eq(c2[1], "all".to_utf8_buffer(), "godot_client_text_payload")
+			expect_eq(c2[2], true, "godot_client_text_was_string_packet")
+			expect_eq(c.get_peer(1).was_string_packet(), true,
+					"godot_client_text_peer_was_string_packet")
+	await barrier("godot_client_done")
+
+	# close: the Python client leaves with 4100 "raw done".
+	var gone := func() -> bool:
+		return siglog.any(func(e: Array) -> bool: return e[0] == "client_disconnected" and e[1] == rid)
+	if check(await wait_until(gone, 5.0, "the raw client's close"), "raw_client_disconnected",
+			"log %s" % [siglog]):
+		expect_eq(log_of(rid), [["peer_connected", rid], ["client_connected", rid, ""],
+				["client_close_request", rid, 4100, "raw done"], ["peer_disconnected", rid],
+				["client_disconnected", rid, true]], "raw_signals_close")
+	expect_eq(s.get_available_packet_count(), 0, "nothing_else_received")
+	await barrier("done", 15.0)

@@ -1,0 +1,265 @@
+"""Python side of the handshake_handler[rust] scenario (tests/godot/handshake_handler.gd).
+
+Raw HTTP upgrade requests against a RustWebSocketMultiplayerPeer server whose handshake handler
+answers by the request path; each check reads the status line (and, for a 101, the 4-byte id
+message) or measures when the server closes the TCP connection. Standard library only; run by
+tests/run_tests.py as a hook with `hook_party=True` (barrier party "py").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import threading
+import time
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class Upgrade:
+    """A client that sends one WebSocket upgrade request (path, extra header lines, padding to
+    a given head size) and reads the response head and frames."""
+
+    def __init__(self, port: int, path: str, headers: list[str] | None = None,
+                 head_size: int = 0, extra=None, timeout: float = 5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.local_port = self.sock.getsockname()[1]
+        self.buf = b""
+        self.status_line: str | None = None
+        self.headers: dict[str, str] = {}
+        self.elapsed: float | None = None  # seconds from the request to the response head
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.expected_accept = base64.b64encode(
+            hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
+                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines += headers or []
+        if extra is not None:
+            lines += extra(self)
+        head = "\r\n".join(lines) + "\r\n"
+        if head_size:
+            # One padding header so that the whole head (with the final CRLF) is head_size bytes.
+            pad = head_size - len(head) - len("X-Pad: \r\n\r\n")
+            head += "X-Pad: " + "a" * pad + "\r\n"
+        self.request = (head + "\r\n").encode()
+        self.t0 = time.monotonic()
+        try:
+            self.sock.sendall(self.request)
+            self.send_error = ""
+        except OSError as e:  # the server may close before reading a big head
+            self.send_error = f"{type(e).__name__}: {e}"
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed")
+        self.buf += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_head(self, timeout: float = 5.0) -> str:
+        """The status line, or "" if the connection closed (or timed out) without a response
+        head; self.elapsed is set when a head arrived."""
+        self.sock.settimeout(timeout)
+        try:
+            while b"\r\n\r\n" not in self.buf:
+                self._fill()
+        except (EOFError, OSError):
+            return ""
+        self.elapsed = time.monotonic() - self.t0
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status_line = lines[0]
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        return self.status_line
+
+    def recv_frame(self, timeout: float = 5.0) -> tuple[int, bytes]:
+        self.sock.settimeout(timeout)
+        b0, b1 = self._take(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(self._take(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self._take(8), "big")
+        mask = self._take(4) if b1 & 0x80 else b""
+        data = self._take(n)
+        if mask:
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+        return b0 & 0x0F, data
+
+    def wait_eof(self, timeout: float) -> float | None:
+        """Seconds (from the request) until the server closed the TCP, None if it did not."""
+        self.sock.settimeout(0.05)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                data = self.sock.recv(65536)
+                if not data:
+                    return time.monotonic() - self.t0
+                self.buf += data
+            except socket.timeout:
+                continue
+            except OSError:
+                return time.monotonic() - self.t0
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _put_value(ctx, key: str, value) -> None:
+    path = os.path.join(ctx.dir, "val_" + key)
+    with open(path + ".tmp.py", "w") as f:
+        f.write(str(value))
+    os.replace(path + ".tmp.py", path)
+
+
+def handshake_handler_hook(ctx) -> list:
+    checks: list = []
+
+    def check(ok: bool, name: str, detail: str = "") -> bool:
+        checks.append((bool(ok), "py." + name, detail))
+        return ok
+
+    def info(name: str, detail: str) -> None:
+        checks.append((True, f"py.{name}_info", detail))
+
+    conns: list[Upgrade] = []
+
+    def open_(path: str, **kw) -> Upgrade:
+        u = Upgrade(ctx.port, path, **kw)
+        conns.append(u)
+        return u
+
+    def admitted(u: Upgrade, name: str, max_s: float | None = None) -> bool:
+        """101 with the right accept key, then the 4-byte id message."""
+        st = u.read_head(5.0)
+        if not check(st.startswith("HTTP/1.1 101"), f"{name}_status_101",
+                     st or f"no response ({u.send_error or 'closed or timed out'})"):
+            return False
+        check(u.headers.get("sec-websocket-accept") == u.expected_accept, f"{name}_accept_key",
+              str(u.headers))
+        if max_s is not None:
+            check(u.elapsed < max_s, f"{name}_prompt", f"101 after {u.elapsed:.3f}s")
+        try:
+            op, data = u.recv_frame(5.0)
+            pid = int.from_bytes(data, "little", signed=True) if len(data) == 4 else 0
+            return check(op == 2 and len(data) == 4 and pid >= 2, f"{name}_id_message",
+                         f"opcode {op}, {data.hex()}")
+        except (EOFError, OSError) as e:
+            return check(False, f"{name}_id_message", f"no id message: {e}")
+
+    def refused(u: Upgrade, name: str, want: str) -> None:
+        """Exactly the status line `want`, then the server closes the TCP."""
+        st = u.read_head(5.0)
+        check(st == want, f"{name}_status", f"got {st!r}, expected {want!r}"
+              + (f" ({u.send_error})" if u.send_error else ""))
+        if st == want:
+            t = u.wait_eof(3.0)
+            check(t is not None, f"{name}_tcp_closed",
+                  "TCP still open 3s after the response" if t is None
+                  else f"closed {t:.3f}s after the request")
+
+    def wait_parties(name: str, timeout: float) -> bool:
+        ctx.barrier(name)
+        end = time.monotonic() + timeout
+        for p in ("server", "client"):
+            if not ctx.wait_flag(f"bar_{name}.{p}", max(0.0, end - time.monotonic())):
+                return check(False, f"barrier_{name}", f"{p} never reached {name}")
+        return True
+
+    try:
+        if not ctx.wait_flag("server_ready", 15):
+            return [(False, "py.server_ready", "server never signalled server_ready")]
+        if not wait_parties("godot_done", 15):
+            return checks
+        _raw_requests(ctx, open_, admitted, refused, check, info)
+        if not wait_parties("py_done", 20):
+            return checks
+        # The handler removed: admitted without a call, even with a bad token.
+        if check(ctx.wait_flag("handler_removed", 15), "handler_removed", "flag never set"):
+            admitted(open_("/after_removed?token=bad"), "no_handler_admitted", max_s=0.5)
+        wait_parties("removed_done", 15)
+        wait_parties("done", 15)
+    finally:
+        for name in ("godot_done", "py_done", "removed_done", "done"):
+            ctx.barrier(name)
+        ctx.wait_flag("bar_done.server", 15)
+        for u in conns:
+            u.close()
+    return checks
+
+
+def _raw_requests(ctx, open_, admitted, refused, check, info) -> None:
+    n_admitted = 0  # raw clients admitted and still open
+
+    # Answers at once: a bool, an HTTP status, or through the object.
+    if admitted(open_("/token?token=good"), "token_good"):
+        n_admitted += 1
+    refused(open_("/token?token=bad"), "token_bad", "HTTP/1.1 401 Unauthorized")
+    refused(open_("/false"), "return_false", "HTTP/1.1 403 Forbidden")
+    refused(open_("/reject_obj"), "reject_503", "HTTP/1.1 503 Server full")
+    refused(open_("/reject_default"), "reject_default", "HTTP/1.1 403 Forbidden")
+    refused(open_("/status404"), "return_404", "HTTP/1.1 404 Not Found")
+
+    # /never (kept unanswered) and /late (accept() 0.3 s later) at once; a good client is
+    # admitted meanwhile.
+    never = open_("/never")
+    late = open_("/late")
+    never_result: dict = {}
+
+    def watch_never() -> None:
+        never_result["eof"] = never.wait_eof(6.0)
+        never_result["bytes"] = never.buf
+
+    th = threading.Thread(target=watch_never, daemon=True)
+    th.start()
+    if admitted(open_("/token?token=good"), "meanwhile_good", max_s=0.25):
+        n_admitted += 1
+    if admitted(late, "late"):
+        n_admitted += 1
+        # The handler answers from a 0.3 s Godot timer, which fires on a frame boundary and
+        # can land a few ms early: allow 0.28 s.
+        check(0.28 <= late.elapsed < 1.0, "late_101_after_0_3s", f"101 after {late.elapsed:.3f}s")
+        info("late", f"late accept(): 101 after {late.elapsed:.3f}s")
+    th.join(8.0)
+    t = never_result.get("eof")
+    got = never_result.get("bytes", b"")
+    check(got == b"", "never_no_response", f"received {got[:80]!r}")
+    check(t is not None and 0.8 <= t <= 2.0, "never_dropped_after_timeout",
+          "TCP still open after 6s" if t is None else f"closed after {t:.3f}s")
+    if t is not None:
+        info("never", f"unanswered: TCP closed after {t:.3f}s")
+
+    # Headers and the client's address/port as the handler sees them.
+    auth = open_("/auth?a=1&b=two", headers=["Authorization: Bearer x", "X-Multi: a",
+                                              "X-Multi: b"],
+                 extra=lambda u: [f"X-Port: {u.local_port}"])
+    if admitted(auth, "auth"):
+        n_admitted += 1
+    # The handler calls back into the server: get_peer_ids() = 2 Godot clients + ours.
+    _put_value(ctx, "peers_expected", 2 + n_admitted)
+    if admitted(open_("/peers"), "peers_callback"):
+        n_admitted += 1
+
+    # Request heads: 15000 bytes admitted; over 16 KiB -> 431 before the handler is asked.
+    if admitted(open_("/mid", head_size=15000), "head_15000"):
+        n_admitted += 1
+    refused(open_("/big", head_size=16 * 1024 + 100), "head_16484",
+            "HTTP/1.1 431 Request Header Fields Too Large")
+    refused(open_("/big20", head_size=20 * 1024), "head_20480",
+            "HTTP/1.1 431 Request Header Fields Too Large")
+
+    # A handler that neither answers nor keeps the object: observed, not checked.
+    dropped = open_("/dropped")
+    st = dropped.read_head(3.0)
+    info("dropped", f"unanswered and not kept: {st!r}"
+         + (f" after {dropped.elapsed:.3f}s" if dropped.elapsed is not None else ""))
