@@ -39,6 +39,7 @@ import godot_bin  # noqa: E402
 from browser_hook import browser_hook  # noqa: E402
 from proxy_hook import proxy_hook  # noqa: E402
 from handshake_handler_hook import handshake_handler_hook  # noqa: E402
+import hostile_hook  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = os.path.join(REPO, "godot-project")
@@ -177,6 +178,9 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
         tests.append(Test(f"headers[{short}]", [Proc("main", "headers.gd", cls)],
                           hook=headers_hook, hook_party=True))
         tests.append(Test(f"free_in_signal[{short}]", [Proc("main", "free_in_signal.gd", cls)]))
+        # Hostile and broken clients, 2000-socket burst, connect/disconnect lifecycle
+        # (tests/hostile_hook.py + tests/godot/hostile.gd).
+        tests += hostile_hook.hostile_tests(short, sys.modules[__name__])
         if cls == RUST:
             tests.append(Test("raw_mode[rust]", [Proc("server", "raw_mode.gd", cls)],
                               hook=raw_mode_hook, hook_party=True))

@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Autobahn|Testsuite (the RFC 6455 conformance suite) against RustWebSocketMultiplayerPeer.
+
+    python3 tests/autobahn/run_autobahn.py                 # both servers, every case
+    python3 tests/autobahn/run_autobahn.py --server godot --cases '1.*,2.*' --no-build
+
+Not part of tests/run_tests.py (it takes minutes). Steps:
+
+1. Python 2.7 from `pyenv prefix 2.7.18` (or $RWSMP_PYTHON27, a python2.7 binary); without it
+   the run is SKIPPED (exit 0) with a message.
+2. `pip install --target CACHE/site autobahntestsuite==25.10.1` with that Python's pip, once
+   (CACHE = $RWSMP_AUTOBAHN_CACHE or ~/.cache/rust-websocket-godot/autobahn); a
+   `sitecustomize.py` that does `site.addsitedir(CACHE/site)` goes on PYTHONPATH.
+3. Echo servers on 127.0.0.1: `godot` = tests/godot/autobahn_echo.gd, a headless Godot with
+   RustWebSocketMultiplayerPeer (godot_protocol = false, 32 MiB buffers) echoing every message
+   as the same frame type; `tungstenite` = tests/autobahn/echo-rs, tokio-tungstenite alone
+   with the addon's buffer settings (built with cargo into target/autobahn-echo).
+4. `CACHE/site/bin/wstest -m fuzzingclient -s spec.json` (the client side of the suite: it
+   connects to the servers; nothing listens on other interfaces), then per-category counts of
+   each behavior (OK, NON-STRICT, INFORMATIONAL, UNIMPLEMENTED, FAILED) from the JSON report
+   (reports/index.json), printed as a Markdown table. The HTML report stays in --out.
+
+Exit status 1 if any case FAILED for the godot server, else 0. Only the Python 3 standard library
+is used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+REPO = os.path.dirname(TESTS)
+sys.path.insert(0, TESTS)
+
+AUTOBAHN = "autobahntestsuite==25.10.1"
+BEHAVIORS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
+CATEGORY_NAMES = {
+    1: "framing", 2: "pings/pongs", 3: "reserved bits", 4: "opcodes", 5: "fragmentation",
+    6: "UTF-8 handling", 7: "close handling", 9: "limits/performance",
+    10: "auto-fragmentation", 12: "permessage-deflate", 13: "permessage-deflate",
+}
+AGENTS = {"godot": "RustWebSocketMultiplayerPeer", "tungstenite": "tokio-tungstenite"}
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def find_python27() -> str | None:
+    env = os.environ.get("RWSMP_PYTHON27")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    try:
+        prefix = subprocess.run(["pyenv", "prefix", "2.7.18"], capture_output=True, text=True,
+                                timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = os.path.join(prefix, "bin", "python2.7") if prefix else ""
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def cache_dir() -> str:
+    return os.environ.get("RWSMP_AUTOBAHN_CACHE",
+                          os.path.join(os.path.expanduser("~"), ".cache", "rust-websocket-godot",
+                                       "autobahn"))
+
+
+def install_wstest(py27: str) -> tuple[str, str]:
+    """Installs the suite once; returns (wstest path, directory with sitecustomize.py)."""
+    cache = cache_dir()
+    site_dir = os.path.join(cache, "site-" + AUTOBAHN.split("==")[1])
+    wstest = os.path.join(site_dir, "bin", "wstest")
+    sc_dir = os.path.join(cache, "sitecustomize")
+    if not os.path.exists(wstest):
+        os.makedirs(cache, exist_ok=True)
+        if subprocess.run([py27, "-m", "pip", "--version"], capture_output=True).returncode != 0:
+            log("# pip is missing for Python 2.7: python2.7 -m ensurepip")
+            subprocess.run([py27, "-m", "ensurepip"], check=True)
+        tmp = site_dir + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log(f"# installing {AUTOBAHN} into {site_dir} (Python 2.7's pip, once)")
+        subprocess.run([py27, "-m", "pip", "install", "--disable-pip-version-check",
+                        "--no-warn-script-location", "--target", tmp, AUTOBAHN], check=True)
+        os.replace(tmp, site_dir)
+    os.makedirs(sc_dir, exist_ok=True)
+    with open(os.path.join(sc_dir, "sitecustomize.py"), "w") as f:
+        f.write(f"import site\nsite.addsitedir({site_dir!r})\n")
+    return wstest, sc_dir
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_ready(proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited ({proc.returncode}) before READY")
+            continue
+        if line.startswith("READY"):
+            return
+        if line.startswith("FAILED"):
+            raise RuntimeError(f"{what}: {line.strip()}")
+    raise RuntimeError(f"{what}: no READY within {timeout:.0f}s")
+
+
+class Servers:
+    """Starts the echo servers; stops them on exit."""
+
+    def __init__(self, work: str):
+        self.work = work
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.stop_file = os.path.join(work, "stop-godot")
+        self.logs: dict[str, str] = {}
+
+    def start_godot(self, build: bool) -> int:
+        import godot_bin
+        import run_tests
+        if build:
+            r = run_tests.build_extension()
+            if not r.ok:
+                raise RuntimeError("building the extension failed: " + "; ".join(r.reasons)
+                                   + "\n" + r.details)
+        godot = godot_bin.godot_path()
+        for w in run_tests.prepare_project(godot):
+            log(f"# warning: {w}")
+        port = free_port()
+        out = os.path.join(self.work, "godot-echo.log")
+        self.logs["godot"] = out
+        proc = subprocess.Popen(
+            [godot, "--headless", "--path", run_tests.PROJECT, "-s",
+             "res://tests/autobahn_echo.gd", "--", f"port={port}", f"stop={self.stop_file}"],
+            stdout=subprocess.PIPE, stderr=open(out, "w"), stdin=subprocess.DEVNULL, text=True,
+            errors="replace", cwd=REPO)
+        self.procs.append(("godot", proc))
+        wait_ready(proc, "the Godot echo server")
+        return port
+
+    def start_tungstenite(self) -> int:
+        target = os.path.join(REPO, "target", "autobahn-echo")
+        manifest = os.path.join(HERE, "echo-rs", "Cargo.toml")
+        log("# cargo build --release (tests/autobahn/echo-rs)")
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", manifest,
+                        "--target-dir", target], check=True, cwd=REPO)
+        exe = os.path.join(target, "release", "rwsmp-autobahn-echo")
+        port = free_port()
+        proc = subprocess.Popen([exe, str(port)], stdout=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True)
+        self.procs.append(("tungstenite", proc))
+        wait_ready(proc, "the tokio-tungstenite echo server")
+        return port
+
+    def stop(self) -> None:
+        with open(self.stop_file, "w") as f:
+            f.write("1")
+        for name, proc in self.procs:
+            try:
+                if name == "godot":
+                    out, _ = proc.communicate(timeout=10)
+                    for ln in out.splitlines():
+                        if ln.startswith("echoed"):
+                            log(f"# godot echo server: {ln.strip()}")
+                else:
+                    proc.terminate()
+                    proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def summarize(index: dict) -> dict:
+    """agent -> category -> behavior -> count, plus agent -> list of non-OK cases."""
+    out: dict = {}
+    for agent, cases in index.items():
+        cats: dict = {}
+        odd: list = []
+        for case_id, res in cases.items():
+            cat = int(case_id.split(".")[0])
+            beh = res.get("behavior", "?")
+            cats.setdefault(cat, {b: 0 for b in BEHAVIORS})
+            cats[cat][beh] = cats[cat].get(beh, 0) + 1
+            if beh not in ("OK", "INFORMATIONAL", "UNIMPLEMENTED") or \
+                    res.get("behaviorClose") not in ("OK", "INFORMATIONAL", None):
+                odd.append((case_id, beh, res.get("behaviorClose")))
+        out[agent] = {"categories": cats, "odd": sorted(odd, key=lambda x: _case_key(x[0]))}
+    return out
+
+
+def _case_key(case_id: str) -> tuple:
+    return tuple(int(p) for p in case_id.split(".") if p.isdigit())
+
+
+def markdown(summary: dict) -> str:
+    lines = []
+    for agent, data in summary.items():
+        cats = data["categories"]
+        lines.append(f"**{agent}**\n")
+        lines.append("| category | " + " | ".join(BEHAVIORS) + " |")
+        lines.append("|---|" + "---|" * len(BEHAVIORS))
+        total = {b: 0 for b in BEHAVIORS}
+        for cat in sorted(cats):
+            row = cats[cat]
+            for b in BEHAVIORS:
+                total[b] += row.get(b, 0)
+            lines.append(f"| {cat} {CATEGORY_NAMES.get(cat, '')} | "
+                         + " | ".join(str(row.get(b, 0)) for b in BEHAVIORS) + " |")
+        lines.append("| **total** | " + " | ".join(f"**{total[b]}**" for b in BEHAVIORS) + " |")
+        if data["odd"]:
+            lines.append("\nnot OK: " + ", ".join(
+                f"{c} ({b}" + (f", close {bc}" if bc not in ("OK", None) else "") + ")"
+                for c, b, bc in data["odd"]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--server", choices=("godot", "tungstenite", "both"), default="both")
+    ap.add_argument("--cases", default="*", help="comma-separated case patterns (default *)")
+    ap.add_argument("--exclude", default="",
+                    help="comma-separated case patterns to skip, e.g. '12.*,13.*'")
+    ap.add_argument("--no-build", action="store_true",
+                    help="use the library already in addons/rust_websocket/bin")
+    ap.add_argument("--out", default="", help="keep the reports here (default: a temp dir, "
+                    "removed unless --keep)")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--timeout", type=float, default=3600, help="limit for wstest (s)")
+    args = ap.parse_args(argv)
+
+    py27 = find_python27()
+    if not py27:
+        log("SKIPPED: Python 2.7 not found (`pyenv prefix 2.7.18` or $RWSMP_PYTHON27); "
+            "Autobahn|Testsuite 25.10.1 needs it")
+        return 0
+    wstest, sc_dir = install_wstest(py27)
+    work = args.out or tempfile.mkdtemp(prefix="rwsmp-autobahn-")
+    os.makedirs(work, exist_ok=True)
+    servers = Servers(work)
+    try:
+        targets = []
+        if args.server in ("godot", "both"):
+            targets.append({"agent": AGENTS["godot"],
+                            "url": f"ws://127.0.0.1:{servers.start_godot(not args.no_build)}"})
+        if args.server in ("tungstenite", "both"):
+            targets.append({"agent": AGENTS["tungstenite"],
+                            "url": f"ws://127.0.0.1:{servers.start_tungstenite()}"})
+        spec = {"outdir": os.path.join(work, "reports"), "servers": targets,
+                "cases": [c.strip() for c in args.cases.split(",") if c.strip()],
+                "exclude-cases": [c.strip() for c in args.exclude.split(",") if c.strip()],
+                "exclude-agent-cases": {}}
+        spec_path = os.path.join(work, "spec.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f, indent=1)
+        env = dict(os.environ, PYTHONPATH=sc_dir)
+        cmd = [py27, wstest, "-m", "fuzzingclient", "-s", spec_path]
+        log(f"# {' '.join(cmd)}  (servers: {', '.join(t['url'] for t in targets)})")
+        t0 = time.monotonic()
+        with open(os.path.join(work, "wstest.log"), "w") as wlog:
+            proc = subprocess.run(cmd, cwd=work, env=env, stdout=wlog, stderr=subprocess.STDOUT,
+                                  timeout=args.timeout)
+        took = time.monotonic() - t0
+        log(f"# wstest exit code {proc.returncode} after {took:.0f}s")
+    finally:
+        servers.stop()
+    index_path = os.path.join(work, "reports", "index.json")
+    if not os.path.exists(index_path):
+        log(f"FAIL: no report at {index_path} (see {work}/wstest.log)")
+        return 1
+    with open(index_path) as f:
+        summary = summarize(json.load(f))
+    with open(os.path.join(work, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    log(markdown(summary))
+    log(f"# reports: {os.path.join(work, 'reports', 'index.html')}"
+        if (args.out or args.keep) else "# (reports removed; --keep or --out DIR to keep them)")
+    failed = sum(c.get("FAILED", 0)
+                 for c in summary.get(AGENTS["godot"], {}).get("categories", {}).values())
+    if not (args.out or args.keep):
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,67 @@
+## Echo server for Autobahn|Testsuite (tests/autobahn/run_autobahn.py; not a test scenario):
+## RustWebSocketMultiplayerPeer in raw mode (godot_protocol = false) on 127.0.0.1, sending every
+## message back to its sender as the same frame type: text with send_text(id, text) when
+## was_string_packet(), binary with put_packet() targeted at the sender.
+##
+##   godot --headless --path godot-project -s res://tests/autobahn_echo.gd -- port=9001 \
+##         stop=/tmp/stop-file [buffer=33554432] [sleep_usec=100]
+##
+## Prints READY once listening (or FAILED and quits), quits when the stop file exists, and
+## prints how many messages it echoed. Buffers and max_queued_packets are raised for the suite's
+## 16 MiB messages and its bursts of thousands of small ones.
+extends SceneTree
+
+var peer: Object
+var stop_file: String = ""
+var echoed: int = 0
+var failed: int = 0
+
+
+func _initialize() -> void:
+	var args := {}
+	for a in OS.get_cmdline_user_args():
+		var kv: PackedStringArray = a.split("=", true, 1)
+		args[kv[0]] = kv[1] if kv.size() > 1 else ""
+	stop_file = args.get("stop", "")
+	OS.low_processor_usage_mode_sleep_usec = int(args.get("sleep_usec", "100"))
+	var buffer := int(args.get("buffer", str(32 * 1024 * 1024)))
+	peer = ClassDB.instantiate("RustWebSocketMultiplayerPeer")
+	if peer == null:
+		print("FAILED: RustWebSocketMultiplayerPeer is not registered (extension not loaded?)")
+		quit(1)
+		return
+	peer.godot_protocol = false
+	peer.inbound_buffer_size = buffer
+	peer.outbound_buffer_size = buffer
+	peer.max_queued_packets = 1 << 20
+	var err: int = peer.create_server(int(args.get("port", "9001")), "127.0.0.1")
+	if err != OK:
+		print("FAILED: create_server returned %d" % err)
+		quit(1)
+		return
+	print("READY")
+	process_frame.connect(_frame)
+
+
+func _frame() -> void:
+	if stop_file != "" and FileAccess.file_exists(stop_file):
+		process_frame.disconnect(_frame)
+		print("echoed %d messages, %d refused by put_packet/send_text" % [echoed, failed])
+		peer.close()
+		peer = null
+		quit(0)
+		return
+	peer.poll()
+	while peer.get_available_packet_count() > 0:
+		var src: int = peer.get_packet_peer()
+		var pkt: PackedByteArray = peer.get_packet()
+		var err: int
+		if peer.was_string_packet():
+			err = peer.send_text(src, pkt.get_string_from_utf8())
+		else:
+			peer.set_target_peer(src)
+			err = peer.put_packet(pkt)
+		if err == OK:
+			echoed += 1
+		else:
+			failed += 1
