@@ -47,6 +47,10 @@ MB = 1024 * 1024
 # baseline taken once the server and its normal client run; the peak during a case within
 # PEAK_SLACK. Generous on purpose (allocator caches, other load on a 2-core machine).
 AFTER_SLACK = 20 * MB
+# After a 2000-connection burst the allocator keeps the high-water mark of that many
+# simultaneous peers (about 16 KiB each, so ~32 MB); it is reused by the next burst, which
+# burst.no_growth checks. Leaks show there, not in this slack.
+BURST_AFTER_SLACK = 40 * MB
 PEAK_SLACK = 64 * MB
 # Connect/disconnect cycles leave nothing behind: RSS at the middle and end of the run within
 # this of its start (measured: +0.2 MB over 100 000 cycles).
@@ -333,6 +337,7 @@ class Harness:
     """Talks to tests/godot/hostile.gd and records checks and table rows."""
 
     def __init__(self, ctx, cls: str, group: str):
+        self.after_slack = AFTER_SLACK
         self.ctx = ctx
         self.cls = cls
         self.rust = cls == "rust"
@@ -450,8 +455,9 @@ class Harness:
                    f"normal client echoes {rx1} -> {rx2} in the 5 s after the case")
         time.sleep(0.2)
         rss1 = rss_bytes(self.pid)
-        self.check(rss1 - self.baseline <= AFTER_SLACK, f"{name}.rss_after",
-                   f"RSS after {mb(rss1)}, baseline {mb(self.baseline)} (slack {mb(AFTER_SLACK)})")
+        slack = self.after_slack
+        self.check(rss1 - self.baseline <= slack, f"{name}.rss_after",
+                   f"RSS after {mb(rss1)}, baseline {mb(self.baseline)} (slack {mb(slack)})")
         self.check(peak - self.baseline <= PEAK_SLACK, f"{name}.rss_peak",
                    f"RSS peak {mb(peak)}, baseline {mb(self.baseline)} (slack {mb(PEAK_SLACK)})")
         nm = self.normal()
@@ -470,7 +476,7 @@ class Harness:
         try:
             final = rss_bytes(self.pid)
             if self.pid:
-                self.check(final - self.baseline <= AFTER_SLACK, "rss_end",
+                self.check(final - self.baseline <= self.after_slack, "rss_end",
                            f"RSS at the end {mb(final)}, baseline {mb(self.baseline)}")
                 self.info("rss_end", f"{self.cls} server RSS baseline {mb(self.baseline)} -> "
                           f"end {mb(final)}; normal client longest wait for an echo "
@@ -1098,6 +1104,7 @@ def hostile_hook(ctx, cls: str, group: str, cycles: int = LIFECYCLE_CYCLES_SUITE
                    lambda: case_never_reads(h))
             h.case("fast_sender", "no loss, order kept", lambda: case_fast_sender(h))
         elif group == "conns":
+            h.after_slack = BURST_AFTER_SLACK
             first = h.case("burst_2000", "server keeps serving, peers and fds back to normal",
                            lambda: case_burst(h))
             # Again: memory kept after the first burst must be reused, not grow per burst.

@@ -131,16 +131,59 @@ pub(crate) fn parse_head(head: &[u8], remote: SocketAddr) -> Result<AdmissionReq
     })
 }
 
+/// An upgrade request that is not a WebSocket handshake: the HTTP answer RFC 6455 §4.2.2 asks
+/// for (400, or 426 with the version we speak), instead of a silently closed socket.
+pub(crate) fn check_upgrade(head: &[u8]) -> Result<(), (u16, &'static str, &'static str)> {
+    let mut headers = [httparse::EMPTY_HEADER; 96];
+    let mut req = httparse::Request::new(&mut headers);
+    let bad = Err((400, "Bad Request", ""));
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return bad;
+    }
+    let value = |name: &str| {
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let has_token = |name: &str, token: &str| value(name).split(',').any(|t| t.trim() == token);
+    if req.method != Some("GET")
+        || req.version != Some(1)
+        || !has_token("upgrade", "websocket")
+        || !has_token("connection", "upgrade")
+        || value("sec-websocket-key").trim().is_empty()
+    {
+        return bad;
+    }
+    if value("sec-websocket-version").trim() != "13" {
+        return Err((426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n"));
+    }
+    Ok(())
+}
+
 /// Answers a refused upgrade with a bodiless HTTP response.
 pub(crate) async fn write_rejection<S: AsyncWrite + Unpin>(
     stream: &mut S,
     status: u16,
     reason: &str,
 ) {
+    write_response(stream, status, reason, "").await;
+}
+
+/// [`write_rejection`] with extra header lines (each ending in `\r\n`).
+pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    reason: &str,
+    extra_headers: &str,
+) {
     // Keep the reason on one line: it goes into the status line.
     let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
-    let response =
-        format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\n{extra_headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
@@ -229,6 +272,25 @@ mod tests {
         assert_eq!(
             parse_head(b"\x00\x01garbage\r\n\r\n", req.remote).unwrap_err(),
             HeadError::Malformed
+        );
+    }
+
+    #[test]
+    fn upgrade_checks() {
+        let ok = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        assert_eq!(check_upgrade(ok), Ok(()));
+        let text = String::from_utf8_lossy(ok);
+        let status = |t: String| check_upgrade(t.as_bytes()).unwrap_err().0;
+        assert_eq!(status(text.replace("Version: 13", "Version: 8")), 426);
+        assert_eq!(status(text.replace("GET", "POST")), 400);
+        assert_eq!(status(text.replace("HTTP/1.1", "HTTP/1.0")), 400);
+        assert_eq!(
+            status(text.replace("Upgrade: websocket", "Upgrade: h2c")),
+            400
+        );
+        assert_eq!(
+            status(text.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "")),
+            400
         );
     }
 

@@ -75,11 +75,15 @@ struct Shared {
     tls: Option<ServerTls>,
     /// Ask the main thread before admitting each connection ([`Event::Admission`]).
     ask: AtomicBool,
-    /// Connections accepted whose handshake is not finished, in all and per client IP.
+    /// Places for handshakes in progress: taken before `accept()`, so beyond the cap new
+    /// clients wait in the kernel's listen backlog instead of being refused.
+    handshake_places: Arc<tokio::sync::Semaphore>,
+    /// Handshakes in progress per client IP.
     pending: Mutex<Pending>,
 }
 
-/// At most this many handshakes in progress at once: a flood of half-open sockets is bounded.
+/// At most this many handshakes in progress at once: a flood of half-open sockets is bounded;
+/// further clients wait in the listen backlog (1024) until places free up.
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 /// At most this many from one IP address, so one host cannot take all the places (generous
 /// enough for many players behind one NAT joining together). Loopback and trusted proxies are
@@ -88,7 +92,6 @@ pub const MAX_PENDING_PER_IP: usize = 64;
 
 #[derive(Default)]
 struct Pending {
-    total: usize,
     per_ip: std::collections::HashMap<IpAddr, usize>,
 }
 
@@ -96,22 +99,28 @@ struct Pending {
 struct PendingSlot {
     shared: Arc<Shared>,
     ip: IpAddr,
+    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl PendingSlot {
-    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<PendingSlot> {
+    /// Counts a new connection from `ip`, unless that address has too many in progress.
+    fn take(
+        shared: &Arc<Shared>,
+        ip: IpAddr,
+        place: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<PendingSlot> {
         let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
         let from_ip = pending.per_ip.get(&ip).copied().unwrap_or(0);
         let exempt =
             ip.is_loopback() || shared.config.trusted_proxies.iter().any(|p| p.contains(ip));
-        if pending.total >= MAX_PENDING_HANDSHAKES || (from_ip >= MAX_PENDING_PER_IP && !exempt) {
+        if from_ip >= MAX_PENDING_PER_IP && !exempt {
             return None;
         }
-        pending.total += 1;
         pending.per_ip.insert(ip, from_ip + 1);
         Some(PendingSlot {
             shared: shared.clone(),
             ip,
+            _place: place,
         })
     }
 }
@@ -123,7 +132,6 @@ impl Drop for PendingSlot {
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        pending.total = pending.total.saturating_sub(1);
         if let Some(n) = pending.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -169,6 +177,7 @@ impl Server {
             events,
             tls,
             ask: AtomicBool::new(false),
+            handshake_places: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES)),
             pending: Mutex::new(Pending::default()),
         });
         let cancel = CancellationToken::new();
@@ -249,6 +258,10 @@ fn bind_listener(port: u16, bind: BindAddress) -> io::Result<std::net::TcpListen
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
     loop {
+        // A place first: at the cap, connections wait in the listen backlog.
+        let Ok(place) = shared.handshake_places.clone().acquire_owned().await else {
+            return; // A closed semaphore: cannot happen, the server owns it.
+        };
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -264,8 +277,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
             drop(stream);
             continue;
         }
-        // Too many handshakes in progress (from this address): refuse at once.
-        let Some(slot) = PendingSlot::take(&shared, normalize(remote).ip()) else {
+        // Too many handshakes in progress from this address: refuse at once.
+        let Some(slot) = PendingSlot::take(&shared, normalize(remote).ip(), place) else {
             drop(stream);
             continue;
         };
@@ -346,6 +359,10 @@ async fn serve(
             }
             Err(admission::HeadError::Closed) => return None,
         };
+        if let Err((status, reason, extra)) = admission::check_upgrade(&head) {
+            admission::write_response(&mut stream, status, reason, extra).await;
+            return None;
+        }
         // With an admission handler, the game sees the request before the upgrade.
         if shared.ask.load(Ordering::Acquire) {
             let request = match admission::parse_head(&head, remote) {
