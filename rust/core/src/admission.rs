@@ -71,18 +71,18 @@ pub(crate) enum HeadError {
 /// head, and anything after it) for replay.
 pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, HeadError> {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
     loop {
+        // Straight into the buffer's spare room: no stack chunk held across the await.
+        let before = buf.len();
+        buf.reserve(2048);
         let n = stream
-            .read(&mut chunk)
+            .read_buf(&mut buf)
             .await
             .map_err(|_| HeadError::Closed)?;
         if n == 0 {
             return Err(HeadError::Closed);
         }
-        let before = buf.len();
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() <= MAX_HEAD && before > 16 && !chunk[..n].contains(&b'\n') {
+        if buf.len() <= MAX_HEAD && before > 16 && !buf[before..].contains(&b'\n') {
             continue; // Nothing new to judge: parse at line ends only (bounded work).
         }
         // Parse what is there so far: bytes that are not HTTP (garbage, a TLS ClientHello on

@@ -485,9 +485,16 @@ async fn serve(
         })
         .is_ok()
     {
-        connection::run(conn, ws, outbound, shared.events.clone()).await;
+        // A task of its own: the handshake's state (buffers, parser) is freed now instead of
+        // living inside every connection's future (it cost ~2.6 KiB per idle peer).
+        let events = shared.events.clone();
+        spawn_guarded(events.clone(), None, async move {
+            connection::run(conn, ws, outbound, events).await;
+            lock(&shared.ids).remove(&id);
+        });
+    } else {
+        lock(&shared.ids).remove(&id);
     }
-    lock(&shared.ids).remove(&id);
 }
 
 fn lock(ids: &Mutex<HashSet<i32>>) -> std::sync::MutexGuard<'_, HashSet<i32>> {
