@@ -2,30 +2,35 @@
 """Side-by-side benchmark: RustWebSocketMultiplayerPeer vs Godot's WebSocketMultiplayerPeer
 (and ENetMultiplayerPeer where the workload applies), headless Godot processes on 127.0.0.1.
 
-    python3 tests/bench/run_bench.py            # full run (about 12 minutes on 2 cores)
-    python3 tests/bench/run_bench.py --quick    # fewer rounds, smaller counts (< 3 minutes)
-    python3 tests/bench/run_bench.py --only throughput,poll --rounds 5 --no-build
+    python3 tests/bench/run_bench.py            # full: 3 rounds, about 13 minutes on 2 cores
+    python3 tests/bench/run_bench.py --quick    # 1 round, smaller counts: under 3 minutes
+    python3 tests/bench/run_bench.py --rev HEAD # measure a commit, not the work tree
+    python3 tests/bench/run_bench.py --only throughput,poll --classes rust,builtin --rounds 5
 
 Workloads (every one bounded in time; the processes stop by themselves):
-  throughput  one-way client->server, 64 B / 1 KiB / 16 KiB / 60 KiB packets, packets/s and MB/s
-              counted by the receiver's GDScript get_packet loop, nothing dropped (windowed
-              sender, completeness checked)                              rust, builtin, enet
+  throughput  one-way client->server, 64 B / 1 KiB / 16 KiB / 60 KiB packets, packets/s, MB/s and
+              CPU µs per packet, counted by the receiver's GDScript get_packet loop, nothing
+              dropped (windowed sender, completeness checked); frames uncapped, then with
+              100 µs of sleep per frame                                  rust, builtin, enet
   poll        server poll() cost with 0/10/100/1000/5000 idle raw clients, and the server's
               VmRSS at each stage (memory per idle connection)           rust, builtin
-  rtt         32 B echo answered in the same frame, p50/p99/max          rust, builtin, enet
+  rtt         32 B echo answered in the same frame, p50/p99/max, both frame pacings
+                                                                         rust, builtin, enet
   rpc         reliable @rpc calls/s client->server through SceneMultiplayer   rust, builtin, enet
   fanout      1 KiB snapshot broadcast to 500 raw clients at 60 Hz for 10 s: server main-thread
               ms per frame (poll + put_packet) and delivered/expected    rust, builtin
-  ceiling     the throughput workload with tokio-tungstenite alone (tests/bench/ceiling),
-              plain and through the addon's queue architecture
+  ceiling     the throughput and round-trip workloads with tokio-tungstenite alone
+              (tests/bench/ceiling), plain and through the addon's queue architecture
 
 Every measurement alternates the classes (A B A B ...) in the same run, each trial in fresh
 processes; the table gives medians over the rounds and the rust/built-in ratio. Outputs go to
 --out (default bench-out/): results.json (every trial), results.md (the table), bench.svg.
 
-Steps reused from tests/run_tests.py when importable: the release build of the addon and its
-installation into godot-project (--no-build skips the build), Godot from tests/godot_bin.py.
-Standard library only.
+The library is built as tests/run_tests.py builds it (its build_extension step, reused by
+import; --no-build skips it, --rev REV builds commit REV from `git archive` in
+target/bench-rev/ instead) and copied into a private copy of godot-project under --out, so a
+concurrent build or test run cannot swap it mid-run. Godot comes from tests/godot_bin.py.
+See BENCHMARKS.md. Standard library only.
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ import os
 import platform
 import queue
 import random
-import re
 import shutil
 import signal
 import socket
@@ -91,6 +95,9 @@ class Settings:
         self.rounds = rounds or (1 if quick else 3)
         self.tp_warmup = 0.3 if quick else 0.5
         self.tp_duration = 1.0 if quick else 2.0
+        # Frame pacing of both throughput processes: 0 = uncapped (the main threads spin),
+        # 100 = OS.low_processor_usage_mode_sleep_usec of 100 µs per frame.
+        self.tp_sleeps = [0, 100]
         self.rtt_warm = 100 if quick else 200
         self.rtt_count = 1000 if quick else 5000
         self.rpc_warmup = 0.3 if quick else 0.5
@@ -215,15 +222,16 @@ def free_port() -> int:
 
 
 class Bench:
-    def __init__(self, godot: str, settings: Settings, verbose: bool):
+    def __init__(self, godot: str, project: str, settings: Settings, verbose: bool):
         self.godot = godot
+        self.project = project
         self.s = settings
         self.verbose = verbose
         self.records: list[dict] = []
         self.failures: list[str] = []
 
     def godot_proc(self, label: str, **args) -> Proc:
-        cmd = [self.godot, "--headless", "--path", PROJECT, "-s", BENCH_GD, "--"]
+        cmd = [self.godot, "--headless", "--path", self.project, "-s", BENCH_GD, "--"]
         extra = args.pop("extra", [])
         cmd += [f"{k}={v}" for k, v in args.items()] + list(extra)
         return Proc(cmd, label)
@@ -243,12 +251,12 @@ class Bench:
     # --------------------------------------------------------------------------------------
     # 1. throughput
 
-    def throughput(self, cls: str, size: int, rnd: int) -> None:
+    def throughput(self, cls: str, size: int, rnd: int, sleep_usec: int = 0) -> None:
         port = free_port()
         timeout = self.s.tp_warmup + self.s.tp_duration + 25
         common = dict(workload="throughput", cls=cls, port=port, size=size,
                       warmup=self.s.tp_warmup, duration=self.s.tp_duration, timeout=timeout,
-                      extra=BIG_BUFFERS)
+                      sleep_usec=sleep_usec, extra=BIG_BUFFERS)
         srv = self.godot_proc(f"tp-server[{cls}]", role="server", **common)
         procs = [srv]
         if srv.wait_line("@@READY", 20) is None:
@@ -256,31 +264,45 @@ class Bench:
             return self.fail(f"throughput {cls} {size}", procs)
         cli = self.godot_proc(f"tp-client[{cls}]", role="client", **common)
         procs.append(cli)
+        # CPU time of every thread of both processes over the receiver's measurement window.
+        cpu = None
+        if srv.wait_line("@@WINDOW start", timeout) is not None:
+            before = {"server": thread_cpu(srv.pid), "client": thread_cpu(cli.pid)}
+            if srv.wait_line("@@WINDOW end", timeout) is not None:
+                after = {"server": thread_cpu(srv.pid), "client": thread_cpu(cli.pid)}
+                cpu = {f"{side}_{group}": after[side].get(group, 0.0) - before[side].get(group, 0.0)
+                       for side in after for group in after[side]}
         srv.finish(timeout + 5)
         cli.finish(10)
         rs, rc = srv.results(), cli.results()
         if not rs or "pps" not in rs[0]:
             return self.fail(f"throughput {cls} {size}", procs)
         r = rs[0]
+        if cpu is not None and r.get("packets"):
+            cpu = {k: v / r["packets"] * 1e6 for k, v in cpu.items()}  # µs per packet
+            cpu["total"] = sum(cpu.values())
         rec = {"workload": "throughput", "cls": cls, "round": rnd, "size": size,
-               "pps": r["pps"], "mbps": r["mbps"], "complete": r["complete"],
+               "sleep_usec": sleep_usec, "pps": r["pps"], "mbps": r["mbps"], "complete": r["complete"],
                "received_total": r["received_total"], "sent_total": r["sent_total"],
                "put_errors": rc[0]["put_errors"] if rc else None,
-               "receiver_frames": r.get("frames"),
+               "receiver_frames": r.get("frames"), "exit_codes": [srv.rc, cli.rc],
+               "cpu_us_per_packet": cpu,
                "cpu_s": {"server": srv.cpu_seconds(), "client": cli.cpu_seconds()}}
         self.record(rec)
         flag = "" if r["complete"] and rec["put_errors"] == 0 else \
             f"  INCOMPLETE ({r['received_total']}/{r['sent_total']}, put errors {rec['put_errors']})"
-        log(f"  throughput {size:>6} B {cls:<8} {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s{flag}")
+        if srv.rc or cli.rc:
+            flag += f"  (exit codes: server {srv.rc}, client {cli.rc})"
+        log(f"  throughput {size:>6} B {sleep_label(sleep_usec):<9} {cls:<8} {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s{flag}")
 
     # --------------------------------------------------------------------------------------
     # 3. rtt
 
-    def rtt(self, cls: str, rnd: int) -> None:
+    def rtt(self, cls: str, rnd: int, sleep_usec: int = 0) -> None:
         port = free_port()
         timeout = 40 if not self.s.quick else 20
         common = dict(workload="rtt", cls=cls, port=port, timeout=timeout,
-                      warm=self.s.rtt_warm, count=self.s.rtt_count)
+                      warm=self.s.rtt_warm, count=self.s.rtt_count, sleep_usec=sleep_usec)
         srv = self.godot_proc(f"rtt-server[{cls}]", role="server", **common)
         procs = [srv]
         if srv.wait_line("@@READY", 20) is None:
@@ -298,12 +320,12 @@ class Bench:
             return self.fail(f"rtt {cls}", procs)
         samples.sort()
         n = len(samples)
-        rec = {"workload": "rtt", "cls": cls, "round": rnd, "n": n,
+        rec = {"workload": "rtt", "cls": cls, "round": rnd, "n": n, "sleep_usec": sleep_usec,
                "p50_us": samples[n // 2], "p99_us": samples[min(n - 1, (n * 99) // 100)],
                "max_us": samples[-1], "mean_us": sum(samples) / n,
                "cpu_s": {"server": srv.cpu_seconds(), "client": cli.cpu_seconds()}}
         self.record(rec)
-        log(f"  rtt {cls:<8} p50 {rec['p50_us']:>6} µs  p99 {rec['p99_us']:>6} µs  "
+        log(f"  rtt {sleep_label(sleep_usec):<17} {cls:<8} p50 {rec['p50_us']:>6} µs  p99 {rec['p99_us']:>6} µs  "
             f"max {rec['max_us']:>7} µs  ({n} round trips)")
 
     # --------------------------------------------------------------------------------------
@@ -442,14 +464,15 @@ class Bench:
     # --------------------------------------------------------------------------------------
     # 7. transport ceiling
 
-    def ceiling(self, mode: str, size: int, rnd: int) -> None:
+    def ceiling(self, mode: str, size: int, rnd: int, sleep_usec: int = 0) -> None:
         port = free_port()
         recv = Proc([CEILING_BIN, "recv", str(port), str(self.s.tp_warmup),
-                     str(self.s.ceiling_duration), mode], f"ceiling-recv[{mode}]")
+                     str(self.s.ceiling_duration), mode, str(sleep_usec)], f"ceiling-recv[{mode}]")
         if recv.wait_line("READY", 10) is None:
             recv.finish(5)
             return self.fail(f"ceiling {mode} {size}", [recv])
-        send = Proc([CEILING_BIN, "send", str(port), str(size), mode], f"ceiling-send[{mode}]")
+        send = Proc([CEILING_BIN, "send", str(port), str(size), mode, str(sleep_usec)],
+                    f"ceiling-send[{mode}]")
         recv.finish(self.s.ceiling_duration + 20)
         send.finish(10)
         res = [json.loads(ln) for ln in recv.stdout if ln.startswith("{")]
@@ -457,8 +480,53 @@ class Bench:
             return self.fail(f"ceiling {mode} {size}", [recv, send])
         r = res[0]
         self.record({"workload": "ceiling", "cls": f"tungstenite-{mode}", "round": rnd,
-                     "size": size, "pps": r["pps"], "mbps": r["mbps"]})
-        log(f"  ceiling {mode:<7} {size:>6} B {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s")
+                     "size": size, "sleep_usec": sleep_usec, "pps": r["pps"], "mbps": r["mbps"]})
+        pace = "" if mode == "plain" else sleep_label(sleep_usec)
+        log(f"  ceiling {mode:<7} {pace:<17} {size:>6} B {r['pps']:>12,.0f} packets/s "
+            f"{r['mbps']:>9.1f} MB/s")
+
+
+    def ceiling_rtt(self, mode: str, rnd: int) -> None:
+        port = free_port()
+        echo = Proc([CEILING_BIN, "echo", str(port), mode], f"ceiling-echo[{mode}]")
+        if echo.wait_line("READY", 10) is None:
+            echo.finish(5)
+            return self.fail(f"ceiling rtt {mode}", [echo])
+        ping = Proc([CEILING_BIN, "ping", str(port), str(self.s.rtt_warm), str(self.s.rtt_count),
+                     mode], f"ceiling-ping[{mode}]")
+        ping.finish(60)
+        echo.finish(10)  # it ends when the pinger closes the connection
+        res = [json.loads(ln) for ln in ping.stdout if ln.startswith("{")]
+        if not res:
+            return self.fail(f"ceiling rtt {mode}", [echo, ping])
+        r = res[0]
+        self.record({"workload": "ceiling_rtt", "cls": f"tungstenite-{mode}", "round": rnd,
+                     "p50_us": r["p50_us"], "p99_us": r["p99_us"], "max_us": r["max_us"]})
+        log(f"  ceiling rtt {mode:<7} p50 {r['p50_us']:>6} µs  p99 {r['p99_us']:>6} µs  "
+            f"max {r['max_us']:>7} µs")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) by thread group: `main` (the Godot main thread), `io` (the
+    addon's tokio workers, named rust-websocket), `other` (engine worker threads etc.)."""
+    out: dict[str, float] = {"main": 0.0, "io": 0.0, "other": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii", errors="replace") as f:
+                data = f.read()
+        except OSError:
+            continue
+        comm = data[data.index("(") + 1:data.rindex(")")]
+        fields = data[data.rindex(")") + 2:].split()
+        secs = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        group = "main" if int(tid) == pid else ("io" if comm.startswith("rust-websocket") else "other")
+        out[group] += secs
+    return out
 
 
 def read_rss_kib(pid: int) -> int:
@@ -473,34 +541,92 @@ def read_rss_kib(pid: int) -> int:
 # Build and setup
 
 def build_addon() -> bool:
+    """cargo build --release -p rust_websocket (run_tests.py's step, which also installs it into
+    addons/rust_websocket/bin). Retried: another run installing at the same moment can race."""
     if _rt is None:
         log(f"# cannot import tests/run_tests.py ({_RT_ERROR}); building directly")
-        proc = subprocess.run(["cargo", "build", "--release", "-p", "rust_websocket"], cwd=REPO)
-        if proc.returncode != 0:
+        return subprocess.run(["cargo", "build", "--release", "-p", "rust_websocket"],
+                              cwd=REPO).returncode == 0
+    for attempt in range(3):
+        try:
+            r = _rt.build_extension()
+        except OSError as e:  # e.g. a concurrent install renamed the temporary file
+            log(f"# install step failed ({e}), retrying")
+            time.sleep(1 + attempt)
+            continue
+        if not r.ok:
+            log(f"# build failed: {'; '.join(r.reasons)}\n{r.details}")
             return False
-        src = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")),
-                           "release", "librust_websocket.so")
-        dst = os.path.join(REPO, "addons", "rust_websocket", "bin",
-                           "librust_websocket.linux.x86_64.so")
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copy2(src, dst + ".tmp")
-        os.replace(dst + ".tmp", dst)
+        log(f"# built rust_websocket (release) in {r.seconds:.1f}s")
         return True
-    r = _rt.build_extension()
-    if not r.ok:
-        log(f"# build failed: {'; '.join(r.reasons)}\n{r.details}")
-        return False
-    log(f"# built rust_websocket (release) in {r.seconds:.1f}s ({r.note})")
-    return True
+    return False
 
 
-def prepare(godot: str) -> None:
+def _library_names() -> tuple[str, str]:
     if _rt is not None:
-        for w in _rt.prepare_project(godot):
-            log(f"# warning: {w}")
-        return
-    subprocess.run([godot, "--headless", "--path", PROJECT, "--import"], cwd=REPO,
-                   capture_output=True, timeout=300)
+        return _rt.library_names()
+    return ("librust_websocket.so", "librust_websocket.linux.x86_64.so")
+
+
+def build_rev(rev: str) -> tuple[str, str, str] | None:
+    """Builds the library of commit `rev` (not the work tree) from `git archive` in
+    target/bench-rev/, with its own target directory so other builds are not disturbed.
+    Returns (library, addon dir of that commit, short sha)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True,
+                         text=True).stdout.strip()
+    if not sha:
+        log(f"# --rev: unknown revision {rev!r}")
+        return None
+    base = os.path.join(REPO, "target", "bench-rev")
+    src = os.path.join(base, "src")
+    if os.path.isdir(src):
+        shutil.rmtree(src)
+    os.makedirs(src)
+    archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=REPO,
+                             capture_output=True)
+    # -m: fresh mtimes, so cargo never takes another commit's build output as up to date
+    subprocess.run(["tar", "-x", "-m", "-C", src], input=archive.stdout, check=True)
+    env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(base, "target"))
+    start = time.monotonic()
+    proc = subprocess.run(["cargo", "build", "--release", "-p", "rust_websocket"], cwd=src,
+                          env=env, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        log(f"# build of {sha} failed:\n{proc.stderr[-3000:]}")
+        return None
+    log(f"# built rust_websocket of commit {sha} (release) in {time.monotonic() - start:.1f}s")
+    built_name, _ = _library_names()
+    return (os.path.join(base, "target", "release", built_name),
+            os.path.join(src, "addons", "rust_websocket"), sha)
+
+
+def make_project(godot: str, out: str, lib: str, addon_src: str) -> tuple[str, str]:
+    """A private copy of godot-project with a snapshot of the library, so that builds and
+    installs by other runs in this work tree cannot change the library under a benchmark.
+    Returns (project dir, sha256 prefix of the library)."""
+    import hashlib
+    _, installed = _library_names()
+    proj = os.path.join(out, "project")
+    if os.path.isdir(proj):
+        shutil.rmtree(proj)
+    addon = os.path.join(proj, "addons", "rust_websocket")
+    os.makedirs(os.path.join(addon, "bin"))
+    shutil.copy2(os.path.join(PROJECT, "project.godot"), proj)
+    for f in os.listdir(addon_src):
+        if f.endswith(".gdextension"):
+            shutil.copy2(os.path.join(addon_src, f), addon)
+    shutil.copy2(lib, os.path.join(addon, "bin", installed))
+    with open(os.path.join(addon, "bin", installed), "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    for attempt in range(2):  # the first import of a fresh project can crash at exit
+        subprocess.run([godot, "--headless", "--path", proj, "--import"], cwd=REPO,
+                       capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+        if os.path.exists(os.path.join(proj, ".godot", "extension_list.cfg")):
+            break
+    else:
+        log("# warning: godot --import wrote no .godot/extension_list.cfg")
+    log(f"# benchmark project {os.path.relpath(proj, REPO)} (library {os.path.relpath(lib, REPO)}, "
+        f"sha256 {digest})")
+    return proj, digest
 
 
 def build_ceiling() -> bool:
@@ -601,6 +727,10 @@ def fmt(v: float | None, unit: str = "") -> str:
     return s + unit
 
 
+def sleep_label(sleep_usec: int) -> str:
+    return "uncapped" if not sleep_usec else f"{sleep_usec} µs sleep/frame"
+
+
 def size_label(size: int) -> str:
     return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
 
@@ -614,7 +744,7 @@ def summarize(records: list[dict], settings: Settings) -> tuple[list[list[str]],
             met: bool | None = None, n: int = 0) -> None:
         mark = "" if met is None else ("✅ met" if met else "❌ not met")
         rows.append([workload, metric, fmt(vals.get("rust")), fmt(vals.get("builtin")),
-                     fmt(vals.get("enet")), "—" if ratio is None else f"{ratio:.2f}×",
+                     fmt(vals.get("enet")), "—" if ratio is None else f"{ratio:.3g}×",
                      f"{target} {mark}".strip(), str(n) if n else ""])
         if met is not None:
             verdicts.append({"what": f"{workload}: {metric}", "target": target, "met": met,
@@ -633,30 +763,50 @@ def summarize(records: list[dict], settings: Settings) -> tuple[list[list[str]],
         a, b = vals.get("rust"), vals.get("builtin")
         return a / b if a is not None and b else None
 
-    for size in SIZES:
-        if not pick(records, workload="throughput", size=size):
-            continue
-        v, n = meds("pps", workload="throughput", size=size)
-        r = ratio(v)
-        tgt, met = ("≥ 3×", r is not None and r >= 3) if size in (64, 1024) else ("", None)
-        row(f"one-way {size_label(size)}", "packets/s", v, r, tgt, met if r is not None else None, n)
-        v, n = meds("mbps", workload="throughput", size=size)
-        r = ratio(v)
-        tgt, met = ("≥ 5×", r is not None and r >= 5) if size == 16384 else ("", None)
-        row(f"one-way {size_label(size)}", "MB/s", v, r, tgt, met if r is not None else None, n)
+    sleeps = sorted({r.get("sleep_usec", 0) for r in records if r["workload"] == "throughput"})
+    for sl in sleeps:
+        pace = "uncapped" if not sl else f"{sl} µs sleep/frame"
+        for size in SIZES:
+            if not pick(records, workload="throughput", size=size, sleep_usec=sl):
+                continue
+            v, n = meds("pps", workload="throughput", size=size, sleep_usec=sl)
+            r = ratio(v)
+            tgt, met = ("≥ 3×", r is not None and r >= 3) if size in (64, 1024) else ("", None)
+            row(f"one-way {size_label(size)}, {pace}", "packets/s", v, r, tgt,
+                met if r is not None else None, n)
+            v, n = meds("mbps", workload="throughput", size=size, sleep_usec=sl)
+            r = ratio(v)
+            tgt, met = ("≥ 5×", r is not None and r >= 5) if size == 16384 else ("", None)
+            row(f"one-way {size_label(size)}, {pace}", "MB/s", v, r, tgt,
+                met if r is not None else None, n)
+            cpu = {}
+            for cls in ("rust", "builtin", "enet"):
+                vals = [(r.get("cpu_us_per_packet") or {}).get("total") for r in
+                        pick(records, workload="throughput", size=size, sleep_usec=sl, cls=cls)]
+                if any(x is not None for x in vals):
+                    cpu[cls] = med(vals)
+            if cpu:
+                row(f"one-way {size_label(size)}, {pace}",
+                    "CPU µs per packet (all threads, both processes)", cpu, ratio(cpu), n=n)
     ceil = [r for r in records if r["workload"] == "ceiling"]
+    variants = [("plain", 0, "tokio-tungstenite alone")] + [
+        ("channel", sl, "tokio-tungstenite + the addon's queues, "
+         + ("spinning main threads" if not sl else f"{sl} µs sleep when idle")) for sl in sleeps]
     for size in SIZES:
-        for mode in ("plain", "channel"):
-            rs = pick(ceil, size=size, cls=f"tungstenite-{mode}")
-            if rs:
-                mb = med([r["mbps"] for r in rs])
-                pps = med([r["pps"] for r in rs])
-                rust = med([r["mbps"] for r in pick(records, workload="throughput", size=size,
-                                                     cls="rust")])
-                rows.append([f"ceiling {size_label(size)}",
-                             f"tokio-tungstenite {mode}: MB/s (packets/s)",
-                             f"{fmt(mb)} ({fmt(pps)})", "", "", "—",
-                             f"addon reaches {rust / mb:.0%} of it" if rust else "", str(len(rs))])
+        for mode, sl, label in variants:
+            rs = [r for r in pick(ceil, size=size, cls=f"tungstenite-{mode}")
+                  if mode == "plain" or r.get("sleep_usec", 0) == sl]
+            if not rs:
+                continue
+            mb = med([r["mbps"] for r in rs])
+            pps = med([r["pps"] for r in rs])
+            rust = med([r["mbps"] for r in pick(records, workload="throughput", size=size,
+                                                 cls="rust", sleep_usec=sl)])
+            pace = "uncapped" if not sl else f"{sl} µs sleep/frame"
+            rows.append([f"ceiling {size_label(size)}", f"{label}: MB/s (packets/s)",
+                         f"{fmt(mb)} ({fmt(pps)})", "", "", "—",
+                         f"addon ({pace}) reaches {rust / mb:.0%} of it" if rust else "",
+                         str(len(rs))])
     stages = sorted({r["stage"] for r in records if r["workload"] == "poll"})
     p10 = None
     for st in stages:
@@ -691,15 +841,24 @@ def summarize(records: list[dict], settings: Settings) -> tuple[list[list[str]],
                     v.get("rust") is not None and v["rust"] <= 16, 0)
             else:
                 row("memory", f"server RSS KiB per idle connection ({st})", v, r)
-    if pick(records, workload="rtt"):
+    for sl in sorted({r.get("sleep_usec", 0) for r in records if r["workload"] == "rtt"}):
+        pace = "uncapped" if not sl else f"{sl} µs sleep/frame"
         for key, label in (("p50_us", "p50 µs"), ("p99_us", "p99 µs"), ("max_us", "max µs")):
-            v, n = meds(key, workload="rtt")
+            v, n = meds(key, workload="rtt", sleep_usec=sl)
             r = ratio(v)
             if key == "p99_us":
-                row("round trip 32 B", label, v, r, "rust ≤ built-in",
+                row(f"round trip 32 B, {pace}", label, v, r, "rust ≤ built-in",
                     r is not None and r <= 1.0, n)
             else:
-                row("round trip 32 B", label, v, r, n=n)
+                row(f"round trip 32 B, {pace}", label, v, r, n=n)
+    for mode, label in (("plain", "tokio-tungstenite alone"),
+                        ("channel", "tokio-tungstenite + the addon's thread hand-offs")):
+        rs = pick(records, workload="ceiling_rtt", cls=f"tungstenite-{mode}")
+        if rs:
+            rows.append(["ceiling round trip 32 B", f"{label}: p50 / p99 / max µs",
+                         " / ".join(fmt(med([r[k] for r in rs])) for k in
+                                    ("p50_us", "p99_us", "max_us")),
+                         "", "", "—", "", str(len(rs))])
     if pick(records, workload="rpc"):
         v, n = meds("cps", workload="rpc")
         row("reliable @rpc", "calls/s", v, ratio(v), n=n)
@@ -718,8 +877,9 @@ def markdown(rows: list[list[str]], info: dict, cmdline: str, loads: dict, minut
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     meta = (f"Machine: {info['cores']} cores, {info['cpu_model']}, {info['mem_gib']} GiB, "
-            f"Linux {info['kernel']}; {info['godot']}; {info['rustc']}; commit {info['commit']}"
-            f"{' (dirty tree)' if info['dirty'] else ''}. Load average before "
+            f"Linux {info['kernel']}; {info['godot']}; {info['rustc']}; library: "
+            f"{info.get('measured', 'work tree')} (HEAD {info['commit']}"
+            f"{', dirty tree' if info['dirty'] else ''}). Load average before "
             f"{loads['before']}, after {loads['after']}. Run took {minutes:.1f} min: `{cmdline}`.")
     return "\n".join(lines) + "\n\n" + meta + "\n"
 
@@ -731,7 +891,7 @@ COLORS = {"rust": "#d9480f", "builtin": "#1c7ed6", "enet": "#2b8a3e",
           "tungstenite-plain": "#868e96", "tungstenite-channel": "#495057"}
 LABELS = {"rust": "RustWebSocketMultiplayerPeer", "builtin": "WebSocketMultiplayerPeer",
           "enet": "ENetMultiplayerPeer", "tungstenite-plain": "tokio-tungstenite alone",
-          "tungstenite-channel": "tokio-tungstenite + addon queues"}
+          "tungstenite-channel": "tokio-tungstenite + the addon's queues (same pacing)"}
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
@@ -795,7 +955,7 @@ def _panel(x0: float, y0: float, w: float, h: float, title: str, xlabel: str, yl
 
 
 def plot_svg(records: list[dict], path: str, subtitle: str) -> None:
-    W, H = 1180, 470
+    W, H = 1180, 490
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
              f'viewBox="0 0 {W} {H}" font-family="sans-serif">',
              f'<rect width="{W}" height="{H}" fill="white"/>']
@@ -812,24 +972,28 @@ def plot_svg(records: list[dict], path: str, subtitle: str) -> None:
             s[c] = [(x, med([r[ykey] for r in rs if r[xkey] == x])) for x in xs]
             p[c] = [(r[xkey], r[ykey]) for r in rs]
         return s, p
-    s, p = series(tp, "size", "mbps")
-    parts += _panel(80, 50, 300, 320, "One-way throughput", "packet size", "MB/s (log)", s,
-                    size_ticks, p)
-    s, p = series(tp, "size", "pps")
-    parts += _panel(470, 50, 300, 320, "One-way packet rate", "packet size", "packets/s (log)", s,
-                    size_ticks, p)
+    for i, sl in enumerate((0, 100)):
+        recs = [r for r in tp if r.get("sleep_usec", 0) == sl or r["cls"] == "tungstenite-plain"]
+        s, p = series(recs, "size", "mbps")
+        parts += _panel(80 + 390 * i, 50, 300, 320,
+                        "One-way throughput, " + ("frames uncapped" if not sl else
+                                                  f"{sl} µs sleep per frame"),
+                        "packet size", "MB/s (log)", s, size_ticks, p)
     pl = [r for r in records if r["workload"] == "poll" and r["peers"] > 0]
     if pl:
         peers = sorted({r["peers"] for r in pl})
         s, p = series(pl, "peers", "poll_us")
         parts += _panel(860, 50, 300, 320, "Server poll() cost, idle peers", "connected peers",
                         "µs per poll (log)", s, [(x, f"{x:g}") for x in peers], p)
-    lx = 80
+    lx, ly = 80, H - 62
     for c in classes:
-        parts.append(f'<rect x="{lx}" y="{H - 50}" width="14" height="4" fill="{COLORS[c]}"/>')
-        parts.append(f'<text x="{lx + 20}" y="{H - 44}" font-size="12">{LABELS[c]}</text>')
-        lx += 30 + 7 * len(LABELS[c])
-    parts.append(f'<text x="80" y="{H - 18}" font-size="11" fill="#495057">{subtitle}</text>')
+        width = 34 + 7 * len(LABELS[c])
+        if lx + width > W - 10:
+            lx, ly = 80, ly + 20
+        parts.append(f'<rect x="{lx}" y="{ly - 6}" width="14" height="4" fill="{COLORS[c]}"/>')
+        parts.append(f'<text x="{lx + 20}" y="{ly}" font-size="12">{LABELS[c]}</text>')
+        lx += width
+    parts.append(f'<text x="80" y="{H - 14}" font-size="11" fill="#495057">{subtitle}</text>')
     parts.append("</svg>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(parts) + "\n")
@@ -850,10 +1014,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="throughput packet sizes in bytes")
     ap.add_argument("--no-build", action="store_true",
                     help="use the library already in addons/rust_websocket/bin")
+    ap.add_argument("--rev", metavar="REV",
+                    help="measure the library of git commit REV (built from `git archive` in "
+                         "target/bench-rev/) instead of the work tree")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-out"), help="output directory")
     ap.add_argument("--wait-load", type=float, default=0.0, metavar="L",
                     help="before starting, wait (up to 10 min) until the 1-minute load average "
                          "is below L")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="only re-render results.md and bench.svg from a results.json into --out")
     ap.add_argument("-v", "--verbose", action="store_true", help="show failing processes' output")
     return ap.parse_args(argv)
 
@@ -872,16 +1041,49 @@ def main(argv: list[str]) -> int:
             raise SystemExit(f"--classes: unknown class {c!r} ({', '.join(CLASS_NAMES)})")
     SIZES = [int(x) for x in args.sizes.split(",") if x.strip()]
     ws_classes = [c for c in classes if c != "enet"]
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as f:
+            data = json.load(f)
+        settings = Settings(data.get("quick", False), data.get("rounds"))
+        rows, _ = summarize(data["records"], settings)
+        md = markdown(rows, data["machine"], data["command"], data["load"], data["minutes"])
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
+            f.write(md)
+        m, ld = data["machine"], data["load"]
+        plot_svg(data["records"], os.path.join(args.out, "bench.svg"),
+                 f"{m['cores']} cores {m['cpu_model']}, {m['godot']}, medians of "
+                 f"{data['rounds']} round(s), load {ld['before'][0]:.2f}→{ld['after'][0]:.2f}; "
+                 "dots: single rounds")
+        print(md)
+        return 0
     raise_nofile(2 * max(settings.poll_stages) + 1024)
     if "poll" in only and _nofile() < max(settings.poll_stages) + 512:
         settings.poll_stages = [s for s in settings.poll_stages if s + 512 <= _nofile()]
         log(f"# open-file limit {_nofile()}: poll stages cut to {settings.poll_stages}")
 
     start = time.monotonic()
-    if not args.no_build and "rust" in classes and not build_addon():
+    addon_src = os.path.join(REPO, "addons", "rust_websocket")
+    built_name, installed = _library_names()
+    lib = os.path.join(addon_src, "bin", installed)
+    measured = "work tree"
+    if args.rev:
+        got = build_rev(args.rev)
+        if got is None:
+            return 1
+        lib, addon_src, sha = got
+        measured = f"commit {sha}"
+    elif not args.no_build:
+        if not build_addon():
+            return 1
+        target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+        lib = os.path.join(target_dir, "release", built_name)
+    if not os.path.exists(lib):
+        log(f"# no library at {lib}: run without --no-build")
         return 1
     godot = godot_bin.godot_path()
-    prepare(godot)
+    os.makedirs(args.out, exist_ok=True)
+    project, lib_digest = make_project(godot, os.path.abspath(args.out), lib, addon_src)
     if "ceiling" in only and not build_ceiling():
         only.remove("ceiling")
     if args.wait_load > 0:
@@ -892,20 +1094,24 @@ def main(argv: list[str]) -> int:
     info = machine_info(godot)
     loads = {"before": loadavg()}
     log(f"# {info['cores']} cores, {info['cpu_model']}; {info['godot']}; load {loads['before']}")
-    bench = Bench(godot, settings, args.verbose)
+    info["library_sha256"] = lib_digest
+    info["measured"] = measured
+    bench = Bench(godot, project, settings, args.verbose)
     R = settings.rounds
     for rnd in range(1, R + 1):
         log(f"# round {rnd}/{R}")
         if "throughput" in only:
-            for size in SIZES:
-                for cls in classes:
-                    bench.throughput(cls, size, rnd)
+            for sleep_usec in settings.tp_sleeps:
+                for size in SIZES:
+                    for cls in classes:
+                        bench.throughput(cls, size, rnd, sleep_usec)
         if "poll" in only:
             for cls in ws_classes:
                 bench.poll(cls, rnd)
         if "rtt" in only:
-            for cls in classes:
-                bench.rtt(cls, rnd)
+            for sleep_usec in settings.tp_sleeps:
+                for cls in classes:
+                    bench.rtt(cls, rnd, sleep_usec)
         if "rpc" in only:
             for cls in classes:
                 bench.rpc(cls, rnd)
@@ -914,8 +1120,11 @@ def main(argv: list[str]) -> int:
                 bench.fanout(cls, rnd)
         if "ceiling" in only and rnd <= (1 if settings.quick else 2):
             for size in SIZES:
-                for mode in ("plain", "channel"):
-                    bench.ceiling(mode, size, rnd)
+                bench.ceiling("plain", size, rnd)
+                for sleep_usec in settings.tp_sleeps:
+                    bench.ceiling("channel", size, rnd, sleep_usec)
+            for mode in ("plain", "channel"):
+                bench.ceiling_rtt(mode, rnd)
     loads["after"] = loadavg()
     minutes = (time.monotonic() - start) / 60
     cmdline = "python3 tests/bench/run_bench.py " + " ".join(argv)

@@ -12,7 +12,8 @@
 ##               connect in stages; the runner reads the server's VmRSS between stages
 ##   fanout      server only: broadcasts a snapshot to raw clients (Python) at 60 Hz
 ##
-## Output (stdout): `@@READY ...` once listening, `@@STAGE {json}`, `@@RESULT {json}`,
+## Output (stdout): `@@READY ...` once listening, `@@WINDOW start|end` (throughput receiver:
+## the runner samples both processes' CPU time there), `@@STAGE {json}`, `@@RESULT {json}`,
 ## `@@ERROR text`, `@@DONE`. Every process ends by itself (watchdog `timeout=`).
 ##
 ## Flow control: senders keep at most `window_pkts` packets / `window_bytes` bytes unacknowledged
@@ -290,12 +291,14 @@ func tp_server() -> void:
 			n0 = n
 			b0 = b
 			frames = 0
+			print("@@WINDOW start")
 		if win_start >= 0 and not stopped and t - win_start >= duration_us:
 			var secs := (t - win_start) / 1e6
 			res = {"packets": n - n0, "bytes": b - b0, "seconds": secs,
 					"pps": (n - n0) / secs, "mbps": (b - b0) / secs / 1e6,
 					"frames": frames, "size": argi("size", 0)}
 			stopped = true
+			print("@@WINDOW end")
 			peer.put_packet(ctrl(T_STOP, 0))
 		if n != last_ack:
 			last_ack = n

@@ -2,17 +2,23 @@
 //! configured as the addon configures it (1 runtime worker on a 2-core machine, 8 KiB read
 //! chunk, 64 KiB write batch, TCP_NODELAY), two processes like the Godot workload.
 //!
-//!   ceiling recv PORT WARMUP_S DURATION_S [plain|channel]   prints READY, then one JSON line
-//!   ceiling send PORT SIZE [plain|channel]                   sends until the receiver leaves
+//!   ceiling recv PORT WARMUP_S DURATION_S [plain|channel [SLEEP_US]]   prints READY, then JSON
+//!   ceiling send PORT SIZE [plain|channel [SLEEP_US]]       sends until the receiver leaves
+//!   ceiling echo PORT [plain|channel]                        echoes every message back
+//!   ceiling ping PORT WARM COUNT [plain|channel]             32 B round trips, one JSON line
 //!
 //! `plain`: the receiving task counts the messages itself; the sending task feeds clones of
 //! one payload and flushes per batch. No Godot, no queues: what the socket path can do.
 //! `channel`: the addon's architecture without Godot. Receive: the reading task forwards each
 //! message over a crossbeam channel to a spinning "main thread" that counts them (as poll() +
 //! get_packet would). Send: a "main thread" copies each packet into a new buffer, pushes it on
-//! a crossbeam channel and wakes the writing task with a `Notify` (as put_packet does, with
-//! the same 4096-packet / 64 KiB... limits raised like the Godot run's), and the writing task
-//! feeds everything queued and flushes once.
+//! a crossbeam channel and wakes the writing task with a `Notify` (as put_packet does; queue
+//! limits raised as in the Godot run), and the writing task feeds everything queued and
+//! flushes once. SLEEP_US (default 0) is slept by the "main threads" whenever they have
+//! nothing to do, like a Godot frame with `low_processor_usage_mode_sleep_usec`; 0 = spin.
+//! `echo`/`ping`: the round-trip workload; in `channel` mode each side's "main thread" (spinning)
+//! sees a message only through the reader task's channel and answers through the writer task,
+//! which is the addon's path: four thread hand-offs per round trip instead of none.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -102,7 +108,15 @@ impl Counter {
     }
 }
 
-fn recv(port: u16, warmup: f64, duration: f64, mode: &str) {
+fn nap(sleep_us: u64) {
+    if sleep_us == 0 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::sleep(Duration::from_micros(sleep_us));
+    }
+}
+
+fn recv(port: u16, warmup: f64, duration: f64, mode: &str, sleep_us: u64) {
     let rt = runtime();
     let mode = mode.to_string();
     rt.block_on(async move {
@@ -136,7 +150,7 @@ fn recv(port: u16, warmup: f64, duration: f64, mode: &str) {
                     std::process::exit(0);
                 }
                 if pending == 0 {
-                    std::hint::spin_loop();
+                    nap(sleep_us);
                 }
             });
             while let Some(Ok(msg)) = stream.next().await {
@@ -153,11 +167,13 @@ fn recv(port: u16, warmup: f64, duration: f64, mode: &str) {
     });
 }
 
-fn send(port: u16, size: usize, mode: &str) {
+fn send(port: u16, size: usize, mode: &str, sleep_us: u64) {
     let rt = runtime();
     let payload = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<u8>>());
     let ws = rt.block_on(async move {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
         stream.set_nodelay(true).ok();
         let url = format!("ws://127.0.0.1:{port}/");
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
@@ -216,7 +232,7 @@ fn send(port: u16, size: usize, mode: &str) {
     let limit = 131072usize.min((8 << 20) / size).max(1);
     while !writer.is_finished() {
         if queued.load(Ordering::Acquire) >= limit {
-            std::thread::yield_now();
+            nap(sleep_us);
             continue;
         }
         let data = Bytes::copy_from_slice(&payload);
@@ -228,20 +244,173 @@ fn send(port: u16, size: usize, mode: &str) {
     }
 }
 
+/// Reader and writer tasks for one connection, as the addon has: received messages come out of
+/// the returned receiver; messages pushed on the returned sender are written after a wake.
+fn spawn_io(
+    rt: &tokio::runtime::Runtime,
+    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+) -> (
+    crossbeam_channel::Sender<Bytes>,
+    Arc<Notify>,
+    crossbeam_channel::Receiver<Bytes>,
+) {
+    let (in_tx, in_rx) = crossbeam_channel::unbounded::<Bytes>();
+    let (out_tx, out_rx) = crossbeam_channel::unbounded::<Bytes>();
+    let wake = Arc::new(Notify::new());
+    let w = wake.clone();
+    let (mut sink, mut stream) = ws.split();
+    rt.spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Message::Binary(data) = msg {
+                if in_tx.send(data).is_err() {
+                    break;
+                }
+            }
+        }
+        std::process::exit(0);
+    });
+    rt.spawn(async move {
+        loop {
+            let mut count = 0;
+            while let Ok(data) = out_rx.try_recv() {
+                count += 1;
+                if sink.feed(Message::Binary(data)).await.is_err() {
+                    return;
+                }
+            }
+            if count > 0 && sink.flush().await.is_err() {
+                return;
+            }
+            if out_rx.is_empty() {
+                w.notified().await;
+            }
+        }
+    });
+    (out_tx, wake, in_rx)
+}
+
+fn echo(port: u16, mode: &str) {
+    let rt = runtime();
+    let ws = rt.block_on(async move {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        println!("READY");
+        let (stream, _) = listener.accept().await.expect("accept");
+        stream.set_nodelay(true).ok();
+        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config()))
+            .await
+            .expect("handshake")
+    });
+    if mode == "plain" {
+        rt.block_on(async move {
+            let (mut sink, mut stream) = ws.split();
+            while let Some(Ok(msg)) = stream.next().await {
+                if msg.is_binary() && sink.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        return;
+    }
+    let (out, wake, input) = spawn_io(&rt, ws);
+    loop {
+        // The "main thread": poll, answer in the same frame.
+        while let Ok(data) = input.try_recv() {
+            let _ = out.send(data);
+            wake.notify_one();
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn ping(port: u16, warm: usize, count: usize, mode: &str) {
+    let rt = runtime();
+    let ws = rt.block_on(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        stream.set_nodelay(true).ok();
+        let url = format!("ws://127.0.0.1:{port}/");
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
+            .await
+            .expect("handshake");
+        ws
+    });
+    let payload = Bytes::from(vec![0u8; 32]);
+    let mut samples: Vec<u64> = Vec::with_capacity(count);
+    if mode == "plain" {
+        samples = rt.block_on(async move {
+            let (mut sink, mut stream) = ws.split();
+            for i in 0..warm + count {
+                let t0 = Instant::now();
+                sink.send(Message::Binary(payload.clone()))
+                    .await
+                    .expect("send");
+                loop {
+                    match stream.next().await {
+                        Some(Ok(Message::Binary(_))) => break,
+                        Some(Ok(_)) => continue,
+                        _ => panic!("connection lost"),
+                    }
+                }
+                if i >= warm {
+                    samples.push(t0.elapsed().as_micros() as u64);
+                }
+            }
+            samples
+        });
+    } else {
+        let (out, wake, input) = spawn_io(&rt, ws);
+        for i in 0..warm + count {
+            let t0 = Instant::now();
+            let _ = out.send(payload.clone());
+            wake.notify_one();
+            loop {
+                if input.try_recv().is_ok() {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+            if i >= warm {
+                samples.push(t0.elapsed().as_micros() as u64);
+            }
+        }
+    }
+    samples.sort_unstable();
+    let n = samples.len();
+    println!(
+        "{{\"mode\":\"{mode}\",\"n\":{n},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+        samples[n / 2],
+        samples[(n * 99 / 100).min(n - 1)],
+        samples[n - 1]
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: ceiling recv PORT WARMUP DURATION [plain|channel] | ceiling send PORT SIZE [plain|channel]";
+    let usage = "usage: ceiling recv PORT WARMUP DURATION [plain|channel [SLEEP_US]] | ceiling send PORT SIZE [plain|channel [SLEEP_US]] | ceiling echo PORT [plain|channel] | ceiling ping PORT WARM COUNT [plain|channel]";
     match args.get(1).map(String::as_str) {
         Some("recv") if args.len() >= 5 => recv(
             args[2].parse().expect("port"),
             args[3].parse().expect("warmup"),
             args[4].parse().expect("duration"),
             args.get(5).map_or("plain", String::as_str),
+            args.get(6).map_or(0, |s| s.parse().expect("sleep_us")),
         ),
         Some("send") if args.len() >= 4 => send(
             args[2].parse().expect("port"),
             args[3].parse().expect("size"),
             args.get(4).map_or("plain", String::as_str),
+            args.get(5).map_or(0, |s| s.parse().expect("sleep_us")),
+        ),
+        Some("echo") if args.len() >= 3 => echo(
+            args[2].parse().expect("port"),
+            args.get(3).map_or("plain", String::as_str),
+        ),
+        Some("ping") if args.len() >= 5 => ping(
+            args[2].parse().expect("port"),
+            args[3].parse().expect("warm"),
+            args[4].parse().expect("count"),
+            args.get(5).map_or("plain", String::as_str),
         ),
         _ => {
             eprintln!("{usage}");
