@@ -178,6 +178,8 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
         tests.append(Test(f"headers[{short}]", [Proc("main", "headers.gd", cls)],
                           hook=headers_hook, hook_party=True))
         tests.append(Test(f"free_in_signal[{short}]", [Proc("main", "free_in_signal.gd", cls)]))
+        if cls == RUST:
+            tests.append(Test("send_bytes[rust]", [Proc("main", "send_bytes.gd", cls)]))
         # Hostile and broken clients, 2000-socket burst, connect/disconnect lifecycle
         # (tests/hostile_hook.py + tests/godot/hostile.gd).
         tests += hostile_hook.hostile_tests(short, sys.modules[__name__])

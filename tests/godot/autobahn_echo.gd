@@ -1,7 +1,7 @@
 ## Echo server for Autobahn|Testsuite (tests/autobahn/run_autobahn.py; not a test scenario):
 ## RustWebSocketMultiplayerPeer in raw mode (godot_protocol = false) on 127.0.0.1, sending every
-## message back to its sender as the same frame type: text with send_text(id, text) when
-## was_string_packet(), binary with put_packet() targeted at the sender.
+## message back to its sender as the same frame type with send_bytes(id, data, was_string_packet()),
+## which (unlike put_packet) can also send empty messages and text with NUL bytes.
 ##
 ##   godot --headless --path godot-project -s res://tests/autobahn_echo.gd -- port=9001 \
 ##         stop=/tmp/stop-file [buffer=33554432] [sleep_usec=100]
@@ -46,7 +46,7 @@ func _initialize() -> void:
 func _frame() -> void:
 	if stop_file != "" and FileAccess.file_exists(stop_file):
 		process_frame.disconnect(_frame)
-		print("echoed %d messages, %d refused by put_packet/send_text" % [echoed, failed])
+		print("echoed %d messages, %d refused by send_bytes" % [echoed, failed])
 		peer.close()
 		peer = null
 		quit(0)
@@ -55,12 +55,8 @@ func _frame() -> void:
 	while peer.get_available_packet_count() > 0:
 		var src: int = peer.get_packet_peer()
 		var pkt: PackedByteArray = peer.get_packet()
-		var err: int
-		if peer.was_string_packet():
-			err = peer.send_text(src, pkt.get_string_from_utf8())
-		else:
-			peer.set_target_peer(src)
-			err = peer.put_packet(pkt)
+		# send_bytes: the same frame type, and empty messages too (put_packet cannot send those).
+		var err: int = peer.send_bytes(src, pkt, peer.was_string_packet())
 		if err == OK:
 			echoed += 1
 		else:

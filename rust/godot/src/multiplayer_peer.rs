@@ -399,6 +399,29 @@ impl RustWebSocketMultiplayerPeer {
         self.send(id, Bytes::from(text.to_string()), true)
     }
 
+    /// Sends `data` to peer `id` as one WebSocket message (server: 0 = everyone, -id = everyone
+    /// but id; a client always sends to the server), as a text frame when `text` is true (it
+    /// must then be valid UTF-8, else [constant ERR_INVALID_DATA]). Unlike `put_packet`, which
+    /// the engine turns into a no-op for an empty array, this can send an empty message, and a
+    /// text frame from raw bytes (a `String` cannot hold NUL). Same errors as `put_packet`.
+    #[func]
+    fn send_bytes(
+        &mut self,
+        id: i32,
+        data: PackedByteArray,
+        #[opt(default = false)] text: bool,
+    ) -> Error {
+        if self.status != ConnectionStatus::CONNECTED {
+            godot_error!("send_bytes: the peer is not connected");
+            return Error::ERR_UNCONFIGURED;
+        }
+        if text && std::str::from_utf8(data.as_slice()).is_err() {
+            godot_error!("send_bytes: text = true needs valid UTF-8 data");
+            return Error::ERR_INVALID_DATA;
+        }
+        self.send(id, Bytes::copy_from_slice(data.as_slice()), text)
+    }
+
     /// Whether the packet last returned by `get_packet` arrived as a text frame.
     #[func]
     fn was_string_packet(&self) -> bool {
