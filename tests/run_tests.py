@@ -40,6 +40,7 @@ from browser_hook import browser_hook  # noqa: E402
 from proxy_hook import proxy_hook  # noqa: E402
 from handshake_handler_hook import handshake_handler_hook  # noqa: E402
 import hostile_hook  # noqa: E402
+import netem_hook  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = os.path.join(REPO, "godot-project")
@@ -95,6 +96,8 @@ class Proc:
     script: str             # file in tests/godot/
     cls: str                # peer class name
     extra: dict = field(default_factory=dict)
+    # (port, sync dir) -> words put before the Godot command line (e.g. `ip netns exec NAME`)
+    prefix: Callable[[int, str], list[str]] | None = None
 
 
 @dataclass
@@ -276,6 +279,13 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
             procs.append(Proc("client", "heartbeat.gd", cli_cls, dict(extra)))
             tests.append(Test(f"heartbeat[{label}]", procs,
                               hook=(lambda p: lambda ctx: heartbeat_hook(ctx, p))(parts)))
+        # link_cut: the client in a network namespace behind a veth that drops every packet.
+        if srv_cls == RUST:
+            tests.append(Test(f"link_cut[{label}]",
+                              [Proc("server", "link_cut.gd", srv_cls),
+                               Proc("client", "link_cut.gd", cli_cls,
+                                    prefix=netem_hook.client_prefix)],
+                              hook=netem_hook.link_cut_hook))
     return tests
 
 
@@ -1049,6 +1059,8 @@ def run_godot_test(test: Test, godot: str, port: int, work: str, verbose: bool) 
                 "parties": ",".join(parties), "timeout": SCENARIO_TIMEOUT, **p.extra}
         cmd = [godot, "--headless", "--path", PROJECT, "-s", f"res://tests/{p.script}", "--",
                *[f"{k}={v}" for k, v in args.items()]]
+        if p.prefix:
+            cmd = p.prefix(port, sync_dir) + cmd
         running.append(Running(p, cmd))
 
     abort_at = None
