@@ -427,6 +427,11 @@ def make_record(cls: str, rnd: int, ready: str, idle: dict, storm: dict, after: 
         "after": after["frames"] if after else None, "after_poll": after["poll"] if after else None,
         "after_connected": after["connected"] if after else None,
         "spikes": storm.get("spikes", [])[:50], "keygen_ms": storm.get("keygen_ms"),
+        # every connection's times, for --json: server peer_connected (ms since the storm
+        # began) and each client's TCP / TLS / 101 / id times (ms since the release)
+        "server_connect_ms": storm.get("connect_ms", []),
+        "client_ms": [[round(c.get(k, -1), 2) for k in ("tcp_ms", "tls_ms", "ws_ms", "id_ms")]
+                      for c in recs],
         "ready": ready,
     }
 
