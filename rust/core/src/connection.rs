@@ -69,6 +69,16 @@ pub struct ConnectionStats {
     pub opened_unix_ms: u64,
 }
 
+impl ConnectionStats {
+    /// Adds `other`'s traffic (for totals over several connections).
+    pub fn add(&mut self, other: &ConnectionStats) {
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.packets_in += other.packets_in;
+        self.packets_out += other.packets_out;
+    }
+}
+
 /// Facts fixed when the handshake completes.
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {

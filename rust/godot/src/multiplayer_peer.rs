@@ -481,17 +481,7 @@ impl RustWebSocketMultiplayerPeer {
     /// `queued_packets_out` and `queued_bytes_out`.
     #[func]
     fn get_stats(&self) -> VarDictionary {
-        let mut t = self.closed_totals;
-        let (mut queued_packets, mut queued_bytes) = (0usize, 0usize);
-        for entry in self.peers.values() {
-            let s = entry.conn.stats();
-            t.bytes_in += s.bytes_in;
-            t.bytes_out += s.bytes_out;
-            t.packets_in += s.packets_in;
-            t.packets_out += s.packets_out;
-            queued_packets += entry.conn.outbound_queued();
-            queued_bytes += entry.conn.outbound_buffered();
-        }
+        let (t, queued_packets, queued_bytes) = self.totals();
         let mut d = VarDictionary::new();
         put(&mut d, "peer_count", self.peers.len() as i64);
         put(&mut d, "bytes_in", t.bytes_in as i64);
@@ -555,11 +545,10 @@ impl RustWebSocketMultiplayerPeer {
     #[func]
     fn get_monitor(&mut self, name: GString) -> f64 {
         let name = name.to_string();
-        let stats = self.get_stats();
-        let total = |key: &str| stats.get(key).map_or(0, |v| v.try_to::<i64>().unwrap_or(0)) as u64;
+        let (totals, _, queued_bytes) = self.totals();
         let counter = match name.as_str() {
             "peers" => return self.peers.len() as f64,
-            "queued_bytes_out" => return total("queued_bytes_out") as f64,
+            "queued_bytes_out" => return queued_bytes as f64,
             "rtt_ms" => {
                 let rtts: Vec<f64> = self
                     .peers
@@ -573,10 +562,10 @@ impl RustWebSocketMultiplayerPeer {
                     rtts.iter().sum::<f64>() / rtts.len() as f64
                 };
             }
-            "bytes_in_per_s" => total("bytes_in"),
-            "bytes_out_per_s" => total("bytes_out"),
-            "packets_in_per_s" => total("packets_in"),
-            "packets_out_per_s" => total("packets_out"),
+            "bytes_in_per_s" => totals.bytes_in,
+            "bytes_out_per_s" => totals.bytes_out,
+            "packets_in_per_s" => totals.packets_in,
+            "packets_out_per_s" => totals.packets_out,
             _ => {
                 godot_error!("get_monitor: unknown monitor '{name}'");
                 return 0.0;
@@ -795,14 +784,22 @@ impl RustWebSocketMultiplayerPeer {
     /// Drops peer `id` from the table (its traffic goes into the totals) and its socket.
     fn forget_peer(&mut self, id: i32) {
         if let Some(entry) = self.peers.remove(&id) {
-            let s = entry.conn.stats();
-            let t = &mut self.closed_totals;
-            t.bytes_in += s.bytes_in;
-            t.bytes_out += s.bytes_out;
-            t.packets_in += s.packets_in;
-            t.packets_out += s.packets_out;
+            self.closed_totals.add(&entry.conn.stats());
             entry.conn.abort();
         }
+    }
+
+    /// Traffic since create_* (departed peers included) and what is queued out now
+    /// (packets, bytes): what get_stats() and the monitors report.
+    fn totals(&self) -> (rwsmp_core::connection::ConnectionStats, usize, usize) {
+        let mut t = self.closed_totals;
+        let (mut queued_packets, mut queued_bytes) = (0usize, 0usize);
+        for entry in self.peers.values() {
+            t.add(&entry.conn.stats());
+            queued_packets += entry.conn.outbound_queued();
+            queued_bytes += entry.conn.outbound_buffered();
+        }
+        (t, queued_packets, queued_bytes)
     }
 
     /// Clears what belongs to the previous session before a create_* call.
