@@ -5,17 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PeerConfig;
 use crate::connection::{self, Connection, ConnectionInfo};
 use crate::events::Event;
+use crate::fence::HeadFence;
+use crate::frame::{FrameReader, Incoming};
 use crate::runtime::spawn_guarded;
 use crate::tls::{ClientTls, MaybeTls};
 use crate::url::WsUrl;
@@ -63,7 +63,7 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let attempt = tokio::time::timeout(config.handshake_timeout, handshake(&url, &config, tls));
-    let (ws, remote, protocol, id) = match attempt.await {
+    let (stream, reader, remote, protocol, id) = match attempt.await {
         Ok(Ok(done)) => done,
         Ok(Err(reason)) => {
             let _ = events.send(Event::ConnectFailed {
@@ -92,17 +92,15 @@ async fn run(
         id,
     };
     if events.send(connected).is_ok() {
-        connection::run(conn, ws, outbound, events).await;
+        connection::run(conn, stream, reader, outbound, events).await;
     }
 }
-
-type Ws = tokio_tungstenite::WebSocketStream<MaybeTls>;
 
 async fn handshake(
     url: &WsUrl,
     config: &PeerConfig,
     tls: Option<ClientTls>,
-) -> Result<(Ws, SocketAddr, String, i32), String> {
+) -> Result<(HeadFence<MaybeTls>, FrameReader, SocketAddr, String, i32), String> {
     let stream = connect_tcp(url).await?;
     let remote = stream.peer_addr().map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
@@ -130,10 +128,15 @@ async fn handshake(
             .map_err(|_| format!("invalid value for header '{name}'"))?;
         headers.append(n, v);
     }
+    let stream = HeadFence::new(Vec::new(), stream);
     let (mut ws, response) =
         tokio_tungstenite::client_async_with_config(request, stream, Some(config.ws_config()))
             .await
             .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
+    // From here on the frames are ours (see `frame`); the fence kept what followed the head.
+    let mut stream = ws.get_mut().open();
+    drop(ws);
+    let mut reader = FrameReader::new(config.max_message(), false);
     let protocol = response
         .headers()
         .get("sec-websocket-protocol")
@@ -145,29 +148,31 @@ async fn handshake(
     }
     if !config.godot_protocol {
         // A plain WebSocket server assigns no id: pick our own, as Godot ids are (2..2^31).
-        return Ok((ws, remote, protocol, fastrand::i32(2..=i32::MAX)));
+        let id = fastrand::i32(2..=i32::MAX);
+        return Ok((stream, reader, remote, protocol, id));
     }
     // Godot's protocol: the first message is our id, 4 bytes little-endian, >= 2.
     let id = loop {
-        match ws.next().await {
-            Some(Ok(msg @ (Message::Binary(_) | Message::Text(_)))) if msg.len() == 4 => {
-                let b = msg.into_data();
+        match reader.next(&mut stream).await {
+            Ok(Some(Incoming::Data { data: b, .. })) if b.len() == 4 => {
                 let id = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 if id < 2 {
                     return Err(format!("the server sent an invalid peer id {id}"));
                 }
                 break id;
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(frame))) => {
+            Ok(Some(Incoming::Ping(_) | Incoming::Pong(_))) => continue,
+            Ok(Some(Incoming::Close(frame))) => {
                 return Err(format!("the server closed the connection ({frame:?})"))
             }
-            Some(Ok(_)) => return Err("the server's first message is not a 4-byte peer id".into()),
-            Some(Err(e)) => return Err(format!("connection error: {e}")),
-            None => return Err("the server closed the connection".into()),
+            Ok(Some(Incoming::Data { .. })) => {
+                return Err("the server's first message is not a 4-byte peer id".into())
+            }
+            Err(e) => return Err(format!("connection error: {e}")),
+            Ok(None) => return Err("the server closed the connection".into()),
         }
     };
-    Ok((ws, remote, protocol, id))
+    Ok((stream, reader, remote, protocol, id))
 }
 
 async fn connect_tcp(url: &WsUrl) -> Result<TcpStream, String> {

@@ -48,20 +48,20 @@ impl Default for PeerConfig {
     }
 }
 
-/// Bytes tungstenite reserves per socket read. Small, so idle peers stay cheap; the buffer
-/// grows while a large message is being assembled.
-const READ_CHUNK: usize = 8 * 1024;
-/// Frames are accumulated up to this size before a socket write; `flush` writes the rest.
-const WRITE_BATCH: usize = 64 * 1024;
+/// tungstenite only does the HTTP upgrade (frames are read and written by `frame`), so its
+/// buffers live for the handshake only: keep them small.
+const HANDSHAKE_BUFFER: usize = 4 * 1024;
 
 impl PeerConfig {
     pub(crate) fn ws_config(&self) -> WebSocketConfig {
-        let max = self.inbound_buffer_size.max(4);
         WebSocketConfig::default()
-            .read_buffer_size(READ_CHUNK)
-            .write_buffer_size(WRITE_BATCH)
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max))
+            .read_buffer_size(HANDSHAKE_BUFFER)
+            .write_buffer_size(HANDSHAKE_BUFFER)
+    }
+
+    /// Largest message accepted (`inbound_buffer_size`; at least a Godot id message).
+    pub(crate) fn max_message(&self) -> usize {
+        self.inbound_buffer_size.max(4)
     }
 }
 

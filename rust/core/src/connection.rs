@@ -12,18 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PeerConfig;
 use crate::events::{Event, InboundPacket};
+use crate::frame::{self, FrameError, FrameReader, Incoming};
 use crate::Bytes;
 
 /// WebSocket ready states, numbered as Godot's `WebSocketPeer.State`.
@@ -54,10 +49,15 @@ pub const PANIC_TRIGGER: &str = "rwsmp-fault-injection: panic";
 const PEER_CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 pub(crate) enum Outgoing {
-    Data(Message),
+    /// A message; `true` for a text frame.
+    Data(Bytes, bool),
     Ping,
-    Close(CloseFrame),
+    Pong(Bytes),
+    Close(u16, String),
 }
+
+/// Frames are encoded into one buffer up to about this size before a socket write.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// Traffic counters of one connection (payload bytes, not counting WebSocket framing).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -276,16 +276,10 @@ impl Connection {
         }
         self.out_bytes.fetch_add(data.len(), Ordering::AcqRel);
         self.out_count.fetch_add(1, Ordering::AcqRel);
-        let msg = if text {
-            match String::from_utf8(data.to_vec()) {
-                Ok(s) => Message::text(s),
-                Err(_) => Message::Binary(data),
-            }
-        } else {
-            Message::Binary(data)
-        };
+        // A text frame must hold UTF-8; other bytes go out as binary.
+        let text = text && std::str::from_utf8(&data).is_ok();
         // The receiver lives as long as the task; if it is gone the connection is over.
-        let _ = self.outbound.send(Outgoing::Data(msg));
+        let _ = self.outbound.send(Outgoing::Data(data, text));
         self.out_wake.notify_one();
         Ok(())
     }
@@ -297,11 +291,7 @@ impl Connection {
         }
         self.set_state(ReadyState::Closing);
         self.close_queued.store(true, Ordering::Release);
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        let _ = self.outbound.send(Outgoing::Close(frame));
+        let _ = self.outbound.send(Outgoing::Close(code, reason.to_owned()));
         self.out_wake.notify_one();
     }
 
@@ -365,9 +355,11 @@ enum End {
 }
 
 /// Drives one open connection until it closes, then reports [`Event::Disconnected`].
+/// `reader` may hold bytes already read (the client reads its id with it).
 pub(crate) async fn run<S>(
     conn: Arc<Connection>,
-    ws: WebSocketStream<S>,
+    stream: S,
+    mut reader: FrameReader,
     outbound: Receiver<Outgoing>,
     events: Sender<Event>,
 ) where
@@ -378,11 +370,13 @@ pub(crate) async fn run<S>(
         events: &events,
         failure: None,
     };
-    let (mut sink, mut stream) = ws.split();
+    // A client masks what it sends; a server does not.
+    let mask = !reader.is_server();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let cancel = conn.cancel.clone();
     let end = {
-        let writer = write_loop(&conn, &mut sink, &outbound);
-        let reader = read_loop(&conn, &mut stream, &events);
+        let writer = write_loop(&conn, &mut wr, &outbound, mask);
+        let reader = read_loop(&conn, &mut reader, &mut rd, &events);
         tokio::pin!(writer, reader);
         // Set once our close frame is queued or sent: from then on the connection ends at
         // the latest when this deadline passes.
@@ -408,9 +402,9 @@ pub(crate) async fn run<S>(
                     conn.out_wake.notify_one();
                 }
                 end = &mut reader, if reader_end.is_none() => {
-                    // A reader that hit a protocol error has queued a close frame: let the
-                    // writer deliver it before dropping the socket. (A close the other side
-                    // began was answered by tungstenite already: end at once.)
+                    // A close frame is queued (ours, an answer to the other side's, or one
+                    // for a protocol error): let the writer deliver it before dropping the
+                    // socket.
                     if writer_done || !conn.close_queued.load(Ordering::Acquire) {
                         break end;
                     }
@@ -425,7 +419,8 @@ pub(crate) async fn run<S>(
                         }
                         linger = Some(tokio::time::Instant::now() + CLOSE_LINGER);
                     }
-                    Err(e) => break reader_end.take().unwrap_or(End::Closed).or_failed(e),
+                    // The socket is gone; the reader's cause, if any, is the one to report.
+                    Err(_) => break reader_end.take().unwrap_or(End::Closed),
                 },
                 _ = sleep_until_opt(linger), if linger.is_some() => {
                     break reader_end.take().unwrap_or(End::Closed);
@@ -434,8 +429,8 @@ pub(crate) async fn run<S>(
         }
     };
     // Drop the socket before reporting, so the other side sees the close first.
-    drop(sink);
-    drop(stream);
+    drop(rd);
+    drop(wr);
     report.failure = match end {
         End::Failed(reason) => Some(reason),
         _ => None,
@@ -467,19 +462,6 @@ impl Drop for EndReport<'_> {
     }
 }
 
-impl End {
-    /// A write error after a clean end is just the socket going away; keep the first cause.
-    fn or_failed(self, e: WsError) -> End {
-        match (self, e) {
-            (End::Closed, WsError::Io(_) | WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                End::Closed
-            }
-            (End::Closed, e) => End::Failed(format!("write failed: {e}")),
-            (end, _) => end,
-        }
-    }
-}
-
 async fn tick(ticks: &mut Option<tokio::time::Interval>) {
     match ticks {
         Some(ticks) => {
@@ -496,113 +478,137 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Writes queued packets (many per flush) until a close frame has been sent.
-async fn write_loop<K>(
+/// Writes queued packets (many per write) until a close frame has been sent.
+async fn write_loop<W>(
     conn: &Connection,
-    sink: &mut K,
+    sink: &mut W,
     outbound: &Receiver<Outgoing>,
-) -> Result<(), WsError>
+    mask: bool,
+) -> std::io::Result<()>
 where
-    K: futures_util::Sink<Message, Error = WsError> + Unpin,
+    W: AsyncWrite + Unpin,
 {
+    let mut batch = Vec::new();
     loop {
         let mut bytes = 0usize;
         let mut count = 0usize;
         let mut close = None;
-        let mut count_ping = false;
         while let Ok(item) = outbound.try_recv() {
             match item {
-                Outgoing::Data(msg) => {
-                    bytes += msg.len();
+                Outgoing::Data(data, text) => {
+                    let op = if text {
+                        frame::OP_TEXT
+                    } else {
+                        frame::OP_BINARY
+                    };
+                    frame::encode(&mut batch, op, &data, mask);
+                    bytes += data.len();
                     count += 1;
-                    sink.feed(msg).await?;
                     // Bound a batch so the counters (and the sender's limits) move along.
-                    if bytes >= 256 * 1024 {
+                    if batch.len() >= WRITE_BATCH {
                         break;
                     }
                 }
-                Outgoing::Ping => {
-                    sink.feed(Message::Ping(Bytes::new())).await?;
-                    count_ping = true;
+                Outgoing::Ping => frame::encode(&mut batch, frame::OP_PING, &[], mask),
+                Outgoing::Pong(payload) => {
+                    frame::encode(&mut batch, frame::OP_PONG, &payload, mask)
                 }
-                Outgoing::Close(frame) => {
-                    close = Some(frame);
+                Outgoing::Close(code, reason) => {
+                    let payload = frame::close_payload(code, &reason);
+                    frame::encode(&mut batch, frame::OP_CLOSE, &payload, mask);
+                    close = Some((code, reason));
                     break;
                 }
             }
         }
-        if count > 0 || count_ping {
+        if !batch.is_empty() {
+            sink.write_all(&batch).await?;
             sink.flush().await?;
+            batch.clear();
             conn.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
             conn.out_count.fetch_sub(count, Ordering::AcqRel);
             conn.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
             conn.packets_out.fetch_add(count as u64, Ordering::Relaxed);
         }
-        if let Some(frame) = close {
-            conn.record_close(
-                u16::from(frame.code) as i32,
-                frame.reason.as_str().to_owned(),
-            );
-            sink.send(Message::Close(Some(frame))).await?;
+        if let Some((code, reason)) = close {
+            conn.record_close(code as i32, reason);
             return Ok(());
         }
         if outbound.is_empty() {
+            // Idle: hold no write buffer while waiting.
+            batch = Vec::new();
             conn.out_wake.notified().await;
         }
     }
 }
 
 /// Forwards received messages until the stream ends; answers protocol errors with a close.
-async fn read_loop<T>(conn: &Arc<Connection>, stream: &mut T, events: &Sender<Event>) -> End
+async fn read_loop<R>(
+    conn: &Arc<Connection>,
+    reader: &mut FrameReader,
+    stream: &mut R,
+    events: &Sender<Event>,
+) -> End
 where
-    T: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    R: AsyncRead + Unpin,
 {
-    // Set once the other side sent its close frame: our answer goes out on the next poll,
-    // then we stop waiting for its TCP close (RFC 6455 7.1.1 lets a client close first; the
-    // built-in peer does it at once).
+    // Set on a client once the server sent its close frame: our answer goes out, then we stop
+    // waiting for its TCP close after a grace period (RFC 6455 7.1.1 lets a client close
+    // first; the built-in peer does it at once).
     let mut closed_by_peer = false;
     loop {
         conn.inbound_room().await;
         let next = if closed_by_peer {
-            match tokio::time::timeout(PEER_CLOSE_GRACE, stream.next()).await {
+            match tokio::time::timeout(PEER_CLOSE_GRACE, reader.next(stream)).await {
                 Ok(next) => next,
                 Err(_) => return End::Closed,
             }
         } else {
-            stream.next().await
+            reader.next(stream).await
         };
-        let item = match next {
-            None => return End::Closed,
-            Some(item) => item,
-        };
-        let (data, text) = match item {
-            Ok(Message::Binary(data)) => (data, false),
-            Ok(Message::Text(text)) => {
+        let (data, text) = match next {
+            Ok(None) => return End::Closed,
+            Ok(Some(Incoming::Data { data, text })) => {
                 #[cfg(feature = "fault-injection")]
-                if text.as_str() == PANIC_TRIGGER {
+                if text && &data[..] == PANIC_TRIGGER.as_bytes() {
                     panic!("fault injection: the peer asked this connection task to panic");
                 }
-                (Bytes::from(text), true)
+                (data, text)
             }
-            Ok(Message::Close(frame)) => {
+            Ok(Some(Incoming::Close(frame))) => {
                 conn.set_state(ReadyState::Closing);
                 conn.close_received.store(true, Ordering::Release);
                 let (code, reason) = match frame {
-                    Some(f) => (u16::from(f.code) as i32, f.reason.as_str().to_owned()),
+                    Some((code, reason)) => (code as i32, reason),
                     None => (1005, String::new()),
                 };
                 conn.record_close(code, reason.clone());
-                // The other side started the closing handshake (not an answer to ours).
-                if !conn.close_queued.load(Ordering::Acquire)
-                    && !conn.silenced.load(Ordering::Acquire)
-                {
-                    let id = conn.id;
-                    let _ = events.send(Event::CloseRequest { id, code, reason });
+                // The other side started the closing handshake (not an answer to ours):
+                // tell the game, and answer with the same code and reason.
+                if !conn.close_queued.swap(true, Ordering::AcqRel) {
+                    let _ = conn
+                        .outbound
+                        .send(Outgoing::Close(code as u16, reason.clone()));
+                    conn.out_wake.notify_one();
+                    if !conn.silenced.load(Ordering::Acquire) {
+                        let id = conn.id;
+                        let _ = events.send(Event::CloseRequest { id, code, reason });
+                    }
+                }
+                // A server closes the TCP connection first (RFC 6455 7.1.1): as soon as the
+                // answer is written. A client gives the server a moment to do so.
+                if reader.is_server() {
+                    return End::Closed;
                 }
                 closed_by_peer = true;
                 continue;
             }
-            Ok(Message::Pong(_)) => {
+            Ok(Some(Incoming::Ping(payload))) => {
+                let _ = conn.outbound.send(Outgoing::Pong(payload));
+                conn.out_wake.notify_one();
+                continue;
+            }
+            Ok(Some(Incoming::Pong(_))) => {
                 let sent = conn.ping_sent_us.swap(0, Ordering::AcqRel);
                 if sent != 0 {
                     let rtt = conn.micros().saturating_sub(sent).max(1);
@@ -610,25 +616,15 @@ where
                 }
                 continue;
             }
-            Ok(_) => continue, // Pings are answered by tungstenite.
-            Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => return End::Closed,
-            Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
-                conn.close(1009, "Message too big");
-                return End::Failed(format!(
-                    "message of {size} bytes exceeds inbound_buffer_size {max_size}"
-                ));
+            Err(FrameError::Io(_)) => return End::Closed,
+            Err(e) => {
+                match e {
+                    FrameError::TooBig { .. } => conn.close(1009, "Message too big"),
+                    FrameError::Utf8 => conn.close(1007, "Invalid UTF-8"),
+                    _ => conn.close(1002, "Protocol error"),
+                }
+                return End::Failed(e.to_string());
             }
-            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))
-            | Err(WsError::Io(_)) => return End::Closed,
-            Err(WsError::Protocol(e)) => {
-                conn.close(1002, "Protocol error");
-                return End::Failed(format!("protocol error: {e}"));
-            }
-            Err(WsError::Utf8(_)) => {
-                conn.close(1007, "Invalid UTF-8");
-                return End::Failed("invalid UTF-8 in a text message".into());
-            }
-            Err(e) => return End::Failed(e.to_string()),
         };
         if conn.silenced.load(Ordering::Acquire) {
             continue;

@@ -22,9 +22,10 @@ pub enum Event {
     /// Client only: the connection could not be established.
     ConnectFailed { reason: String },
     /// Server with an admission handler: a pending connection asks to be let in. Answer
-    /// through the ticket before `handshake_timeout`, or it is dropped.
+    /// through the ticket before `handshake_timeout`, or it is dropped. (Boxed: rare and
+    /// large, it would double the size of every event, packets included.)
     Admission {
-        request: crate::admission::AdmissionRequest,
+        request: Box<crate::admission::AdmissionRequest>,
         ticket: crate::admission::AdmissionTicket,
     },
     /// Something worth telling the developer (printed as a Godot error).
@@ -78,5 +79,14 @@ impl InboundPacket {
 impl Drop for InboundPacket {
     fn drop(&mut self) {
         self.conn.inbound_release(self.len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every packet goes through the event channel: keep its slots small.
+    #[test]
+    fn events_stay_small() {
+        assert!(std::mem::size_of::<super::Event>() <= 64);
     }
 }

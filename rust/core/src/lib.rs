@@ -11,6 +11,8 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod events;
+pub mod fence;
+mod frame;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

@@ -9,18 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use futures_util::SinkExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, Admission, Replay};
+use crate::admission::{self, Admission};
 use crate::config::PeerConfig;
 use crate::connection::{self, Connection, ConnectionInfo};
 use crate::events::Event;
+use crate::fence::HeadFence;
+use crate::frame::{self, FrameReader};
 use crate::proxy::client_address;
 use crate::runtime::spawn_guarded;
 use crate::tls::{MaybeTls, ServerTls};
@@ -384,7 +385,10 @@ async fn serve(
             let (ticket, answer) = admission::AdmissionTicket::new();
             shared
                 .events
-                .send(Event::Admission { request, ticket })
+                .send(Event::Admission {
+                    request: Box::new(request),
+                    ticket,
+                })
                 .ok()?;
             match answer.await {
                 Ok(Admission::Accept) => {}
@@ -398,7 +402,8 @@ async fn serve(
                 }
             }
         }
-        let stream = Replay::new(head, stream);
+        // tungstenite reads the head again from here, and nothing past it.
+        let stream = HeadFence::new(head, stream);
         // tungstenite fixes the callback's signature, large error type included.
         #[allow(clippy::result_large_err)]
         let callback = |req: &Request, mut resp: Response| {
@@ -457,18 +462,28 @@ async fn serve(
         if shared.refusing.load(Ordering::Acquire) {
             return None;
         }
+        // From here on the frames are ours (see `frame`).
+        let mut stream = ws.get_mut().open();
+        drop(ws);
         let id = new_id(&shared.ids);
         if config.godot_protocol {
-            ws.send(Message::Binary(id.to_le_bytes().to_vec().into()))
-                .await
-                .ok()?;
+            let mut greeting = Vec::with_capacity(6);
+            frame::encode(&mut greeting, frame::OP_BINARY, &id.to_le_bytes(), false);
+            let sent = async {
+                stream.write_all(&greeting).await?;
+                stream.flush().await
+            };
+            if sent.await.is_err() {
+                lock(&shared.ids).remove(&id);
+                return None;
+            }
         }
-        Some((ws, id))
+        Some((stream, id))
     };
     // Pending handshakes that stall are dropped silently, as the built-in does.
     let done = tokio::time::timeout(config.handshake_timeout, handshake).await;
     drop(slot); // No longer pending, whatever the outcome.
-    let Ok(Some((ws, id))) = done else {
+    let Ok(Some((stream, id))) = done else {
         return;
     };
     let info = ConnectionInfo {
@@ -489,7 +504,8 @@ async fn serve(
         // living inside every connection's future (it cost ~2.6 KiB per idle peer).
         let events = shared.events.clone();
         spawn_guarded(events.clone(), None, async move {
-            connection::run(conn, ws, outbound, events).await;
+            let reader = FrameReader::new(shared.config.max_message(), true);
+            connection::run(conn, stream, reader, outbound, events).await;
             lock(&shared.ids).remove(&id);
         });
     } else {

@@ -739,7 +739,7 @@ impl RustWebSocketMultiplayerPeer {
                     }
                 }
                 Event::Admission { request, ticket } => {
-                    actions.push(Action::Admission(request, ticket));
+                    actions.push(Action::Admission(*request, ticket));
                 }
                 Event::Error { message } => godot_error!("RustWebSocketMultiplayerPeer: {message}"),
             }

@@ -1,0 +1,164 @@
+//! A stream wrapper that lets tungstenite's handshake read the HTTP head and nothing after it.
+//!
+//! tungstenite keeps whatever it read past the head in its own buffer, out of our reach; a
+//! server's id message often arrives in the same segment as its `101`. Behind the fence those
+//! bytes stay here, and [`HeadFence::open`] hands them to the frame reader, then gets out of
+//! the way. On the server it also replays the head the admission step already read.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub struct HeadFence<S> {
+    inner: Option<S>,
+    /// Read from `inner`, not yet handed out (from `pos`).
+    buf: Vec<u8>,
+    pos: usize,
+    /// End of the HTTP head in `buf`, once seen.
+    head_end: Option<usize>,
+    /// After the handshake: hand out everything.
+    open: bool,
+}
+
+impl<S> HeadFence<S> {
+    /// `prefix`: bytes already read from `inner` (the request head on a server).
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        let mut fence = HeadFence {
+            inner: Some(inner),
+            buf: prefix,
+            pos: 0,
+            head_end: None,
+            open: false,
+        };
+        fence.scan(0);
+        fence
+    }
+
+    /// Takes the stream out (leaving an empty shell behind in tungstenite), with the bytes
+    /// read past the head still to come first.
+    pub fn open(&mut self) -> HeadFence<S> {
+        HeadFence {
+            inner: self.inner.take(),
+            buf: std::mem::take(&mut self.buf),
+            pos: std::mem::take(&mut self.pos),
+            head_end: None,
+            open: true,
+        }
+    }
+
+    fn scan(&mut self, from: usize) {
+        if self.head_end.is_none() {
+            let from = from.saturating_sub(3);
+            self.head_end = self.buf[from..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| from + i + 4);
+        }
+    }
+
+    /// How far into `buf` may be handed out now.
+    fn limit(&self) -> usize {
+        match (self.open, self.head_end) {
+            (false, Some(end)) => end,
+            _ => self.buf.len(),
+        }
+    }
+
+    fn inner(&mut self) -> io::Result<&mut S> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stream taken"))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for HeadFence<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            let limit = this.limit();
+            if this.pos < limit {
+                let n = out.remaining().min(limit - this.pos);
+                out.put_slice(&this.buf[this.pos..this.pos + n]);
+                this.pos += n;
+                if this.open && this.pos == this.buf.len() {
+                    // Give the memory back: an idle connection should not keep its request.
+                    this.buf = Vec::new();
+                    this.pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.open {
+                return Pin::new(this.inner()?).poll_read(cx, out);
+            }
+            if this.head_end.is_some() {
+                // The whole head went out; the handshake reads nothing more before `open`.
+                return Poll::Ready(Ok(()));
+            }
+            // Head incomplete: read on into `buf` to find its end.
+            let len = this.buf.len();
+            this.buf.resize(len + 4096, 0);
+            let mut rb = ReadBuf::new(&mut this.buf[len..]);
+            let res = Pin::new(this.inner.as_mut().unwrap()).poll_read(cx, &mut rb);
+            let n = rb.filled().len();
+            this.buf.truncate(len + n);
+            ready!(res)?;
+            if n == 0 {
+                return Poll::Ready(Ok(())); // End of stream.
+            }
+            this.scan(len);
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeadFence<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().inner()?).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().inner()?).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().inner()?).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn hands_out_the_head_then_the_rest_once_open() {
+        let (mut a, b) = tokio::io::duplex(1024);
+        a.write_all(b"ead\r\n\r\nFRAMES").await.unwrap();
+        let mut fence = HeadFence::new(b"GET / HTTP/1.1\r\nH".to_vec(), b);
+        let mut head = vec![0u8; 64];
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\n") {
+            let n = fence.read(&mut head).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&head[..n]);
+        }
+        assert_eq!(got, b"GET / HTTP/1.1\r\nHead\r\n\r\n");
+        // The fence holds back the frame bytes until it is opened.
+        assert_eq!(fence.read(&mut head).await.unwrap(), 0);
+        let mut open = fence.open();
+        a.write_all(b"MORE").await.unwrap();
+        drop(a);
+        let mut rest = Vec::new();
+        open.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"FRAMESMORE");
+    }
+}
