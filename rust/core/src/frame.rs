@@ -22,6 +22,8 @@ pub(crate) const OP_PONG: u8 = 0xA;
 
 /// Bytes asked for per socket read when no large frame is pending.
 const READ_CHUNK: usize = 8 * 1024;
+/// Largest read sized after the previous frame (a bigger frame is still read whole).
+const MAX_READ_HINT: usize = 256 * 1024;
 /// A read from a quiet peer goes into this much stack first, so idle peers hold no buffer.
 const IDLE_READ: usize = 64;
 
@@ -85,6 +87,10 @@ pub(crate) struct FrameReader {
     server: bool,
     /// A fragmented message being assembled.
     partial: Option<Partial>,
+    /// The last read filled the space asked for: more is waiting, skip the small first read.
+    streaming: bool,
+    /// Size of the last data frame on the wire (capped), to size the next read.
+    last_frame: usize,
 }
 
 impl FrameReader {
@@ -95,6 +101,8 @@ impl FrameReader {
             max_message,
             server,
             partial: None,
+            streaming: false,
+            last_frame: 0,
         }
     }
 
@@ -111,18 +119,30 @@ impl FrameReader {
             if let Some(item) = self.parse()? {
                 return Ok(Some(item));
             }
-            let n = if self.buf.is_empty() {
+            let n = if self.buf.is_empty() && !self.streaming {
                 // Quiet peer: give the buffer back while waiting; a small read starts the
                 // next burst and usually holds a whole small message.
                 self.buf = BytesMut::new();
                 let mut first = [0u8; IDLE_READ];
                 let n = stream.read(&mut first).await?;
                 self.buf.extend_from_slice(&first[..n]);
+                self.streaming = n == IDLE_READ;
                 n
             } else {
+                // The rest of the current frame in one read, and while the peer streams, room
+                // for at least one more frame like the last one.
                 let missing = self.want.saturating_sub(self.buf.len());
-                self.buf.reserve(missing.max(READ_CHUNK));
-                stream.read_buf(&mut self.buf).await?
+                let next = if self.buf.is_empty() {
+                    self.last_frame
+                } else {
+                    0
+                };
+                let ask = missing.max(next).max(READ_CHUNK);
+                self.buf.reserve(ask);
+                let n = stream.read_buf(&mut self.buf).await?;
+                // A read that filled what was asked for leaves more in the socket.
+                self.streaming = n >= ask;
+                n
             };
             if n == 0 {
                 return Ok(None); // With or without a close frame: the caller tells them apart.
@@ -141,6 +161,9 @@ impl FrameReader {
                 return Ok(None);
             }
             self.want = 0;
+            if header.opcode < OP_CLOSE {
+                self.last_frame = (header.len + len).min(MAX_READ_HINT);
+            }
             self.buf.advance(header.len);
             let mut payload = self.buf.split_to(len);
             if let Some(key) = header.mask {
