@@ -532,6 +532,37 @@ mod tests {
         assert!(p.len() <= 125 && std::str::from_utf8(&p[2..]).is_ok());
     }
 
+    #[tokio::test]
+    async fn an_idle_reader_holds_no_buffer_and_a_stream_is_read_a_frame_at_a_time() {
+        use futures_util::FutureExt;
+        use tokio::io::AsyncWriteExt;
+        let (mut peer, mut ours) = tokio::io::duplex(1 << 20);
+        let mut r = FrameReader::new(1 << 20, false);
+        let mut wire = Vec::new();
+        encode(&mut wire, OP_BINARY, &[7; 300], false);
+        peer.write_all(&wire).await.unwrap();
+        assert_eq!(
+            r.next(&mut ours).await.unwrap(),
+            Some(data(&[7; 300], false))
+        );
+        // Nothing more to read: waiting costs no buffer (the payload went out with its own).
+        assert!(r.next(&mut ours).now_or_never().is_none());
+        assert_eq!(r.buf.capacity(), 0);
+        // A burst of 16 KiB frames: after the first, each read asks for a whole frame.
+        wire.clear();
+        for _ in 0..4 {
+            encode(&mut wire, OP_BINARY, &[1; 16384], false);
+        }
+        peer.write_all(&wire).await.unwrap();
+        for _ in 0..4 {
+            assert_eq!(
+                r.next(&mut ours).await.unwrap(),
+                Some(data(&[1; 16384], false))
+            );
+        }
+        assert_eq!(r.last_frame, 16384 + 4);
+    }
+
     #[test]
     fn mask_matches_the_bytewise_definition() {
         let key = [0x12, 0x34, 0x56, 0x78];

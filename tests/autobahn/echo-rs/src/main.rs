@@ -1,8 +1,8 @@
 //! `rwsmp-autobahn-echo PORT`: a WebSocket echo server on 127.0.0.1:PORT with tokio-tungstenite
 //! alone, every text or binary message sent back as the same kind, for Autobahn|Testsuite's
 //! fuzzingclient. Message and frame limits are 32 MiB (the suite's largest case is 16 MiB);
-//! buffers as the addon sets them (8 KiB read chunk, 64 KiB write batch). Prints READY once
-//! listening. Pings are answered and closes completed by tungstenite itself.
+//! the buffers the addon used before it read frames itself (8 KiB read chunk, 64 KiB write
+//! batch). Prints READY once listening. Pings are answered and closes completed by tungstenite itself.
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
