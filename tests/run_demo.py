@@ -15,17 +15,15 @@ clients, three separate Godot processes on 127.0.0.1 and a free port:
      the whisperer's id, every client closed its connection, the server saw everyone leave,
      and no process reported leaked instances, script errors or a crash.
 
-Exits 0 only if all of that holds. The steps of tests/run_tests.py are reused where they are
-importable. $GODOT selects the Godot binary (see tests/godot_bin.py). Standard library only.
+Exits 0 only if all of that holds. It builds and imports with tests/run_tests.py's steps.
+$GODOT selects the Godot binary (see tests/godot_bin.py). Standard library only.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -36,29 +34,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import godot_bin  # noqa: E402
 
-try:  # The test runner's steps, when they can be imported.
-    import run_tests as _rt  # noqa: E402
-except Exception:  # noqa: BLE001 - fall back to the minimal steps below
-    _rt = None
+import run_tests as _rt  # noqa: E402  (its build and project steps)
 
 REPO = os.path.dirname(HERE)
 PROJECT = os.path.join(REPO, "godot-project")
-ADDON_DIR = os.path.join(REPO, "addons", "rust_websocket")
-ADDON_BIN = os.path.join(ADDON_DIR, "bin")
 EXT_CRATE = "rust_websocket"
 SCENE = "res://demo/demo.tscn"
 
 RUST = "RustWebSocketMultiplayerPeer"
 BUILTIN = "WebSocketMultiplayerPeer"
-
-# Built library -> name expected by rust_websocket.gdextension, per (system, machine).
-LIBRARY_NAMES = {
-    ("Linux", "x86_64"): ("librust_websocket.so", "librust_websocket.linux.x86_64.so"),
-    ("Linux", "aarch64"): ("librust_websocket.so", "librust_websocket.linux.arm64.so"),
-    ("Windows", "AMD64"): ("rust_websocket.dll", "rust_websocket.windows.x86_64.dll"),
-    ("Darwin", "arm64"): ("librust_websocket.dylib", "librust_websocket.macos.universal.dylib"),
-    ("Darwin", "x86_64"): ("librust_websocket.dylib", "librust_websocket.macos.universal.dylib"),
-}
 
 DEMO_TIMEOUT = 10          # the demo's own watchdog (--timeout), seconds
 PROCESS_TIMEOUT = 30.0     # hard limit per Godot process, then it is killed
@@ -76,72 +60,17 @@ def out(line: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# Build and project setup (run_tests.py's steps when importable, else minimal equivalents)
-
-def _library_names() -> tuple[str, str]:
-    if _rt is not None and hasattr(_rt, "library_names"):
-        try:
-            return _rt.library_names()
-        except Exception:  # noqa: BLE001 - platform not known there yet
-            pass
-    key = (platform.system(), platform.machine())
-    if key not in LIBRARY_NAMES:
-        raise RuntimeError(f"no library name known for {key}")
-    return LIBRARY_NAMES[key]
-
+# Build and project setup: tests/run_tests.py's steps
 
 def build() -> bool:
-    start = time.monotonic()
-    if _rt is not None and hasattr(_rt, "build_extension"):
-        r = _rt.build_extension()
-        if r.ok:
-            out(f"# built {EXT_CRATE} in {r.seconds:.1f}s ({r.note})")
-            return True
-        # run_tests.py may not know this platform yet: retry with our own table below.
-        if not any("no library name known" in reason for reason in r.reasons):
-            out(f"# build failed: {'; '.join(r.reasons)}")
-            if r.details:
-                out(r.details)
-            return False
-    cmd = ["cargo", "build", "--release", "-p", EXT_CRATE]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace")
-    if proc.returncode != 0:
-        out(f"# `{' '.join(cmd)}` failed (exit code {proc.returncode}):")
-        out("\n".join((proc.stdout + proc.stderr).splitlines()[-40:]))
-        return False
-    try:
-        built, installed = _library_names()
-    except RuntimeError as e:
-        out(f"# {e}")
-        return False
-    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
-    src = os.path.join(target_dir, "release", built)
-    if not os.path.exists(src):
-        out(f"# {src} was not built")
-        return False
-    os.makedirs(ADDON_BIN, exist_ok=True)
-    dst = os.path.join(ADDON_BIN, installed)
-    shutil.copy2(src, dst + ".tmp")
-    os.replace(dst + ".tmp", dst)
-    out(f"# built {EXT_CRATE} in {time.monotonic() - start:.1f}s "
-        f"(-> {os.path.relpath(dst, REPO)})")
-    return True
-
-
-def _link_addon() -> None:
-    link = os.path.join(PROJECT, "addons", "rust_websocket")
-    target_rel = os.path.join("..", "..", "addons", "rust_websocket")
-    if os.path.islink(link) and os.readlink(link) == target_rel:
-        return
-    if os.path.islink(link) or os.path.isfile(link):
-        os.unlink(link)
-    elif os.path.isdir(link):
-        shutil.rmtree(link)
-    os.makedirs(os.path.dirname(link), exist_ok=True)
-    try:
-        os.symlink(target_rel, link, target_is_directory=True)
-    except (OSError, NotImplementedError):
-        shutil.copytree(ADDON_DIR, link)
+    r = _rt.build_extension()
+    if r.ok:
+        out(f"# built {EXT_CRATE} in {r.seconds:.1f}s ({r.note})")
+        return True
+    out(f"# build failed: {'; '.join(r.reasons)}")
+    if r.details:
+        out(r.details)
+    return False
 
 
 def _import(godot: str) -> tuple[int, str]:
@@ -153,17 +82,11 @@ def _import(godot: str) -> tuple[int, str]:
 
 def prepare(godot: str) -> bool:
     """Links the addon into the project and imports it (twice if the first import crashes)."""
-    import_failed = True
-    if _rt is not None and hasattr(_rt, "prepare_project"):
-        warnings = _rt.prepare_project(godot)
-        import_failed = any("--import" in w for w in warnings)
-        for w in warnings:
-            if "--import" not in w:
-                out(f"# warning: {w}")
-    else:
-        _link_addon()
-        rc, _ = _import(godot)
-        import_failed = rc != 0
+    warnings = _rt.prepare_project(godot)
+    import_failed = any("--import" in w for w in warnings)
+    for w in warnings:
+        if "--import" not in w:
+            out(f"# warning: {w}")
     attempt = 1
     while import_failed and attempt < 3:
         attempt += 1
