@@ -52,7 +52,8 @@ pub(crate) enum Outgoing {
     /// A message; `true` for a text frame.
     Data(Bytes, bool),
     Ping,
-    Pong(Bytes),
+    /// Answer the latest ping (its payload waits in `Connection::pong`).
+    Pong,
     Close(u16, String),
 }
 
@@ -111,6 +112,10 @@ pub struct Connection {
     created: std::time::Instant,
     /// When the connection opened, for stats (milliseconds since the Unix epoch).
     opened_unix_ms: u64,
+    /// Payload of the latest ping not answered yet. One pong answers all the pings that came
+    /// before it was written (RFC 6455 5.5.3), so a peer that floods pings and does not read
+    /// cannot grow our queue.
+    pong: Mutex<Option<Bytes>>,
     /// The other side's close frame arrived (a clean close, whoever started it).
     close_received: AtomicBool,
     /// The last packet the game took from this peer was a text frame.
@@ -159,6 +164,7 @@ impl Connection {
             opened_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            pong: Mutex::new(None),
             close_received: AtomicBool::new(false),
             last_was_text: AtomicBool::new(false),
             bytes_in: AtomicU64::new(0),
@@ -510,8 +516,11 @@ where
                     }
                 }
                 Outgoing::Ping => frame::encode(&mut batch, frame::OP_PING, &[], mask),
-                Outgoing::Pong(payload) => {
-                    frame::encode(&mut batch, frame::OP_PONG, &payload, mask)
+                Outgoing::Pong => {
+                    let payload = conn.pong.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(payload) = payload {
+                        frame::encode(&mut batch, frame::OP_PONG, &payload, mask);
+                    }
                 }
                 Outgoing::Close(code, reason) => {
                     let payload = frame::close_payload(code, &reason);
@@ -604,8 +613,16 @@ where
                 continue;
             }
             Ok(Some(Incoming::Ping(payload))) => {
-                let _ = conn.outbound.send(Outgoing::Pong(payload));
-                conn.out_wake.notify_one();
+                let queued = conn
+                    .pong
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .replace(payload)
+                    .is_some();
+                if !queued {
+                    let _ = conn.outbound.send(Outgoing::Pong);
+                    conn.out_wake.notify_one();
+                }
                 continue;
             }
             Ok(Some(Incoming::Pong(_))) => {
