@@ -22,8 +22,8 @@ pub(crate) const OP_PONG: u8 = 0xA;
 
 /// Bytes asked for per socket read when no large frame is pending.
 const READ_CHUNK: usize = 8 * 1024;
-/// Largest read sized after the previous frame (a bigger frame is still read whole).
-const MAX_READ_HINT: usize = 256 * 1024;
+/// Largest read asked for at once: a bigger frame is read in steps of this size.
+const MAX_READ: usize = 256 * 1024;
 /// A read from a quiet peer goes into this much stack first, so idle peers hold no buffer.
 const IDLE_READ: usize = 64;
 
@@ -129,9 +129,10 @@ impl FrameReader {
                 self.streaming = n == IDLE_READ;
                 n
             } else {
-                // The rest of the current frame in one read, and while the peer streams, room
-                // for at least one more frame like the last one.
-                let missing = self.want.saturating_sub(self.buf.len());
+                // The rest of the current frame in one read (in 256 KiB steps: a header alone
+                // must not make us allocate a whole large message), and while the peer
+                // streams, room for at least one more frame like the last one.
+                let missing = self.want.saturating_sub(self.buf.len()).min(MAX_READ);
                 let next = if self.buf.is_empty() {
                     self.last_frame
                 } else {
@@ -162,7 +163,7 @@ impl FrameReader {
             }
             self.want = 0;
             if header.opcode < OP_CLOSE {
-                self.last_frame = (header.len + len).min(MAX_READ_HINT);
+                self.last_frame = (header.len + len).min(MAX_READ);
             }
             self.buf.advance(header.len);
             let mut payload = self.buf.split_to(len);
@@ -561,6 +562,20 @@ mod tests {
             );
         }
         assert_eq!(r.last_frame, 16384 + 4);
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_header_alone_does_not_allocate_the_whole_frame() {
+        use futures_util::FutureExt;
+        use tokio::io::AsyncWriteExt;
+        let (mut peer, mut ours) = tokio::io::duplex(1 << 16);
+        let mut r = FrameReader::new(8 << 20, false);
+        let mut header = vec![0x82, 127];
+        header.extend_from_slice(&(4u64 << 20).to_be_bytes());
+        peer.write_all(&header).await.unwrap();
+        assert!(r.next(&mut ours).now_or_never().is_none());
+        assert_eq!(r.want, 10 + (4 << 20));
+        assert!(r.buf.capacity() <= 2 * MAX_READ, "{}", r.buf.capacity());
     }
 
     #[test]
