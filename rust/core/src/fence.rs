@@ -11,6 +11,9 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Largest HTTP head let through (a server's 101 response; requests are capped before).
+const MAX_HEAD: usize = 64 * 1024;
+
 pub struct HeadFence<S> {
     inner: Option<S>,
     /// Read from `inner`, not yet handed out (from `pos`).
@@ -102,6 +105,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadFence<S> {
             }
             // Head incomplete: read on into `buf` to find its end.
             let len = this.buf.len();
+            if len >= MAX_HEAD {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("HTTP head over {MAX_HEAD} bytes"),
+                )));
+            }
             this.buf.resize(len + 4096, 0);
             let mut rb = ReadBuf::new(&mut this.buf[len..]);
             let res = Pin::new(this.inner.as_mut().unwrap()).poll_read(cx, &mut rb);
@@ -138,6 +147,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadFence<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn an_endless_head_is_an_error_not_a_growing_buffer() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let writer = tokio::spawn(async move {
+            let line = [b'a'; 4096];
+            while a.write_all(&line).await.is_ok() {}
+        });
+        let mut fence = HeadFence::new(Vec::new(), b);
+        let mut sink = vec![0u8; 8192];
+        let err = loop {
+            match fence.read(&mut sink).await {
+                Ok(n) => assert!(n > 0),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(fence.buf.len() <= MAX_HEAD + 4096);
+        drop(fence);
+        writer.await.unwrap();
+    }
 
     #[tokio::test]
     async fn hands_out_the_head_then_the_rest_once_open() {
