@@ -582,6 +582,10 @@ where
                 if text && &data[..] == PANIC_TRIGGER.as_bytes() {
                     panic!("fault injection: the peer asked this connection task to panic");
                 }
+                // Nothing may follow a close frame (RFC 6455 5.5.1); drop what does.
+                if closed_by_peer {
+                    continue;
+                }
                 (data, text)
             }
             Ok(Some(Incoming::Close(frame))) => {

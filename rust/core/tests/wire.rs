@@ -612,3 +612,89 @@ async fn a_ping_flood_from_a_peer_that_does_not_read_gets_coalesced_pongs() {
     assert!(pongs < N / 2, "{pongs} pongs for {N} pings");
     server.close();
 }
+
+/// A server that sends its 101, the id, a message, a close frame and one more message in a
+/// single write: the client gets the id and the first message (the fence kept them away from
+/// tungstenite's handshake), answers the close, and drops what followed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reads_frames_sent_with_the_101_and_nothing_after_a_close() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            head.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let key = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-key"))
+            .expect("no key")
+            .1
+            .trim();
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            derive_accept_key(key.as_bytes())
+        )
+        .into_bytes();
+        out.extend_from_slice(&[0x82, 4, 42, 0, 0, 0]); // Our id: 42.
+        out.extend_from_slice(b"\x81\x06before");
+        out.extend_from_slice(b"\x88\x05\x03\xe8bye"); // Close 1000 "bye".
+        out.extend_from_slice(b"\x82\x05after");
+        s.write_all(&out).await.unwrap();
+        // The client answers the close with the same code and reason.
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        answer
+    });
+    let (ctx, crx) = crossbeam_channel::unbounded();
+    let _client = Client::connect(
+        &rt(),
+        WsUrl::parse(&format!("ws://127.0.0.1:{port}/")).unwrap(),
+        PeerConfig::default(),
+        ctx,
+        None,
+    );
+    let events = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        loop {
+            match crx.recv_timeout(Duration::from_secs(5)).expect("events") {
+                Event::Connected { id, .. } => seen.push(format!("connected {id}")),
+                Event::Packet(p) => seen.push(format!("packet {:?}", p.data())),
+                Event::CloseRequest { code, reason, .. } => {
+                    seen.push(format!("close {code} {reason}"))
+                }
+                Event::Disconnected { .. } => return seen,
+                Event::ConnectFailed { reason } => panic!("{reason}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            "connected 42".to_string(),
+            format!("packet {:?}", b"before"),
+            "close 1000 bye".to_string()
+        ]
+    );
+    let answer = server.await.unwrap();
+    assert_eq!(answer.len(), 2 + 4 + 5, "{answer:?}"); // One masked close frame.
+    assert_eq!(answer[0], 0x88);
+    let mask = [answer[2], answer[3], answer[4], answer[5]];
+    let payload: Vec<u8> = answer[6..]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i % 4])
+        .collect();
+    assert_eq!(payload, b"\x03\xe8bye");
+}
