@@ -22,6 +22,8 @@ pub(crate) const OP_PONG: u8 = 0xA;
 
 /// Bytes asked for per socket read when no large frame is pending.
 const READ_CHUNK: usize = 8 * 1024;
+/// Bytes asked for per socket read while the peer streams (fewer reads per small message).
+const STREAM_CHUNK: usize = 64 * 1024;
 /// Largest read asked for at once: a bigger frame is read in steps of this size.
 const MAX_READ: usize = 256 * 1024;
 /// A read from a quiet peer goes into this much stack first, so idle peers hold no buffer.
@@ -138,7 +140,8 @@ impl FrameReader {
                 } else {
                     0
                 };
-                let ask = missing.max(next).max(READ_CHUNK);
+                let chunk = if self.streaming { STREAM_CHUNK } else { READ_CHUNK };
+                let ask = missing.max(next).max(chunk);
                 self.buf.reserve(ask);
                 let n = stream.read_buf(&mut self.buf).await?;
                 // A read that filled what was asked for leaves more in the socket.
