@@ -140,7 +140,11 @@ impl FrameReader {
                 } else {
                     0
                 };
-                let chunk = if self.streaming { STREAM_CHUNK } else { READ_CHUNK };
+                let chunk = if self.streaming {
+                    STREAM_CHUNK
+                } else {
+                    READ_CHUNK
+                };
                 let ask = missing.max(next).max(chunk);
                 self.buf.reserve(ask);
                 let n = stream.read_buf(&mut self.buf).await?;

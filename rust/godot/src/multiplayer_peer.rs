@@ -818,7 +818,7 @@ impl RustWebSocketMultiplayerPeer {
     /// which saves a `malloc` on this thread and a cross-thread `free` on the runtime's for
     /// each packet; a chunk is freed once every packet in it has been written.
     fn stage(&mut self, data: &[u8]) -> Bytes {
-        if data.len() > SEND_ARENA / 8 {
+        if data.len() > SEND_ARENA / 4 {
             return Bytes::copy_from_slice(data);
         }
         if self.send_arena.capacity() - self.send_arena.len() < data.len() {
@@ -897,8 +897,10 @@ fn client_tls(options: &Gd<TlsOptions>) -> Result<ClientTls, String> {
     )
 }
 
-/// Size of one send arena chunk; payloads over an eighth of it get their own allocation.
-const SEND_ARENA: usize = 64 * 1024;
+/// Size of one send arena chunk; payloads over a quarter of it get their own allocation.
+/// A chunk is freed once every packet in it is written; one peer object keeps at most one
+/// chunk with room in it.
+const SEND_ARENA: usize = 256 * 1024;
 
 /// Monitor names, as registered under the category by add_performance_monitors().
 const MONITORS: [&str; 7] = [
