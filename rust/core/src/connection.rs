@@ -495,6 +495,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut batch = Vec::new();
+    let mut masker = mask.then(frame::Masker::new);
     loop {
         let mut bytes = 0usize;
         let mut count = 0usize;
@@ -507,7 +508,7 @@ where
                     } else {
                         frame::OP_BINARY
                     };
-                    frame::encode(&mut batch, op, &data, mask);
+                    frame::encode(&mut batch, op, &data, masker.as_mut());
                     bytes += data.len();
                     count += 1;
                     // Bound a batch so the counters (and the sender's limits) move along.
@@ -515,16 +516,16 @@ where
                         break;
                     }
                 }
-                Outgoing::Ping => frame::encode(&mut batch, frame::OP_PING, &[], mask),
+                Outgoing::Ping => frame::encode(&mut batch, frame::OP_PING, &[], masker.as_mut()),
                 Outgoing::Pong => {
                     let payload = conn.pong.lock().unwrap_or_else(|e| e.into_inner()).take();
                     if let Some(payload) = payload {
-                        frame::encode(&mut batch, frame::OP_PONG, &payload, mask);
+                        frame::encode(&mut batch, frame::OP_PONG, &payload, masker.as_mut());
                     }
                 }
                 Outgoing::Close(code, reason) => {
                     let payload = frame::close_payload(code, &reason);
-                    frame::encode(&mut batch, frame::OP_CLOSE, &payload, mask);
+                    frame::encode(&mut batch, frame::OP_CLOSE, &payload, masker.as_mut());
                     close = Some((code, reason));
                     break;
                 }

@@ -340,9 +340,32 @@ fn close_code_allowed(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// Masking keys for a client's frames. RFC 6455 5.3 wants them unpredictable ("derived from a
+/// strong source of entropy"): SipHash keyed from the OS's entropy (std's `RandomState`) over
+/// a counter, a keyed pseudo-random function, with no extra crate and no system call per frame.
+pub(crate) struct Masker {
+    keys: std::collections::hash_map::RandomState,
+    count: u64,
+}
+
+impl Masker {
+    pub(crate) fn new() -> Self {
+        Masker {
+            keys: std::collections::hash_map::RandomState::new(),
+            count: 0,
+        }
+    }
+
+    fn next_key(&mut self) -> [u8; 4] {
+        use std::hash::BuildHasher;
+        self.count += 1;
+        (self.keys.hash_one(self.count) as u32).to_ne_bytes()
+    }
+}
+
 /// Appends one whole frame to `out`. A client masks its frames (`mask`), a server does not.
-pub(crate) fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: bool) {
-    let bit = if mask { 0x80 } else { 0 };
+pub(crate) fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<&mut Masker>) {
+    let bit = if mask.is_some() { 0x80 } else { 0 };
     out.push(0x80 | opcode);
     match payload.len() {
         n if n < 126 => out.push(bit | n as u8),
@@ -355,8 +378,8 @@ pub(crate) fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: bool) 
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
-    if mask {
-        let key = fastrand::u32(..).to_ne_bytes();
+    if let Some(masker) = mask {
+        let key = masker.next_key();
         out.extend_from_slice(&key);
         let start = out.len();
         out.extend_from_slice(payload);
@@ -419,7 +442,13 @@ mod tests {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             for server_reads in [true, false] {
                 let mut wire = Vec::new();
-                encode(&mut wire, OP_BINARY, &payload, server_reads);
+                let mut masker = Masker::new();
+                encode(
+                    &mut wire,
+                    OP_BINARY,
+                    &payload,
+                    server_reads.then_some(&mut masker),
+                );
                 let mut r = reader_with(&wire, 1 << 20, server_reads);
                 assert_eq!(r.parse().unwrap(), Some(data(&payload, false)), "len {len}");
                 assert!(r.buf.is_empty());
@@ -430,7 +459,7 @@ mod tests {
     #[test]
     fn waits_for_the_whole_frame_and_says_how_much() {
         let mut wire = Vec::new();
-        encode(&mut wire, OP_TEXT, "héllo".repeat(100).as_bytes(), false);
+        encode(&mut wire, OP_TEXT, "héllo".repeat(100).as_bytes(), None);
         let mut r = reader_with(&wire[..3], 1 << 20, false);
         assert_eq!(r.parse().unwrap(), None);
         r.buf.extend_from_slice(&wire[3..10]);
@@ -527,8 +556,8 @@ mod tests {
     #[test]
     fn close_frames() {
         let mut wire = Vec::new();
-        encode(&mut wire, OP_CLOSE, &close_payload(4000, "bye"), false);
-        encode(&mut wire, OP_CLOSE, &[], false);
+        encode(&mut wire, OP_CLOSE, &close_payload(4000, "bye"), None);
+        encode(&mut wire, OP_CLOSE, &[], None);
         let mut r = reader_with(&wire, 100, false);
         assert_eq!(
             r.parse().unwrap(),
@@ -547,7 +576,7 @@ mod tests {
         let (mut peer, mut ours) = tokio::io::duplex(1 << 20);
         let mut r = FrameReader::new(1 << 20, false);
         let mut wire = Vec::new();
-        encode(&mut wire, OP_BINARY, &[7; 300], false);
+        encode(&mut wire, OP_BINARY, &[7; 300], None);
         peer.write_all(&wire).await.unwrap();
         assert_eq!(
             r.next(&mut ours).await.unwrap(),
@@ -559,7 +588,7 @@ mod tests {
         // A burst of 16 KiB frames: after the first, each read asks for a whole frame.
         wire.clear();
         for _ in 0..4 {
-            encode(&mut wire, OP_BINARY, &[1; 16384], false);
+            encode(&mut wire, OP_BINARY, &[1; 16384], None);
         }
         peer.write_all(&wire).await.unwrap();
         for _ in 0..4 {
@@ -583,6 +612,23 @@ mod tests {
         assert!(r.next(&mut ours).now_or_never().is_none());
         assert_eq!(r.want, 10 + (4 << 20));
         assert!(r.buf.capacity() <= 2 * MAX_READ, "{}", r.buf.capacity());
+    }
+
+    #[test]
+    fn masking_keys_differ_from_frame_to_frame() {
+        let mut masker = Masker::new();
+        let mut keys = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let mut wire = Vec::new();
+            encode(&mut wire, OP_PING, &[], Some(&mut masker));
+            assert_eq!(wire.len(), 6);
+            keys.insert([wire[2], wire[3], wire[4], wire[5]]);
+        }
+        assert!(
+            keys.len() >= 999,
+            "{} distinct keys in 1000 frames",
+            keys.len()
+        );
     }
 
     #[test]

@@ -468,7 +468,7 @@ async fn serve(
         let id = new_id(&shared.ids);
         if config.godot_protocol {
             let mut greeting = Vec::with_capacity(6);
-            frame::encode(&mut greeting, frame::OP_BINARY, &id.to_le_bytes(), false);
+            frame::encode(&mut greeting, frame::OP_BINARY, &id.to_le_bytes(), None);
             let sent = async {
                 stream.write_all(&greeting).await?;
                 stream.flush().await
