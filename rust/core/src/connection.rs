@@ -52,10 +52,15 @@ pub(crate) enum Outgoing {
     /// A message; `true` for a text frame.
     Data(Bytes, bool),
     Ping,
-    /// Answer the latest ping (its payload waits in `Connection::pong`).
-    Pong,
+    /// Answer a ping with this payload.
+    Pong(Bytes),
+    /// Answer the latest ping of a flood (its payload waits in `Connection::pong`).
+    PongLatest,
     Close(u16, String),
 }
+
+/// Pongs queued per connection before further pings are answered by one pong for the latest.
+const MAX_QUEUED_PONGS: usize = 64;
 
 /// Frames are encoded into one buffer up to about this size before a socket write.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -112,9 +117,11 @@ pub struct Connection {
     created: std::time::Instant,
     /// When the connection opened, for stats (milliseconds since the Unix epoch).
     opened_unix_ms: u64,
-    /// Payload of the latest ping not answered yet. One pong answers all the pings that came
-    /// before it was written (RFC 6455 5.5.3), so a peer that floods pings and does not read
-    /// cannot grow our queue.
+    /// Pongs queued and not written yet. Every ping gets its own pong up to
+    /// `MAX_QUEUED_PONGS`; beyond that (a peer flooding pings and not reading) only the latest
+    /// ping is answered (RFC 6455 5.5.3), its payload waiting in `pong`, so the queue stays
+    /// bounded.
+    pongs_queued: AtomicUsize,
     pong: Mutex<Option<Bytes>>,
     /// The other side's close frame arrived (a clean close, whoever started it).
     close_received: AtomicBool,
@@ -164,6 +171,7 @@ impl Connection {
             opened_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            pongs_queued: AtomicUsize::new(0),
             pong: Mutex::new(None),
             close_received: AtomicBool::new(false),
             last_was_text: AtomicBool::new(false),
@@ -517,7 +525,11 @@ where
                     }
                 }
                 Outgoing::Ping => frame::encode(&mut batch, frame::OP_PING, &[], masker.as_mut()),
-                Outgoing::Pong => {
+                Outgoing::Pong(payload) => {
+                    conn.pongs_queued.fetch_sub(1, Ordering::AcqRel);
+                    frame::encode(&mut batch, frame::OP_PONG, &payload, masker.as_mut());
+                }
+                Outgoing::PongLatest => {
                     let payload = conn.pong.lock().unwrap_or_else(|e| e.into_inner()).take();
                     if let Some(payload) = payload {
                         frame::encode(&mut batch, frame::OP_PONG, &payload, masker.as_mut());
@@ -618,14 +630,20 @@ where
                 continue;
             }
             Ok(Some(Incoming::Ping(payload))) => {
-                let queued = conn
+                if conn.pongs_queued.fetch_add(1, Ordering::AcqRel) < MAX_QUEUED_PONGS {
+                    let _ = conn.outbound.send(Outgoing::Pong(payload));
+                    conn.out_wake.notify_one();
+                    continue;
+                }
+                conn.pongs_queued.fetch_sub(1, Ordering::AcqRel);
+                let pending = conn
                     .pong
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .replace(payload)
                     .is_some();
-                if !queued {
-                    let _ = conn.outbound.send(Outgoing::Pong);
+                if !pending {
+                    let _ = conn.outbound.send(Outgoing::PongLatest);
                     conn.out_wake.notify_one();
                 }
                 continue;
