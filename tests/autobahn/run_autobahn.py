@@ -3,6 +3,7 @@
 
     python3 tests/autobahn/run_autobahn.py                 # both servers, every case
     python3 tests/autobahn/run_autobahn.py --server godot --cases '1.*,2.*' --no-build
+    python3 tests/autobahn/run_autobahn.py --role client   # the addon as the client
 
 Not part of tests/run_tests.py (it takes minutes). Steps:
 
@@ -20,7 +21,11 @@ Not part of tests/run_tests.py (it takes minutes). Steps:
    each behavior (OK, NON-STRICT, INFORMATIONAL, UNIMPLEMENTED, FAILED) from the JSON report
    (reports/index.json), printed as a Markdown table. The HTML report stays in --out.
 
-Exit status 1 if any case FAILED for the godot server, else 0. Only the Python 3 standard library
+With `--role client` the roles swap: `wstest -m fuzzingserver` listens on 127.0.0.1 and
+tests/godot/autobahn_client.gd (RustWebSocketMultiplayerPeer as a raw-mode client) runs every case
+against it, echoing each message, then asks for the reports.
+
+Exit status 1 if any case FAILED for the addon, else 0. Only the Python 3 standard library
 is used here.
 """
 
@@ -184,6 +189,63 @@ class Servers:
                 proc.wait()
 
 
+def run_client_role(args, py27: str, wstest: str, sc_dir: str, work: str) -> None:
+    """wstest as the fuzzing server, the addon as the client (tests/godot/autobahn_client.gd)."""
+    import godot_bin
+    import run_tests
+    if not args.no_build:
+        r = run_tests.build_extension()
+        if not r.ok:
+            raise RuntimeError("building the extension failed: " + "; ".join(r.reasons))
+    godot = godot_bin.godot_path()
+    for w in run_tests.prepare_project(godot):
+        log(f"# warning: {w}")
+    port = free_port()
+    spec = {"url": f"ws://127.0.0.1:{port}", "outdir": os.path.join(work, "reports"),
+            "cases": [c.strip() for c in args.cases.split(",") if c.strip()],
+            "exclude-cases": [c.strip() for c in args.exclude.split(",") if c.strip()],
+            "exclude-agent-cases": {}}
+    spec_path = os.path.join(work, "spec.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f, indent=1)
+    env = dict(os.environ, PYTHONPATH=sc_dir)
+    cmd = [py27, wstest, "-m", "fuzzingserver", "-s", spec_path]
+    log(f"# {' '.join(cmd)}")
+    wlog = open(os.path.join(work, "wstest.log"), "w")
+    server = subprocess.Popen(cmd, cwd=work, env=env, stdout=wlog, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError(f"the fuzzing server did not listen (see {work}/wstest.log)")
+                time.sleep(0.2)
+        t0 = time.monotonic()
+        out = os.path.join(work, "godot-client.log")
+        proc = subprocess.run(
+            [godot, "--headless", "--path", run_tests.PROJECT, "-s",
+             "res://tests/autobahn_client.gd", "--", f"url=ws://127.0.0.1:{port}",
+             f"agent={AGENTS['godot']}"],
+            stdout=subprocess.PIPE, stderr=open(out, "w"), stdin=subprocess.DEVNULL, text=True,
+            errors="replace", cwd=REPO, timeout=args.timeout)
+        lines = proc.stdout.splitlines()
+        for ln in lines:
+            if ln.startswith(("CASES", "echoed", "TIMEOUT", "FAILED")):
+                log(f"# godot client: {ln}")
+        log(f"# godot client exit code {proc.returncode} after {time.monotonic() - t0:.0f}s"
+            + ("" if "DONE" in lines else " (no DONE)"))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        wlog.close()
+
+
 def summarize(index: dict) -> dict:
     """agent -> category -> behavior -> count, plus agent -> list of non-OK cases."""
     out: dict = {}
@@ -231,6 +293,9 @@ def markdown(summary: dict) -> str:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--role", choices=("server", "client"), default="server",
+                    help="the addon as the server (default; wstest is the fuzzing client) or "
+                    "as the client (wstest is the fuzzing server)")
     ap.add_argument("--server", choices=("godot", "tungstenite", "both"), default="both")
     ap.add_argument("--cases", default="*", help="comma-separated case patterns (default *)")
     ap.add_argument("--exclude", default="",
@@ -251,6 +316,9 @@ def main(argv: list[str]) -> int:
     wstest, sc_dir = install_wstest(py27)
     work = args.out or tempfile.mkdtemp(prefix="rwsmp-autobahn-")
     os.makedirs(work, exist_ok=True)
+    if args.role == "client":
+        run_client_role(args, py27, wstest, sc_dir, work)
+        return report(args, work)
     servers = Servers(work)
     try:
         targets = []
@@ -278,6 +346,11 @@ def main(argv: list[str]) -> int:
         log(f"# wstest exit code {proc.returncode} after {took:.0f}s")
     finally:
         servers.stop()
+    return report(args, work)
+
+
+def report(args, work: str) -> int:
+    """Prints the per-category table from the JSON report; 1 if the addon FAILED a case."""
     index_path = os.path.join(work, "reports", "index.json")
     if not os.path.exists(index_path):
         log(f"FAIL: no report at {index_path} (see {work}/wstest.log)")

@@ -1,0 +1,97 @@
+## Echo client for Autobahn|Testsuite's fuzzing server (tests/autobahn/run_autobahn_client.py;
+## not a test scenario): RustWebSocketMultiplayerPeer in raw mode (godot_protocol = false) runs
+## every case (`/runCase?case=N`), sending each message back as the same frame type with
+## send_bytes(1, data, was_string_packet()), then asks the server to write its reports.
+##
+##   godot --headless --path godot-project -s res://tests/autobahn_client.gd -- \
+##         url=ws://127.0.0.1:9001 agent=RustWebSocketMultiplayerPeer [buffer=33554432]
+##
+## Prints `CASES n`, one `CASE i` line per case, and `DONE` (or FAILED and quits with 1).
+extends SceneTree
+
+var peer: Object
+var base := ""
+var agent := ""
+var buffer := 32 * 1024 * 1024
+var phase := "count"
+var case_count := 0
+var case_index := 0
+var echoed := 0
+var deadline := 0
+
+
+func _initialize() -> void:
+	var args := {}
+	for a in OS.get_cmdline_user_args():
+		var kv: PackedStringArray = a.split("=", true, 1)
+		args[kv[0]] = kv[1] if kv.size() > 1 else ""
+	base = args.get("url", "ws://127.0.0.1:9001")
+	agent = args.get("agent", "RustWebSocketMultiplayerPeer")
+	buffer = int(args.get("buffer", str(buffer)))
+	OS.low_processor_usage_mode_sleep_usec = 100
+	if not _open("/getCaseCount"):
+		return
+	process_frame.connect(_frame)
+
+
+func _open(path: String) -> bool:
+	peer = ClassDB.instantiate("RustWebSocketMultiplayerPeer")
+	if peer == null:
+		print("FAILED: RustWebSocketMultiplayerPeer is not registered (extension not loaded?)")
+		quit(1)
+		return false
+	peer.godot_protocol = false
+	peer.inbound_buffer_size = buffer
+	peer.outbound_buffer_size = buffer
+	peer.max_queued_packets = 1 << 20
+	var err: int = peer.create_client(base + path)
+	if err != OK:
+		print("FAILED: create_client(%s) returned %d" % [path, err])
+		quit(1)
+		return false
+	# A case that hangs is the server's to judge; this only keeps the run finite.
+	deadline = Time.get_ticks_msec() + 60000
+	return true
+
+
+func _frame() -> void:
+	peer.poll()
+	while peer.get_available_packet_count() > 0:
+		var pkt: PackedByteArray = peer.get_packet()
+		if phase == "count":
+			case_count = int(pkt.get_string_from_utf8())
+		elif phase == "case":
+			if peer.send_bytes(1, pkt, peer.was_string_packet()) == OK:
+				echoed += 1
+	var status: int = peer.get_connection_status()
+	var over := status == MultiplayerPeer.CONNECTION_DISCONNECTED
+	if not over and Time.get_ticks_msec() > deadline:
+		print("TIMEOUT in %s %d" % [phase, case_index])
+		peer.close()
+		over = true
+	if not over:
+		return
+	match phase:
+		"count":
+			print("CASES %d" % case_count)
+			if case_count <= 0:
+				print("FAILED: no case count from the server")
+				quit(1)
+				return
+			phase = "case"
+			case_index = 1
+			_open("/runCase?case=%d&agent=%s" % [case_index, agent])
+		"case":
+			print("CASE %d" % case_index)
+			case_index += 1
+			if case_index <= case_count:
+				_open("/runCase?case=%d&agent=%s" % [case_index, agent])
+			else:
+				phase = "report"
+				_open("/updateReports?agent=%s" % agent)
+		"report":
+			print("echoed %d messages" % echoed)
+			print("DONE")
+			process_frame.disconnect(_frame)
+			peer = null
+			quit(0)
