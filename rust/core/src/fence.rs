@@ -70,10 +70,13 @@ impl<S> HeadFence<S> {
     }
 
     fn inner(&mut self) -> io::Result<&mut S> {
-        self.inner
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stream taken"))
+        self.inner.as_mut().ok_or_else(taken)
     }
+}
+
+/// What the shell left behind by [`HeadFence::open`] answers if it is used.
+fn taken() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "stream taken")
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for HeadFence<S> {
@@ -111,9 +114,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadFence<S> {
                     format!("HTTP head over {MAX_HEAD} bytes"),
                 )));
             }
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(Err(taken()));
+            };
             this.buf.resize(len + 4096, 0);
             let mut rb = ReadBuf::new(&mut this.buf[len..]);
-            let res = Pin::new(this.inner.as_mut().unwrap()).poll_read(cx, &mut rb);
+            let res = Pin::new(inner).poll_read(cx, &mut rb);
             let n = rb.filled().len();
             this.buf.truncate(len + n);
             ready!(res)?;

@@ -191,24 +191,24 @@ impl FrameReader {
                         self.partial = Some(partial);
                         continue;
                     }
-                    return complete(partial.data, partial.text).map(Some);
+                    return partial.finish().map(Some);
                 }
                 _ => {
                     let text = header.opcode == OP_TEXT;
                     if self.partial.is_some() {
                         return Err(FrameError::Protocol("new message inside a fragmented one"));
                     }
-                    if !header.fin {
-                        let mut partial = Partial {
-                            text,
-                            data: payload,
-                            valid: 0,
-                        };
-                        partial.check_utf8()?;
-                        self.partial = Some(partial);
-                        continue;
+                    let mut partial = Partial {
+                        text,
+                        data: payload,
+                        valid: 0,
+                    };
+                    if header.fin {
+                        return partial.finish().map(Some);
                     }
-                    return complete(payload, text).map(Some);
+                    partial.check_utf8()?;
+                    self.partial = Some(partial);
+                    continue;
                 }
             }
         }
@@ -279,6 +279,7 @@ impl FrameReader {
     }
 }
 
+/// A message being assembled (or, for one frame, just checked).
 struct Partial {
     text: bool,
     data: BytesMut,
@@ -300,6 +301,18 @@ impl Partial {
         }
         Ok(())
     }
+
+    /// The whole message. Only the part not checked by [`Self::check_utf8`] is validated
+    /// (`valid` always ends on a character boundary).
+    fn finish(self) -> Result<Incoming, FrameError> {
+        if self.text && std::str::from_utf8(&self.data[self.valid..]).is_err() {
+            return Err(FrameError::Utf8);
+        }
+        Ok(Incoming::Data {
+            data: self.data.freeze(),
+            text: self.text,
+        })
+    }
 }
 
 struct Header {
@@ -308,16 +321,6 @@ struct Header {
     mask: Option<[u8; 4]>,
     /// Header length in bytes.
     len: usize,
-}
-
-fn complete(payload: BytesMut, text: bool) -> Result<Incoming, FrameError> {
-    if text && std::str::from_utf8(&payload).is_err() {
-        return Err(FrameError::Utf8);
-    }
-    Ok(Incoming::Data {
-        data: payload.freeze(),
-        text,
-    })
 }
 
 fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, FrameError> {
