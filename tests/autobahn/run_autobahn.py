@@ -125,6 +125,35 @@ def wait_ready(proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{what}: no READY within {timeout:.0f}s")
 
 
+def prepare_godot(build: bool) -> str:
+    """Builds the extension (unless told not to), links and imports the project; the Godot path."""
+    import godot_bin
+    import run_tests
+    if build:
+        r = run_tests.build_extension()
+        if not r.ok:
+            raise RuntimeError("building the extension failed: " + "; ".join(r.reasons)
+                               + "\n" + r.details)
+    godot = godot_bin.godot_path()
+    for w in run_tests.prepare_project(godot):
+        log(f"# warning: {w}")
+    return godot
+
+
+def wstest_command(args, py27: str, wstest: str, sc_dir: str, work: str, mode: str,
+                   **spec) -> tuple[list[str], dict]:
+    """Writes work/spec.json (the case selection from args, plus `spec`) and returns the
+    wstest command line for `mode` and its environment."""
+    spec.update({"outdir": os.path.join(work, "reports"),
+                 "cases": [c.strip() for c in args.cases.split(",") if c.strip()],
+                 "exclude-cases": [c.strip() for c in args.exclude.split(",") if c.strip()],
+                 "exclude-agent-cases": {}})
+    spec_path = os.path.join(work, "spec.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f, indent=1)
+    return [py27, wstest, "-m", mode, "-s", spec_path], dict(os.environ, PYTHONPATH=sc_dir)
+
+
 class Servers:
     """Starts the echo servers; stops them on exit."""
 
@@ -135,16 +164,8 @@ class Servers:
         self.logs: dict[str, str] = {}
 
     def start_godot(self, build: bool) -> int:
-        import godot_bin
         import run_tests
-        if build:
-            r = run_tests.build_extension()
-            if not r.ok:
-                raise RuntimeError("building the extension failed: " + "; ".join(r.reasons)
-                                   + "\n" + r.details)
-        godot = godot_bin.godot_path()
-        for w in run_tests.prepare_project(godot):
-            log(f"# warning: {w}")
+        godot = prepare_godot(build)
         port = free_port()
         out = os.path.join(self.work, "godot-echo.log")
         self.logs["godot"] = out
@@ -191,25 +212,11 @@ class Servers:
 
 def run_client_role(args, py27: str, wstest: str, sc_dir: str, work: str) -> None:
     """wstest as the fuzzing server, the addon as the client (tests/godot/autobahn_client.gd)."""
-    import godot_bin
     import run_tests
-    if not args.no_build:
-        r = run_tests.build_extension()
-        if not r.ok:
-            raise RuntimeError("building the extension failed: " + "; ".join(r.reasons))
-    godot = godot_bin.godot_path()
-    for w in run_tests.prepare_project(godot):
-        log(f"# warning: {w}")
+    godot = prepare_godot(not args.no_build)
     port = free_port()
-    spec = {"url": f"ws://127.0.0.1:{port}", "outdir": os.path.join(work, "reports"),
-            "cases": [c.strip() for c in args.cases.split(",") if c.strip()],
-            "exclude-cases": [c.strip() for c in args.exclude.split(",") if c.strip()],
-            "exclude-agent-cases": {}}
-    spec_path = os.path.join(work, "spec.json")
-    with open(spec_path, "w") as f:
-        json.dump(spec, f, indent=1)
-    env = dict(os.environ, PYTHONPATH=sc_dir)
-    cmd = [py27, wstest, "-m", "fuzzingserver", "-s", spec_path]
+    cmd, env = wstest_command(args, py27, wstest, sc_dir, work, "fuzzingserver",
+                              url=f"ws://127.0.0.1:{port}")
     log(f"# {' '.join(cmd)}")
     wlog = open(os.path.join(work, "wstest.log"), "w")
     server = subprocess.Popen(cmd, cwd=work, env=env, stdout=wlog, stderr=subprocess.STDOUT)
@@ -328,15 +335,8 @@ def main(argv: list[str]) -> int:
         if args.server in ("tungstenite", "both"):
             targets.append({"agent": AGENTS["tungstenite"],
                             "url": f"ws://127.0.0.1:{servers.start_tungstenite()}"})
-        spec = {"outdir": os.path.join(work, "reports"), "servers": targets,
-                "cases": [c.strip() for c in args.cases.split(",") if c.strip()],
-                "exclude-cases": [c.strip() for c in args.exclude.split(",") if c.strip()],
-                "exclude-agent-cases": {}}
-        spec_path = os.path.join(work, "spec.json")
-        with open(spec_path, "w") as f:
-            json.dump(spec, f, indent=1)
-        env = dict(os.environ, PYTHONPATH=sc_dir)
-        cmd = [py27, wstest, "-m", "fuzzingclient", "-s", spec_path]
+        cmd, env = wstest_command(args, py27, wstest, sc_dir, work, "fuzzingclient",
+                                  servers=targets)
         log(f"# {' '.join(cmd)}  (servers: {', '.join(t['url'] for t in targets)})")
         t0 = time.monotonic()
         with open(os.path.join(work, "wstest.log"), "w") as wlog:
