@@ -191,7 +191,7 @@ class Page:
 class Chromium:
     """A headless Chromium process with a fresh profile; a context manager."""
 
-    def __init__(self, log_path: str, start_timeout: float = 20.0):
+    def __init__(self, log_path: str, start_timeout: float = 40.0):
         self.path = chromium_path()
         if self.path is None:
             raise ChromiumMissing(MISSING_MESSAGE)
@@ -209,7 +209,21 @@ class Chromium:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self, attempts: int = 2) -> None:
+        """Starts Chromium; a start that writes no DevToolsActivePort in time is retried once
+        with a fresh profile (a cold start on a loaded CI machine has taken over 20 s)."""
+        for attempt in range(1, attempts + 1):
+            if self._start_once():
+                return
+            tail = self.log_tail()
+            self._kill()
+            shutil.rmtree(self.profile, ignore_errors=True)
+            self.profile = tempfile.mkdtemp(prefix="rwsmp-chromium-")
+            if attempt == attempts:
+                raise CdpError(f"chromium wrote no DevToolsActivePort within "
+                               f"{self.start_timeout:.0f}s, {attempts} times: {tail}")
+
+    def _start_once(self) -> bool:
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(
@@ -229,12 +243,11 @@ class Chromium:
                     first = f.readline().strip()
                 if first:
                     self.port = int(first)
-                    return
+                    return True
             except (OSError, ValueError):
                 pass
             time.sleep(0.05)
-        raise CdpError(f"chromium wrote no DevToolsActivePort within {self.start_timeout:.0f}s: "
-                       f"{self.log_tail()}")
+        return False
 
     def _get_json(self, path: str):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -273,6 +286,10 @@ class Chromium:
     def stop(self) -> None:
         for p in self._pages:
             p.ws.close()
+        self._kill()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+    def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
                 try:
@@ -290,4 +307,3 @@ class Chromium:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        shutil.rmtree(self.profile, ignore_errors=True)

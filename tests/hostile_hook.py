@@ -1176,7 +1176,6 @@ def main(argv: list[str]) -> int:
     for w in run_tests.prepare_project(godot):
         print(f"# warning: {w}")
     limit = 60.0 + (args.cycles / 50.0 if args.group == "lifecycle" else 60.0)
-    run_tests.PROCESS_TIMEOUT = limit + 30
     cls = run_tests.RUST if args.peer == "rust" else run_tests.BUILTIN
     extra = {"timeout": limit, "handshake_timeout": HANDSHAKE_TIMEOUT}
     kw = {"cycles": args.cycles} if args.group == "lifecycle" else {}
@@ -1185,7 +1184,7 @@ def main(argv: list[str]) -> int:
     test = run_tests.Test(name, [run_tests.Proc("server", "hostile.gd", cls, dict(extra)),
                                  run_tests.Proc("client", "hostile.gd", cls, dict(extra))],
                           hook=lambda ctx: hostile_hook(ctx, args.peer, args.group, **kw),
-                          hook_party=True)
+                          hook_party=True, process_timeout=limit + 30)
     work = tempfile.mkdtemp(prefix="rwsmp-hostile-")
     port = random.randrange(10000, 31000)
     r = run_tests.run_godot_test(test, godot, port, work, args.verbose)
