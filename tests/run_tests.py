@@ -9,6 +9,8 @@ Steps:
   4. godot --headless --path godot-project --import   (writes .godot/extension_list.cfg)
   5. the Godot scenarios (tests/godot/*.gd), each as 1-2 Godot processes, in every pairing of
      the built-in WebSocketMultiplayerPeer and RustWebSocketMultiplayerPeer
+  6. Autobahn|Testsuite against the addon as server and as client (tests/autobahn/; SKIPPED
+     without Python 2.7)
 Prints `PASS name (1.2s)` / `FAIL name: reason` per test and, last, `N passed, M failed`.
 Only the Python standard library is used. See tests/README.md.
 """
@@ -1199,6 +1201,40 @@ def run_cargo_test() -> Result:
                   count_passed=passed, count_failed=max(failed, 1))
 
 
+AUTOBAHN_ROLES = ("server", "client")
+
+
+def run_autobahn(role: str) -> Result:
+    """Autobahn|Testsuite, every case, with the addon as `role` (tests/autobahn/run_autobahn.py
+    --check). SKIPPED (a pass with a note) where Python 2.7 or the suite cannot be had."""
+    start = time.monotonic()
+    name = f"autobahn[{role}]"
+    cmd = [sys.executable, os.path.join(REPO, "tests", "autobahn", "run_autobahn.py"),
+           "--role", role, "--server", "godot", "--no-build", "--check", "--timeout", "600"]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace",
+                              stdin=subprocess.DEVNULL, timeout=900)
+    except subprocess.TimeoutExpired:
+        return Result(name, False, time.monotonic() - start, ["no result within 900 s"],
+                      count_failed=1)
+    out = proc.stdout + proc.stderr
+    lines = out.splitlines()
+    skipped = [ln for ln in lines if ln.startswith("SKIPPED")]
+    if proc.returncode == 0 and skipped:
+        return Result(name, True, time.monotonic() - start, note=skipped[0])
+    total = next((ln for ln in lines if ln.startswith("| **total**")), "")
+    counts = re.findall(r"\*\*(\d+)\*\*", total)
+    summary = (" / ".join(f"{n} {b}" for n, b in zip(counts, (
+        "OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"))) or "no totals")
+    if proc.returncode == 0:
+        return Result(name, True, time.monotonic() - start, note=summary)
+    reasons = [ln for ln in lines if ln.startswith(("CHECK FAILED", "FAIL"))] or \
+        [f"exit code {proc.returncode}"]
+    tail = "\n".join("      " + ln for ln in lines[-40:])
+    return Result(name, False, time.monotonic() - start, [summary] + reasons[:10], tail,
+                  count_failed=1)
+
+
 def library_names() -> tuple[str, str]:
     key = (platform.system(), platform.machine())
     if key not in LIBRARY_NAMES:
@@ -1342,11 +1378,15 @@ def main(argv: list[str]) -> int:
     wanted = lambda name: not args.filter or any(f in name for f in args.filter)  # noqa: E731
     tests = [t for t in tests if wanted(t.name)]
     run_cargo = not args.no_build and wanted(f"cargo_test[{CORE_CRATE}]")
+    autobahn = [role for role in AUTOBAHN_ROLES
+                if wanted(f"autobahn[{role}]") and (args.peers == "all" or "rust" in args.peers)]
     if args.list:
         if run_cargo:
             print(f"cargo_test[{CORE_CRATE}]")
         for t in tests:
             print(t.name)
+        for role in autobahn:
+            print(f"autobahn[{role}]")
         return 0
 
     suite_start = time.monotonic()
@@ -1355,7 +1395,7 @@ def main(argv: list[str]) -> int:
         r = run_cargo_test()
         print_result(r)
         results.append(r)
-    needs_rust = any(p.cls == RUST for t in tests for p in t.procs)
+    needs_rust = any(p.cls == RUST for t in tests for p in t.procs) or bool(autobahn)
     if not args.no_build and needs_rust:
         r = build_extension()
         if not r.ok:
@@ -1402,6 +1442,11 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"# sync dirs kept in {work}")
+    # After the scenarios, one at a time: the suite's timing cases want the machine to themselves.
+    for role in autobahn:
+        r = run_autobahn(role)
+        print_result(r)
+        results.append(r)
 
     passed = sum(r.count_passed if (r.count_passed or r.count_failed) else int(r.ok)
                  for r in results)
