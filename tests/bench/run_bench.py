@@ -12,6 +12,8 @@ Workloads (every one bounded in time; the processes stop by themselves):
               CPU µs per packet, counted by the receiver's GDScript get_packet loop, nothing
               dropped (windowed sender, completeness checked); frames uncapped, then with
               100 µs of sleep per frame                                  rust, builtin, enet
+  tls         the same over wss (1 KiB, 16 KiB): an RSA 2048 self-signed certificate from
+              Godot's Crypto, the client trusting it with the name checked    rust, builtin
   poll        server poll() cost with 0/10/100/1000/5000 idle raw clients, and the server's
               VmRSS at each stage (memory per idle connection)           rust, builtin
   rtt         32 B echo answered in the same frame, p50/p99/max, both frame pacings
@@ -47,6 +49,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -75,8 +78,9 @@ CLASS_NAMES = {"rust": "RustWebSocketMultiplayerPeer", "builtin": "WebSocketMult
 # Same (raised) buffers for both WebSocket classes in the streaming workloads: 8 MiB in and out,
 # 131072 queued packets. The sender's window (2 MiB / 16384 packets) stays far below them.
 BIG_BUFFERS = ["inbuf=8388608", "outbuf=8388608", "maxq=131072"]
-WORKLOADS = ["throughput", "poll", "rtt", "rpc", "fanout", "ceiling"]
+WORKLOADS = ["throughput", "tls", "poll", "rtt", "rpc", "fanout", "ceiling"]
 SIZES = [64, 1024, 16384, 61440]
+TLS_SIZES = [1024, 16384]  # the tls workload: one-way throughput over wss
 
 _print_lock = threading.Lock()
 
@@ -251,17 +255,33 @@ class Bench:
     # --------------------------------------------------------------------------------------
     # 1. throughput
 
-    def throughput(self, cls: str, size: int, rnd: int, sleep_usec: int = 0) -> None:
+    def throughput(self, cls: str, size: int, rnd: int, sleep_usec: int = 0,
+                   tls: bool = False) -> None:
         port = free_port()
         timeout = self.s.tp_warmup + self.s.tp_duration + 25
+        extra = list(BIG_BUFFERS)
+        tls_dir = None
+        if tls:
+            tls_dir = tempfile.mkdtemp(prefix="rwsmp-bench-tls-")
+            extra.append(f"tls_dir={tls_dir}")
         common = dict(workload="throughput", cls=cls, port=port, size=size,
                       warmup=self.s.tp_warmup, duration=self.s.tp_duration, timeout=timeout,
-                      sleep_usec=sleep_usec, extra=BIG_BUFFERS)
+                      sleep_usec=sleep_usec, extra=extra)
+        try:
+            self._throughput(cls, size, rnd, sleep_usec, tls, common, timeout)
+        finally:
+            if tls_dir:
+                shutil.rmtree(tls_dir, ignore_errors=True)
+
+    def _throughput(self, cls: str, size: int, rnd: int, sleep_usec: int, tls: bool,
+                    common: dict, timeout: float) -> None:
+        workload = "throughput_tls" if tls else "throughput"
+        what = f"{workload} {cls} {size}"
         srv = self.godot_proc(f"tp-server[{cls}]", role="server", **common)
         procs = [srv]
         if srv.wait_line("@@READY", 20) is None:
             srv.finish(5)
-            return self.fail(f"throughput {cls} {size}", procs)
+            return self.fail(what, procs)
         cli = self.godot_proc(f"tp-client[{cls}]", role="client", **common)
         procs.append(cli)
         # CPU time of every thread of both processes over the receiver's measurement window.
@@ -276,12 +296,12 @@ class Bench:
         cli.finish(10)
         rs, rc = srv.results(), cli.results()
         if not rs or "pps" not in rs[0]:
-            return self.fail(f"throughput {cls} {size}", procs)
+            return self.fail(what, procs)
         r = rs[0]
         if cpu is not None and r.get("packets"):
             cpu = {k: v / r["packets"] * 1e6 for k, v in cpu.items()}  # µs per packet
             cpu["total"] = sum(cpu.values())
-        rec = {"workload": "throughput", "cls": cls, "round": rnd, "size": size,
+        rec = {"workload": workload, "cls": cls, "round": rnd, "size": size,
                "sleep_usec": sleep_usec, "pps": r["pps"], "mbps": r["mbps"], "complete": r["complete"],
                "received_total": r["received_total"], "sent_total": r["sent_total"],
                "put_errors": rc[0]["put_errors"] if rc else None,
@@ -293,7 +313,7 @@ class Bench:
             f"  INCOMPLETE ({r['received_total']}/{r['sent_total']}, put errors {rec['put_errors']})"
         if srv.rc or cli.rc:
             flag += f"  (exit codes: server {srv.rc}, client {cli.rc})"
-        log(f"  throughput {size:>6} B {sleep_label(sleep_usec):<9} {cls:<8} {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s{flag}")
+        log(f"  {'wss' if tls else 'throughput'} {size:>6} B {sleep_label(sleep_usec):<9} {cls:<8} {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s{flag}")
 
     # --------------------------------------------------------------------------------------
     # 3. rtt
@@ -788,6 +808,15 @@ def summarize(records: list[dict], settings: Settings) -> tuple[list[list[str]],
             if cpu:
                 row(f"one-way {size_label(size)}, {pace}",
                     "CPU µs per packet (all threads, both processes)", cpu, ratio(cpu), n=n)
+    for sl in sorted({r.get("sleep_usec", 0) for r in records
+                      if r["workload"] == "throughput_tls"}):
+        pace = "uncapped" if not sl else f"{sl} µs sleep/frame"
+        for size in TLS_SIZES:
+            if not pick(records, workload="throughput_tls", size=size, sleep_usec=sl):
+                continue
+            for key, unit in (("pps", "packets/s"), ("mbps", "MB/s")):
+                v, n = meds(key, workload="throughput_tls", size=size, sleep_usec=sl)
+                row(f"wss one-way {size_label(size)}, {pace}", unit, v, ratio(v), n=n)
     ceil = [r for r in records if r["workload"] == "ceiling"]
     variants = [("plain", 0, "tokio-tungstenite alone")] + [
         ("channel", sl, "tokio-tungstenite + the addon's queues, "
@@ -1105,6 +1134,11 @@ def main(argv: list[str]) -> int:
                 for size in SIZES:
                     for cls in classes:
                         bench.throughput(cls, size, rnd, sleep_usec)
+        if "tls" in only:
+            for sleep_usec in settings.tp_sleeps:
+                for size in TLS_SIZES:
+                    for cls in ws_classes:
+                        bench.throughput(cls, size, rnd, sleep_usec, tls=True)
         if "poll" in only:
             for cls in ws_classes:
                 bench.poll(cls, rnd)

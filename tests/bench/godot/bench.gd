@@ -5,7 +5,8 @@
 ##
 ## cls: rust (RustWebSocketMultiplayerPeer) | builtin (WebSocketMultiplayerPeer) | enet
 ## (ENetMultiplayerPeer). Workloads and roles:
-##   throughput  server = receiver (counts in a GDScript get_packet loop), client = sender
+##   throughput  server = receiver (counts in a GDScript get_packet loop), client = sender;
+##               with `tls_dir=DIR` over wss (the server writes its certificate into DIR)
 ##   rtt         server echoes 32 B packets in the frame they arrive, client times them
 ##   rpc         client makes reliable @rpc calls to the server, which counts them
 ##   idle        server only: poll() cost and connection counts while raw clients (Python)
@@ -190,6 +191,11 @@ func start_server() -> bool:
 		var e := peer as ENetMultiplayerPeer
 		e.set_bind_ip("127.0.0.1")
 		err = e.create_server(port, argi("max_clients", 32))
+	elif A.has("tls_dir"):
+		var opts := tls_server_options(A["tls_dir"])
+		if opts == null:
+			return false
+		err = peer.call("create_server", port, "127.0.0.1", opts)
 	else:
 		err = peer.call("create_server", port, "127.0.0.1")
 	if err != OK:
@@ -199,11 +205,36 @@ func start_server() -> bool:
 	return true
 
 
+## wss: an RSA 2048 key and a self-signed certificate (CN=localhost) from Godot's Crypto, written
+## to `dir` as PEM files for the client, then loaded back as a game would ship them.
+func tls_server_options(dir: String) -> TLSOptions:
+	var crypto := Crypto.new()
+	var gen_key := crypto.generate_rsa(2048)
+	var gen_cert := crypto.generate_self_signed_certificate(gen_key, "CN=localhost,O=rwsmp bench,C=US")
+	if gen_key.save(dir.path_join("key.pem")) != OK or gen_cert.save(dir.path_join("cert.pem")) != OK:
+		print("@@ERROR could not write the PEM files into %s" % dir)
+		return null
+	var key := CryptoKey.new()
+	var cert := X509Certificate.new()
+	if key.load(dir.path_join("key.pem")) != OK or cert.load(dir.path_join("cert.pem")) != OK:
+		print("@@ERROR could not load the PEM files back from %s" % dir)
+		return null
+	return TLSOptions.server(key, cert)
+
+
 func start_client() -> bool:
 	peer = new_peer()
 	var err: int
 	if cls == "enet":
 		err = (peer as ENetMultiplayerPeer).create_client("127.0.0.1", port)
+	elif A.has("tls_dir"):
+		# The server's self-signed certificate, trusted as is, its name checked (CN=localhost).
+		var cert := X509Certificate.new()
+		if cert.load(String(A["tls_dir"]).path_join("cert.pem")) != OK:
+			print("@@ERROR could not load %s/cert.pem" % A["tls_dir"])
+			return false
+		err = peer.call("create_client", "wss://127.0.0.1:%d" % port,
+				TLSOptions.client(cert, "localhost"))
 	else:
 		err = peer.call("create_client", "ws://127.0.0.1:%d" % port)
 	if err != OK:
