@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
-"""The demo command: python3 tests/run_demo.py [--builtin] [--no-build] [--names Alice,Bob]
+"""The demo command: python3 tests/run_demo.py [--demo chat|arena|all] [--builtin] [--no-build]
 
-Runs the chat demo (godot-project/demo/demo.tscn) as one headless server and two headless
-clients, three separate Godot processes on 127.0.0.1 and a free port:
+Runs the demos of godot-project/ as one headless server and two headless clients each, three
+separate Godot processes on 127.0.0.1 and a free port, one demo after the other:
 
+  chat   demo/demo.tscn: names registered by RPC, chat relayed by the server with the sender's
+         id, a client->client whisper, clean leaves
+  arena  demo/arena.tscn (the project's main scene, played with the arrow keys in a window) in
+         its --autotest mode: the clients move by themselves, positions go client -> server ->
+         everyone as unreliable RPCs at 30 Hz, each client must see every other client move
+
+Steps:
   1. cargo build --release -p rust_websocket, copied into addons/rust_websocket/bin/
   2. godot-project/addons/rust_websocket -> ../../addons/rust_websocket (symlink or copy) and
      godot --headless --path godot-project --import (run again if it fails: the first import
      of a fresh project can crash at exit, godotengine/godot#123511)
-  3. the server, then the clients once the server listens; their output is streamed, each
-     line prefixed with its process's role
-  4. checks: every process exited 0 by itself, each client got every client's chat lines
-     relayed by the server with the right sender id, the client->client whisper arrived with
-     the whisperer's id, every client closed its connection, the server saw everyone leave,
-     and no process reported leaked instances, script errors or a crash.
+  3. per demo, the server, then the clients once the server listens; their output is
+     streamed, each line prefixed with its process's role
+  4. checks: every process exited 0 by itself, no leaked instances, script errors, engine
+     errors or crash; chat: each client got every client's chat lines relayed by the server
+     with the right sender id, the whisper arrived with the whisperer's id, every client closed
+     its connection and the server saw everyone leave; arena: each client printed ARENA OK
+     (saw every other client move), left with a close handshake, and the server saw all leave.
 
-Exits 0 only if all of that holds. It builds and imports with tests/run_tests.py's steps.
-$GODOT selects the Godot binary (see tests/godot_bin.py). Standard library only.
+Exits 0 only if all of that holds. It builds and imports with tests/run_tests.py's steps,
+which also runs it (demo[...], three pairings). $GODOT selects the Godot binary (see
+tests/godot_bin.py). Standard library only.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ import run_tests as _rt  # noqa: E402  (its build and project steps)
 REPO = os.path.dirname(HERE)
 PROJECT = os.path.join(REPO, "godot-project")
 EXT_CRATE = "rust_websocket"
-SCENE = "res://demo/demo.tscn"
+# demo -> (scene, what its lines start with: "" for "[server]", "arena " for "[arena server]")
+SCENES = {"chat": ("res://demo/demo.tscn", ""), "arena": ("res://demo/arena.tscn", "arena ")}
 
 RUST = "RustWebSocketMultiplayerPeer"
 BUILTIN = "WebSocketMultiplayerPeer"
@@ -171,17 +181,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def demo_cmd(godot: str, args: list[str]) -> list[str]:
-    return [godot, "--headless", "--path", PROJECT, SCENE, "--", *args]
+def run_demo(godot: str, demo: str, names: list[str], server_builtin: bool,
+             client_builtin: bool, port: int) -> list[Proc]:
+    scene, tag = SCENES[demo]
+    common = [f"--port={port}", f"--timeout={DEMO_TIMEOUT if demo == 'chat' else 20}"]
+    if demo == "arena":
+        common.append("--autotest")
 
+    def demo_cmd(args: list[str]) -> list[str]:
+        return [godot, "--headless", "--path", PROJECT, scene, "--", *args]
 
-def run_demo(godot: str, names: list[str], server_builtin: bool, client_builtin: bool,
-             port: int) -> list[Proc]:
-    common = [f"--port={port}", f"--timeout={DEMO_TIMEOUT}"]
     srv_args = ["--server", "--bind=127.0.0.1", f"--clients={len(names)}", *common]
     if server_builtin:
         srv_args.append("--builtin")
-    server = Proc("server", "[server]", demo_cmd(godot, srv_args))
+    server = Proc("server", f"[{tag}server]", demo_cmd(srv_args))
     server.wait_for = "listening on"
     procs = [server]
     deadline = time.monotonic() + LISTEN_TIMEOUT
@@ -193,7 +206,7 @@ def run_demo(godot: str, names: list[str], server_builtin: bool, client_builtin:
             cli_args = ["--client", f"--name={name}", "--host=127.0.0.1", *common]
             if client_builtin:
                 cli_args.append("--builtin")
-            procs.append(Proc(f"client {name}", f"[client {name}]", demo_cmd(godot, cli_args)))
+            procs.append(Proc(f"client {name}", f"[{tag}client {name}]", demo_cmd(cli_args)))
     else:
         server.kill("server did not start listening")
 
@@ -220,14 +233,9 @@ def run_demo(godot: str, names: list[str], server_builtin: bool, client_builtin:
 # ------------------------------------------------------------------------------------------
 # Checks on the output
 
-def check(procs: list[Proc], names: list[str]) -> tuple[list[str], list[str]]:
-    """Returns (failures, notes)."""
+def check_procs(procs: list[Proc], names: list[str]) -> list[str]:
+    """Every process exited 0 by itself, without leaks, script errors or engine errors."""
     fails: list[str] = []
-    notes: list[str] = []
-    by_label = {p.label: p for p in procs}
-    server = by_label["server"]
-    clients = {n: by_label.get(f"client {n}") for n in names}
-
     for p in procs:
         rc = p.popen.returncode
         if p.killed:
@@ -241,9 +249,36 @@ def check(procs: list[Proc], names: list[str]) -> tuple[list[str], list[str]]:
         errors = [ln for ln in p.lines if ln.startswith(("ERROR:", "USER ERROR:"))]
         if errors and p.popen.returncode == 0:
             fails.append(f"{p.label}: {len(errors)} engine error(s), first: {errors[0]}")
-    missing = [n for n, c in clients.items() if c is None]
+    missing = [n for n in names if not any(p.label == f"client {n}" for p in procs)]
     if missing:
         fails.append(f"clients never started: {', '.join(missing)}")
+    return fails
+
+
+def check_arena(procs: list[Proc], names: list[str]) -> tuple[list[str], list[str]]:
+    """The arena's self-test: each client saw every other move, all left, the server saw it."""
+    fails = check_procs(procs, names)
+    for p in procs:
+        own = p.own()
+        if p.label == "server":
+            if "every client has left" not in own:
+                fails.append("server: never saw every client leave after the round")
+            continue
+        if not any(ln.startswith("ARENA OK") for ln in own):
+            fails.append(f"{p.label}: never saw every other player move")
+        if "left the server" not in own:
+            fails.append(f"{p.label}: never left cleanly")
+    return fails, []
+
+
+def check(procs: list[Proc], names: list[str]) -> tuple[list[str], list[str]]:
+    """The chat demo's checks. Returns (failures, notes)."""
+    notes: list[str] = []
+    by_label = {p.label: p for p in procs}
+    server = by_label["server"]
+    clients = {n: by_label.get(f"client {n}") for n in names}
+    fails = check_procs(procs, names)
+    if any(c is None for c in clients.values()):
         return fails, notes
 
     # Each client's own peer id.
@@ -333,6 +368,9 @@ def main(argv: list[str]) -> int:
                     help="the server uses the built-in peer (clients stay Rust unless --builtin)")
     ap.add_argument("--builtin-clients", action="store_true",
                     help="the clients use the built-in peer")
+    ap.add_argument("--demo", choices=("chat", "arena", "all"), default="all",
+                    help="which demo: the chat (demo/demo.tscn), the arena (demo/arena.tscn, "
+                    "its --autotest mode), or both one after the other (default)")
     ap.add_argument("--names", default="Alice,Bob", help="client names (default Alice,Bob)")
     ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     ap.add_argument("--no-build", action="store_true",
@@ -359,23 +397,32 @@ def main(argv: list[str]) -> int:
         out("DEMO FAILED: godot --import")
         return 1
 
-    port = args.port or free_port()
     cls = lambda b: BUILTIN if b else RUST  # noqa: E731
-    out(f"# demo on 127.0.0.1:{port}: server {cls(server_builtin)}, clients "
-        f"{', '.join(names)} {cls(client_builtin)}")
-    procs = run_demo(godot, names, server_builtin, client_builtin, port)
-    fails, notes = check(procs, names)
-    for n in notes:
-        out(f"# note: {n}")
-    secs = time.monotonic() - start
-    if fails:
+    failed = []
+    for demo in (["chat", "arena"] if args.demo == "all" else [args.demo]):
+        port = args.port or free_port()
+        out(f"# {demo} demo on 127.0.0.1:{port}: server {cls(server_builtin)}, clients "
+            f"{', '.join(names)} {cls(client_builtin)}")
+        procs = run_demo(godot, demo, names, server_builtin, client_builtin, port)
+        fails, notes = (check if demo == "chat" else check_arena)(procs, names)
+        for n in notes:
+            out(f"# note: {n}")
         for f in fails:
-            out(f"# FAIL {f}")
-        out(f"DEMO FAILED ({len(fails)} problem(s), {secs:.1f}s)")
+            out(f"# FAIL {demo}: {f}")
+        if fails:
+            failed.append(demo)
+        elif demo == "chat":
+            out(f"# chat OK: server and {len(names)} clients exited 0; every client got every "
+                "chat line with the right sender, the whisper arrived client to client, all "
+                "left cleanly")
+        else:
+            out(f"# arena OK: server and {len(names)} clients exited 0; every client saw every "
+                "other client move through the server, all left cleanly")
+    secs = time.monotonic() - start
+    if failed:
+        out(f"DEMO FAILED: {', '.join(failed)} ({secs:.1f}s)")
         return 1
-    out(f"DEMO OK: server and {len(names)} clients exited 0; every client got every chat line "
-        f"with the right sender, the whisper arrived client to client, all left cleanly "
-        f"({secs:.1f}s)")
+    out(f"DEMO OK ({secs:.1f}s)")
     return 0
 
 

@@ -9,8 +9,9 @@ Steps:
   4. godot --headless --path godot-project --import   (writes .godot/extension_list.cfg)
   5. the Godot scenarios (tests/godot/*.gd), each as 1-2 Godot processes, in every pairing of
      the built-in WebSocketMultiplayerPeer and RustWebSocketMultiplayerPeer
-  6. Autobahn|Testsuite against the addon as server and as client (tests/autobahn/; SKIPPED
-     without Python 2.7)
+  6. the demos (tests/run_demo.py: chat and arena, a server and two clients each) in three
+     pairings, then Autobahn|Testsuite against the addon as server and as client
+     (tests/autobahn/; SKIPPED without Python 2.7)
 Prints `PASS name (1.2s)` / `FAIL name: reason` per test and, last, `N passed, M failed`.
 Only the Python standard library is used. See tests/README.md.
 """
@@ -1201,6 +1202,34 @@ def run_cargo_test() -> Result:
                   count_passed=passed, count_failed=max(failed, 1))
 
 
+# demo[...] tests: tests/run_demo.py (the chat and arena demos, 1 server + 2 clients each)
+# in these pairings; label -> run_demo.py's flags.
+DEMO_PAIRINGS = {"rust": [], "rust-srv/builtin-cli": ["--builtin-clients"],
+                 "builtin-srv/rust-cli": ["--builtin-server"]}
+
+
+def run_demo_test(label: str) -> Result:
+    start = time.monotonic()
+    name = f"demo[{label}]"
+    cmd = [sys.executable, os.path.join(REPO, "tests", "run_demo.py"), "--no-build",
+           *DEMO_PAIRINGS[label]]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace",
+                              stdin=subprocess.DEVNULL, timeout=180)
+    except subprocess.TimeoutExpired:
+        return Result(name, False, time.monotonic() - start, ["no result within 180 s"],
+                      count_failed=1)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    if proc.returncode == 0 and any(ln.startswith("DEMO OK") for ln in lines):
+        return Result(name, True, time.monotonic() - start,
+                      note="; ".join(ln[2:].split(":")[0] for ln in lines
+                                     if ln.startswith(("# chat OK", "# arena OK"))))
+    reasons = [ln[2:] for ln in lines if ln.startswith("# FAIL")][:10] or \
+        [f"exit code {proc.returncode}"]
+    tail = "\n".join("      " + ln for ln in lines[-60:])
+    return Result(name, False, time.monotonic() - start, reasons, tail, count_failed=1)
+
+
 AUTOBAHN_ROLES = ("server", "client")
 
 
@@ -1380,11 +1409,15 @@ def main(argv: list[str]) -> int:
     run_cargo = not args.no_build and wanted(f"cargo_test[{CORE_CRATE}]")
     autobahn = [role for role in AUTOBAHN_ROLES
                 if wanted(f"autobahn[{role}]") and (args.peers == "all" or "rust" in args.peers)]
+    demos = [lb for lb in DEMO_PAIRINGS if wanted(f"demo[{lb}]") and (
+        args.peers == "all" or "rust" in args.peers or lb in args.peers)]
     if args.list:
         if run_cargo:
             print(f"cargo_test[{CORE_CRATE}]")
         for t in tests:
             print(t.name)
+        for lb in demos:
+            print(f"demo[{lb}]")
         for role in autobahn:
             print(f"autobahn[{role}]")
         return 0
@@ -1395,7 +1428,7 @@ def main(argv: list[str]) -> int:
         r = run_cargo_test()
         print_result(r)
         results.append(r)
-    needs_rust = any(p.cls == RUST for t in tests for p in t.procs) or bool(autobahn)
+    needs_rust = any(p.cls == RUST for t in tests for p in t.procs) or bool(autobahn or demos)
     if not args.no_build and needs_rust:
         r = build_extension()
         if not r.ok:
@@ -1442,7 +1475,12 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"# sync dirs kept in {work}")
-    # After the scenarios, one at a time: the suite's timing cases want the machine to themselves.
+    # After the scenarios, one at a time: the demos pick their ports from the OS's ephemeral
+    # range, and Autobahn's timing cases want the machine to themselves.
+    for lb in demos:
+        r = run_demo_test(lb)
+        print_result(r)
+        results.append(r)
     for role in autobahn:
         r = run_autobahn(role)
         print_result(r)
