@@ -1202,6 +1202,18 @@ def run_cargo_test() -> Result:
                   count_passed=passed, count_failed=max(failed, 1))
 
 
+def run_script(args: list[str], limit: float) -> tuple[int | None, list[str]]:
+    """Runs tests/ARGS[0] with this Python: (exit code, output lines), or (None, [why]) if it
+    overran `limit` seconds."""
+    cmd = [sys.executable, os.path.join(REPO, "tests", args[0]), *args[1:]]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace",
+                              stdin=subprocess.DEVNULL, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return None, [f"no result within {limit:.0f} s"]
+    return proc.returncode, (proc.stdout + proc.stderr).splitlines()
+
+
 # demo[...] tests: tests/run_demo.py (the chat and arena demos, 1 server + 2 clients each)
 # in these pairings; label -> run_demo.py's flags.
 DEMO_PAIRINGS = {"rust": [], "rust-srv/builtin-cli": ["--builtin-clients"],
@@ -1211,21 +1223,14 @@ DEMO_PAIRINGS = {"rust": [], "rust-srv/builtin-cli": ["--builtin-clients"],
 def run_demo_test(label: str) -> Result:
     start = time.monotonic()
     name = f"demo[{label}]"
-    cmd = [sys.executable, os.path.join(REPO, "tests", "run_demo.py"), "--no-build",
-           *DEMO_PAIRINGS[label]]
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace",
-                              stdin=subprocess.DEVNULL, timeout=180)
-    except subprocess.TimeoutExpired:
-        return Result(name, False, time.monotonic() - start, ["no result within 180 s"],
-                      count_failed=1)
-    lines = (proc.stdout + proc.stderr).splitlines()
-    if proc.returncode == 0 and any(ln.startswith("DEMO OK") for ln in lines):
+    rc, lines = run_script(["run_demo.py", "--no-build", *DEMO_PAIRINGS[label]], 180)
+    if rc is None:
+        return Result(name, False, time.monotonic() - start, lines, count_failed=1)
+    if rc == 0 and any(ln.startswith("DEMO OK") for ln in lines):
         return Result(name, True, time.monotonic() - start,
                       note="; ".join(ln[2:].split(":")[0] for ln in lines
                                      if ln.startswith(("# chat OK", "# arena OK"))))
-    reasons = [ln[2:] for ln in lines if ln.startswith("# FAIL")][:10] or \
-        [f"exit code {proc.returncode}"]
+    reasons = [ln[2:] for ln in lines if ln.startswith("# FAIL")][:10] or [f"exit code {rc}"]
     tail = "\n".join("      " + ln for ln in lines[-60:])
     return Result(name, False, time.monotonic() - start, reasons, tail, count_failed=1)
 
@@ -1238,27 +1243,21 @@ def run_autobahn(role: str) -> Result:
     --check). SKIPPED (a pass with a note) where Python 2.7 or the suite cannot be had."""
     start = time.monotonic()
     name = f"autobahn[{role}]"
-    cmd = [sys.executable, os.path.join(REPO, "tests", "autobahn", "run_autobahn.py"),
-           "--role", role, "--server", "godot", "--no-build", "--check", "--timeout", "600"]
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="replace",
-                              stdin=subprocess.DEVNULL, timeout=900)
-    except subprocess.TimeoutExpired:
-        return Result(name, False, time.monotonic() - start, ["no result within 900 s"],
-                      count_failed=1)
-    out = proc.stdout + proc.stderr
-    lines = out.splitlines()
+    rc, lines = run_script([os.path.join("autobahn", "run_autobahn.py"), "--role", role,
+                            "--server", "godot", "--no-build", "--check", "--timeout", "600"], 900)
+    if rc is None:
+        return Result(name, False, time.monotonic() - start, lines, count_failed=1)
     skipped = [ln for ln in lines if ln.startswith("SKIPPED")]
-    if proc.returncode == 0 and skipped:
+    if rc == 0 and skipped:
         return Result(name, True, time.monotonic() - start, note=skipped[0])
     total = next((ln for ln in lines if ln.startswith("| **total**")), "")
     counts = re.findall(r"\*\*(\d+)\*\*", total)
     summary = (" / ".join(f"{n} {b}" for n, b in zip(counts, (
         "OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"))) or "no totals")
-    if proc.returncode == 0:
+    if rc == 0:
         return Result(name, True, time.monotonic() - start, note=summary)
     reasons = [ln for ln in lines if ln.startswith(("CHECK FAILED", "FAIL"))] or \
-        [f"exit code {proc.returncode}"]
+        [f"exit code {rc}"]
     tail = "\n".join("      " + ln for ln in lines[-40:])
     return Result(name, False, time.monotonic() - start, [summary] + reasons[:10], tail,
                   count_failed=1)
