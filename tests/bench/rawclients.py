@@ -2,8 +2,9 @@
 """Many raw WebSocket clients in one asyncio process, driven over stdin/stdout.
 
 A raw client is a valid peer for a Godot WebSocket multiplayer server: it does the HTTP upgrade,
-reads the 4-byte peer id the server sends first, and then only reads (counting the binary
-messages it gets). Used by run_bench.py for the idle-connection and fan-out workloads, so the
+reads the 4-byte peer id the server sends first, and then reads (counting the binary messages
+it gets) and, when told, sends a message at a fixed rate. Used by run_bench.py for the
+idle-connection, fan-out and game-tick workloads, so the
 clients cost the machine far less than Godot clients would and are the same for every server
 class.
 
@@ -13,6 +14,9 @@ Commands, one per line on stdin; each is answered by one line on stdout:
     grow N     open connections until N are ready (got their id) -> `ok N SECONDS` or `err ...`
     reset      zero the message counters                           -> `ok`
     count      -> `count MESSAGES BYTES READY CLOSED`
+    send HZ SIZE  every client starts sending a SIZE-byte binary message HZ times a second
+               (masked, as a client must; clients start at spread-out times)  -> `ok`
+    stop       stops the senders                                   -> `ok SENT`
     quit       close everything and exit                           -> `ok`
 Standard library only.
 """
@@ -32,6 +36,7 @@ class Stats:
         self.bytes = 0
         self.ready = 0
         self.closed = 0
+        self.sent = 0
 
 
 class RawClient:
@@ -104,6 +109,26 @@ class RawClient:
             if not self.got_id.done():
                 self.got_id.set_exception(ConnectionError("closed before the id"))
 
+    async def send_loop(self, hz: float, size: int) -> None:
+        """One masked binary frame of `size` bytes every 1/hz s, from a random phase."""
+        key = os.urandom(4)
+        payload = bytes(i & 0xFF for i in range(size))
+        masked = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+        head = bytes([0x82, 0x80 | size]) if size < 126 else \
+            bytes([0x82, 0x80 | 126]) + size.to_bytes(2, "big")
+        frame = head + key + masked
+        loop = asyncio.get_running_loop()
+        period = 1.0 / hz
+        due = loop.time() + period * (int.from_bytes(os.urandom(2), "big") / 65536)
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                self.writer.write(frame)
+                self.stats.sent += 1
+                due += period
+        except (OSError, ConnectionError):
+            pass
+
     def close(self) -> None:
         if self.task:
             self.task.cancel()
@@ -150,6 +175,7 @@ async def main() -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     stats = Stats()
     clients: list[RawClient] = []
+    senders: list[asyncio.Task] = []
 
     def say(line: str) -> None:
         sys.stdout.write(line + "\n")
@@ -168,6 +194,17 @@ async def main() -> None:
             say("ok")
         elif cmd == "count":
             say(f"count {stats.messages} {stats.bytes} {stats.ready} {stats.closed}")
+        elif cmd == "send":
+            hz, size = float(rest[0]), int(rest[1])
+            stats.sent = 0
+            senders = [loop.create_task(c.send_loop(hz, size)) for c in clients]
+            say("ok")
+        elif cmd == "stop":
+            for t in senders:
+                t.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+            senders = []
+            say(f"ok {stats.sent}")
         elif cmd == "quit":
             break
         else:

@@ -21,6 +21,8 @@ Workloads (every one bounded in time; the processes stop by themselves):
   rpc         reliable @rpc calls/s client->server through SceneMultiplayer   rust, builtin, enet
   fanout      1 KiB snapshot broadcast to 500 raw clients at 60 Hz for 10 s: server main-thread
               ms per frame (poll + put_packet) and delivered/expected    rust, builtin
+  game        the same, while every client also sends a 32 B input at 30 Hz that the server
+              drains each frame: ms per frame, snapshots delivered, inputs received  rust, builtin
   ceiling     the throughput and round-trip workloads with tokio-tungstenite alone
               (tests/bench/ceiling), plain and through the addon's queue architecture
 
@@ -78,9 +80,11 @@ CLASS_NAMES = {"rust": "RustWebSocketMultiplayerPeer", "builtin": "WebSocketMult
 # Same (raised) buffers for both WebSocket classes in the streaming workloads: 8 MiB in and out,
 # 131072 queued packets. The sender's window (2 MiB / 16384 packets) stays far below them.
 BIG_BUFFERS = ["inbuf=8388608", "outbuf=8388608", "maxq=131072"]
-WORKLOADS = ["throughput", "tls", "poll", "rtt", "rpc", "fanout", "ceiling"]
+WORKLOADS = ["throughput", "tls", "poll", "rtt", "rpc", "fanout", "game", "ceiling"]
 SIZES = [64, 1024, 16384, 61440]
 TLS_SIZES = [1024, 16384]  # the tls workload: one-way throughput over wss
+GAME_INPUT_HZ = 30  # the game workload: every client's input rate, beside 60 Hz snapshots
+GAME_INPUT_SIZE = 32
 
 _print_lock = threading.Lock()
 
@@ -428,7 +432,10 @@ class Bench:
     # --------------------------------------------------------------------------------------
     # 6. fan-out
 
-    def fanout(self, cls: str, rnd: int) -> None:
+    def fanout(self, cls: str, rnd: int, inputs_hz: int = 0) -> None:
+        """Snapshots to every raw client at 60 Hz; with `inputs_hz` (the game workload) every
+        client also sends a 32-byte input that often, which the server drains each frame."""
+        workload = "game" if inputs_hz else "fanout"
         port = free_port()
         n = self.s.fanout_clients
         srv = self.godot_proc(f"fanout-server[{cls}]", workload="fanout", role="server", cls=cls,
@@ -436,7 +443,7 @@ class Bench:
                               size=1024, timeout=self.s.fanout_seconds + 120, stage_timeout=90)
         if srv.wait_line("@@READY", 20) is None:
             srv.finish(5)
-            return self.fail(f"fanout {cls}", [srv])
+            return self.fail(f"{workload} {cls}", [srv])
         raw = Proc([sys.executable, RAWCLIENTS, str(port), "--concurrency", "8"],
                    f"rawclients[{cls}]", stdin=subprocess.PIPE)
         try:
@@ -449,6 +456,17 @@ class Bench:
                 raw.popen.stdin.write("reset\n")
                 raw.popen.stdin.flush()
                 raw.wait_line("ok", 10)
+                sent = None
+                if inputs_hz:
+                    raw.popen.stdin.write(f"send {inputs_hz} {GAME_INPUT_SIZE}\n")
+                    raw.popen.stdin.flush()
+                    raw.wait_line("ok", 10)
+                    # Stop inside the server's 1.5 s linger, which counts what is in flight.
+                    time.sleep(self.s.fanout_seconds + 0.5)
+                    raw.popen.stdin.write("stop\n")
+                    raw.popen.stdin.flush()
+                    ans = raw.wait_line("ok", 10)
+                    sent = int(ans.split()[1]) if ans else None
                 res = srv.wait_line("@@RESULT", self.s.fanout_seconds + 30)
                 raw.popen.stdin.write("count\n")
                 raw.popen.stdin.flush()
@@ -457,7 +475,7 @@ class Bench:
                     r = json.loads(res[len("@@RESULT "):])
                     got = int(cnt.split()[1])
                     expected = r["ticks"] * r["peers"]
-                    rec = {"workload": "fanout", "cls": cls, "round": rnd, "peers": r["peers"],
+                    rec = {"workload": workload, "cls": cls, "round": rnd, "peers": r["peers"],
                            "ticks": r["ticks"], "ms_p50": r["ms_p50"], "ms_p99": r["ms_p99"],
                            "ms_max": r["ms_max"], "ms_mean": r["ms_mean"],
                            "interval_ms_p50": r["interval_ms_p50"],
@@ -465,10 +483,16 @@ class Bench:
                            "delivered": got, "expected": expected,
                            "delivered_ratio": got / expected if expected else float("nan"),
                            "put_errors": r["put_errors"]}
+                    inputs = ""
+                    if inputs_hz:
+                        rec.update({"inputs_sent": sent, "inputs_received": r["received"],
+                                    "inputs_ratio": r["received"] / sent if sent else
+                                    float("nan")})
+                        inputs = f"; inputs {r['received']}/{sent}"
                     self.record(rec)
-                    log(f"  fanout {cls:<8} {r['peers']} clients: {r['ms_p50']:.3f} ms/frame p50, "
-                        f"{r['ms_p99']:.3f} p99, {r['ms_mean']:.3f} mean; delivered "
-                        f"{got}/{expected} ({rec['delivered_ratio']:.4f})")
+                    log(f"  {workload} {cls:<8} {r['peers']} clients: {r['ms_p50']:.3f} ms/frame "
+                        f"p50, {r['ms_p99']:.3f} p99, {r['ms_mean']:.3f} mean; delivered "
+                        f"{got}/{expected} ({rec['delivered_ratio']:.4f}){inputs}")
         finally:
             try:
                 raw.popen.stdin.write("quit\n")
@@ -477,9 +501,9 @@ class Bench:
                 pass
             srv.finish(30)
             raw.finish(30)
-        if not any(r["workload"] == "fanout" and r["cls"] == cls and r["round"] == rnd
+        if not any(r["workload"] == workload and r["cls"] == cls and r["round"] == rnd
                    for r in self.records):
-            self.fail(f"fanout {cls}", [srv, raw])
+            self.fail(f"{workload} {cls}", [srv, raw])
 
     # --------------------------------------------------------------------------------------
     # 7. transport ceiling
@@ -897,6 +921,14 @@ def summarize(records: list[dict], settings: Settings) -> tuple[list[list[str]],
                            ("delivered_ratio", "delivered/expected")):
             v, n = meds(key, workload="fanout")
             row(f"fan-out 1 KiB × {peers} @ 60 Hz", label, v, ratio(v), n=n)
+    if pick(records, workload="game"):
+        peers = pick(records, workload="game")[0]["peers"]
+        for key, label in (("ms_p50", "server ms/frame p50"), ("ms_p99", "server ms/frame p99"),
+                           ("delivered_ratio", "snapshots delivered/expected"),
+                           ("inputs_ratio", "inputs received/sent")):
+            v, n = meds(key, workload="game")
+            row(f"game tick: 1 KiB × {peers} out @ 60 Hz, {GAME_INPUT_SIZE} B × {peers} in "
+                f"@ {GAME_INPUT_HZ} Hz", label, v, ratio(v), n=n)
     return rows, verdicts
 
 
@@ -1152,6 +1184,9 @@ def main(argv: list[str]) -> int:
         if "fanout" in only and rnd <= settings.fanout_rounds:
             for cls in ws_classes:
                 bench.fanout(cls, rnd)
+        if "game" in only and rnd <= settings.fanout_rounds:
+            for cls in ws_classes:
+                bench.fanout(cls, rnd, GAME_INPUT_HZ)
         if "ceiling" in only and rnd <= (1 if settings.quick else 2):
             for size in SIZES:
                 bench.ceiling("plain", size, rnd)

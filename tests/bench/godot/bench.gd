@@ -11,7 +11,8 @@
 ##   rpc         client makes reliable @rpc calls to the server, which counts them
 ##   idle        server only: poll() cost and connection counts while raw clients (Python)
 ##               connect in stages; the runner reads the server's VmRSS between stages
-##   fanout      server only: broadcasts a snapshot to raw clients (Python) at 60 Hz
+##   fanout      server only: broadcasts a snapshot to raw clients (Python) at 60 Hz, and
+##               drains (counts) whatever they send (the game workload: inputs at 30 Hz)
 ##
 ## Output (stdout): `@@READY ...` once listening, `@@WINDOW start|end` (throughput receiver:
 ## the runner samples both processes' CPU time there), `@@STAGE {json}`, `@@RESULT {json}`,
@@ -641,6 +642,7 @@ func fanout_server() -> void:
 		await process_frame
 	var costs := PackedFloat64Array()
 	var put_errors := 0
+	var received := 0
 	var intervals := PackedFloat64Array()
 	var prev := now_us()
 	var t_start := prev
@@ -651,6 +653,7 @@ func fanout_server() -> void:
 		peer.poll()
 		while peer.get_available_packet_count() > 0:
 			peer.get_packet()
+			received += 1
 		snapshot.encode_u32(0, tick)
 		peer.set_target_peer(0)
 		if peer.put_packet(snapshot) != OK:
@@ -664,6 +667,7 @@ func fanout_server() -> void:
 		peer.poll()
 		while peer.get_available_packet_count() > 0:
 			peer.get_packet()
+			received += 1
 		await process_frame
 	var sorted := costs.duplicate()
 	sorted.sort()
@@ -674,6 +678,7 @@ func fanout_server() -> void:
 	for c in costs:
 		mean += c
 	result({"ticks": ticks, "peers": _connected, "put_errors": put_errors, "wall_s": wall,
+			"received": received,
 			"ms_p50": sorted[m / 2], "ms_p99": sorted[mini(m - 1, (m * 99) / 100)],
 			"ms_max": sorted[m - 1], "ms_mean": mean / m,
 			"interval_ms_p50": isorted[m / 2], "interval_ms_p99": isorted[mini(m - 1, (m * 99) / 100)]})
