@@ -34,7 +34,8 @@ The library is built as tests/run_tests.py builds it (its build_extension step, 
 import; --no-build skips it, --rev REV builds commit REV from `git archive` in
 target/bench-rev/ instead) and copied into a private copy of godot-project under --out, so a
 concurrent build or test run cannot swap it mid-run. Godot comes from tests/godot_bin.py.
-See BENCHMARKS.md. Standard library only.
+See BENCHMARKS.md. Standard library only; the process, port and setup helpers are shared with
+tls_storm.py in benchlib.py.
 """
 
 from __future__ import annotations
@@ -43,32 +44,17 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import queue
-import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import tempfile
 import sys
-import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-REPO = os.path.dirname(TESTS)
-sys.path.insert(0, TESTS)
-import godot_bin  # noqa: E402
+from benchlib import (HERE, REPO, Proc, build_addon, free_port, library_names, loadavg, log,
+                      machine_info, make_project, nofile, raise_nofile, thread_times)
+import godot_bin  # found through benchlib, which puts tests/ on sys.path
 
-try:
-    import run_tests as _rt  # noqa: E402  (build + project setup steps)
-except Exception as _e:  # noqa: BLE001
-    _rt = None
-    _RT_ERROR = str(_e)
-
-PROJECT = os.path.join(REPO, "godot-project")
 BENCH_GD = os.path.join(HERE, "godot", "bench.gd")
 RAWCLIENTS = os.path.join(HERE, "rawclients.py")
 CEILING_DIR = os.path.join(HERE, "ceiling")
@@ -85,14 +71,6 @@ SIZES = [64, 1024, 16384, 61440]
 TLS_SIZES = [1024, 16384]  # the tls workload: one-way throughput over wss
 GAME_INPUT_HZ = 30  # the game workload: every client's input rate, beside 60 Hz snapshots
 GAME_INPUT_SIZE = 32
-
-_print_lock = threading.Lock()
-
-
-def log(msg: str) -> None:
-    with _print_lock:
-        print(msg, flush=True)
-
 
 # ------------------------------------------------------------------------------------------
 # Settings
@@ -119,115 +97,7 @@ class Settings:
 
 
 # ------------------------------------------------------------------------------------------
-# Processes
-
-class Proc:
-    """A child process whose stdout/stderr lines are collected by threads."""
-
-    def __init__(self, cmd: list[str], label: str, cwd: str = REPO, stdin=None):
-        self.label = label
-        self.cmd = cmd
-        self.popen = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, stdin=stdin or subprocess.DEVNULL,
-                                      text=True, errors="replace", bufsize=1)
-        self.pid = self.popen.pid
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        self.rusage = None
-        self.rc: int | None = None
-        self._threads = [threading.Thread(target=self._pump, args=(self.popen.stdout, self.stdout, True),
-                                          daemon=True),
-                         threading.Thread(target=self._pump, args=(self.popen.stderr, self.stderr, False),
-                                          daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _pump(self, stream, sink: list, to_queue: bool) -> None:
-        for line in stream:
-            line = line.rstrip("\n")
-            sink.append(line)
-            if to_queue:
-                self.lines.put(line)
-
-    def wait_line(self, prefix: str, timeout: float) -> str | None:
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                line = self.lines.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                if self.popen.poll() is not None and self.lines.empty():
-                    return None
-                continue
-            if line.startswith(prefix):
-                return line
-
-    def finish(self, timeout: float) -> int:
-        """Waits for the exit (killing this process after `timeout`), reaps it with its rusage."""
-        end = time.monotonic() + timeout
-        while True:
-            pid, status, ru = os.wait4(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self.rusage = ru
-                self.rc = os.waitstatus_to_exitcode(status)
-                self.popen.returncode = self.rc
-                break
-            if time.monotonic() > end:
-                log(f"  ! {self.label}: still running after {timeout:.0f}s, killing it")
-                try:
-                    os.kill(self.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                end = time.monotonic() + 5
-                timeout = 5
-            time.sleep(0.02)
-        for t in self._threads:
-            t.join(timeout=2)
-        return self.rc
-
-    def cpu_seconds(self) -> float:
-        return (self.rusage.ru_utime + self.rusage.ru_stime) if self.rusage else float("nan")
-
-    def results(self) -> list[dict]:
-        out = []
-        for ln in self.stdout:
-            if ln.startswith("@@RESULT "):
-                out.append(json.loads(ln[len("@@RESULT "):]))
-        return out
-
-    def errors(self) -> list[str]:
-        errs = [ln for ln in self.stdout if ln.startswith("@@ERROR")]
-        errs += [ln for ln in self.stderr if "SCRIPT ERROR" in ln or "Parse Error" in ln]
-        if self.rc not in (0, None):
-            errs.append(f"exit code {self.rc}")
-        return errs
-
-    def tail(self, n: int = 15) -> str:
-        return "\n".join(["    " + ln for ln in (self.stdout[-n:] + self.stderr[-n:])])
-
-
-_used_ports: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free for TCP and UDP on 127.0.0.1 that this run has not used yet."""
-    for _ in range(200):
-        p = random.randrange(41000, 59000)
-        if p in _used_ports:
-            continue
-        try:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        _used_ports.add(p)
-        return p
-    raise RuntimeError("no free port found")
-
+# Workloads (the processes: benchlib.Proc)
 
 class Bench:
     def __init__(self, godot: str, project: str, settings: Settings, verbose: bool):
@@ -554,21 +424,8 @@ def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) by thread group: `main` (the Godot main thread), `io` (the
     addon's tokio workers, named rust-websocket), `other` (engine worker threads etc.)."""
     out: dict[str, float] = {"main": 0.0, "io": 0.0, "other": 0.0}
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii", errors="replace") as f:
-                data = f.read()
-        except OSError:
-            continue
-        comm = data[data.index("(") + 1:data.rindex(")")]
-        fields = data[data.rindex(")") + 2:].split()
-        secs = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        group = "main" if int(tid) == pid else ("io" if comm.startswith("rust-websocket") else "other")
+    for tid, comm, secs in thread_times(pid) or []:
+        group = "main" if tid == pid else ("io" if comm.startswith("rust-websocket") else "other")
         out[group] += secs
     return out
 
@@ -583,34 +440,6 @@ def read_rss_kib(pid: int) -> int:
 
 # ------------------------------------------------------------------------------------------
 # Build and setup
-
-def build_addon() -> bool:
-    """cargo build --release -p rust_websocket (run_tests.py's step, which also installs it into
-    addons/rust_websocket/bin). Retried: another run installing at the same moment can race."""
-    if _rt is None:
-        log(f"# cannot import tests/run_tests.py ({_RT_ERROR}); building directly")
-        return subprocess.run(["cargo", "build", "--release", "-p", "rust_websocket"],
-                              cwd=REPO).returncode == 0
-    for attempt in range(3):
-        try:
-            r = _rt.build_extension()
-        except OSError as e:  # e.g. a concurrent install renamed the temporary file
-            log(f"# install step failed ({e}), retrying")
-            time.sleep(1 + attempt)
-            continue
-        if not r.ok:
-            log(f"# build failed: {'; '.join(r.reasons)}\n{r.details}")
-            return False
-        log(f"# built rust_websocket (release) in {r.seconds:.1f}s")
-        return True
-    return False
-
-
-def _library_names() -> tuple[str, str]:
-    if _rt is not None:
-        return _rt.library_names()
-    return ("librust_websocket.so", "librust_websocket.linux.x86_64.so")
-
 
 def build_rev(rev: str) -> tuple[str, str, str] | None:
     """Builds the library of commit `rev` (not the work tree) from `git archive` in
@@ -638,39 +467,9 @@ def build_rev(rev: str) -> tuple[str, str, str] | None:
         log(f"# build of {sha} failed:\n{proc.stderr[-3000:]}")
         return None
     log(f"# built rust_websocket of commit {sha} (release) in {time.monotonic() - start:.1f}s")
-    built_name, _ = _library_names()
+    built_name, _ = library_names()
     return (os.path.join(base, "target", "release", built_name),
             os.path.join(src, "addons", "rust_websocket"), sha)
-
-
-def make_project(godot: str, out: str, lib: str, addon_src: str) -> tuple[str, str]:
-    """A private copy of godot-project with a snapshot of the library, so that builds and
-    installs by other runs in this work tree cannot change the library under a benchmark.
-    Returns (project dir, sha256 prefix of the library)."""
-    import hashlib
-    _, installed = _library_names()
-    proj = os.path.join(out, "project")
-    if os.path.isdir(proj):
-        shutil.rmtree(proj)
-    addon = os.path.join(proj, "addons", "rust_websocket")
-    os.makedirs(os.path.join(addon, "bin"))
-    shutil.copy2(os.path.join(PROJECT, "project.godot"), proj)
-    for f in os.listdir(addon_src):
-        if f.endswith(".gdextension"):
-            shutil.copy2(os.path.join(addon_src, f), addon)
-    shutil.copy2(lib, os.path.join(addon, "bin", installed))
-    with open(os.path.join(addon, "bin", installed), "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    for attempt in range(2):  # the first import of a fresh project can crash at exit
-        subprocess.run([godot, "--headless", "--path", proj, "--import"], cwd=REPO,
-                       capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
-        if os.path.exists(os.path.join(proj, ".godot", "extension_list.cfg")):
-            break
-    else:
-        log("# warning: godot --import wrote no .godot/extension_list.cfg")
-    log(f"# benchmark project {os.path.relpath(proj, REPO)} (library {os.path.relpath(lib, REPO)}, "
-        f"sha256 {digest})")
-    return proj, digest
 
 
 def build_ceiling() -> bool:
@@ -686,63 +485,6 @@ def build_ceiling() -> bool:
         return False
     log(f"# built the ceiling program in {time.monotonic() - start:.1f}s")
     return True
-
-
-def machine_info(godot: str) -> dict:
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem_gib = 0.0
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            mem_gib = int(f.readline().split()[1]) / 1024 / 1024
-    except OSError:
-        pass
-
-    def cmd_out(cmd: list[str]) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                                  cwd=REPO).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {
-        "cpu_model": model, "cores": os.cpu_count(), "mem_gib": round(mem_gib, 1),
-        "kernel": platform.release(), "godot": godot_bin.godot_version(godot),
-        "rustc": cmd_out(["rustc", "--version"]),
-        "commit": cmd_out(["git", "rev-parse", "--short", "HEAD"]),
-        "dirty": bool(cmd_out(["git", "status", "--porcelain", "--untracked-files=no"])),
-        "nofile": _nofile(),
-    }
-
-
-def _nofile() -> int:
-    try:
-        import resource
-        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (ImportError, ValueError):
-        return -1
-
-
-def loadavg() -> list[float]:
-    with open("/proc/loadavg", encoding="ascii") as f:
-        return [float(x) for x in f.read().split()[:3]]
-
-
-def raise_nofile(need: int) -> None:
-    try:
-        import resource
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = min(hard, max(soft, need))
-        if want > soft:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    except (ImportError, ValueError, OSError):
-        pass
 
 
 # ------------------------------------------------------------------------------------------
@@ -1119,13 +861,13 @@ def main(argv: list[str]) -> int:
         print(md)
         return 0
     raise_nofile(2 * max(settings.poll_stages) + 1024)
-    if "poll" in only and _nofile() < max(settings.poll_stages) + 512:
-        settings.poll_stages = [s for s in settings.poll_stages if s + 512 <= _nofile()]
-        log(f"# open-file limit {_nofile()}: poll stages cut to {settings.poll_stages}")
+    if "poll" in only and nofile() < max(settings.poll_stages) + 512:
+        settings.poll_stages = [s for s in settings.poll_stages if s + 512 <= nofile()]
+        log(f"# open-file limit {nofile()}: poll stages cut to {settings.poll_stages}")
 
     start = time.monotonic()
     addon_src = os.path.join(REPO, "addons", "rust_websocket")
-    built_name, installed = _library_names()
+    built_name, installed = library_names()
     lib = os.path.join(addon_src, "bin", installed)
     measured = "work tree"
     if args.rev:
@@ -1145,6 +887,8 @@ def main(argv: list[str]) -> int:
     godot = godot_bin.godot_path()
     os.makedirs(args.out, exist_ok=True)
     project, lib_digest = make_project(godot, os.path.abspath(args.out), lib, addon_src)
+    log(f"# benchmark project {os.path.relpath(project, REPO)} (library "
+        f"{os.path.relpath(lib, REPO)}, sha256 {lib_digest})")
     if "ceiling" in only and not build_ceiling():
         only.remove("ceiling")
     if args.wait_load > 0:

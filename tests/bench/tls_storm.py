@@ -28,6 +28,7 @@ with the machine (cores, CPU model, load average) and the command, to tests/benc
 (--md). Every process is bounded in time and killed if it overstays (or on Ctrl-C). Setup:
 run_tests.py's build_extension (skip with --no-build) and Godot from tests/godot_bin.py; the
 measured library is a snapshot in a private copy of godot-project (target/tls-storm/project).
+The process, port and setup helpers are shared with run_bench.py in benchlib.py.
 """
 
 from __future__ import annotations
@@ -40,36 +41,22 @@ import hashlib
 import json
 import os
 import platform
-import queue
-import random
 import shutil
-import signal
-import socket
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-REPO = os.path.dirname(TESTS)
-PROJECT = os.path.join(REPO, "godot-project")
+import benchlib
+from benchlib import HERE, REPO, Proc, free_port, library_names, loadavg, log, raise_nofile
+
 STORM_GD = os.path.join(HERE, "godot", "tls_storm.gd")
 MD_DEFAULT = os.path.join(HERE, "TLS-STORM.md")
 WORK_DEFAULT = os.path.join(REPO, "target", "tls-storm")
 CLASS_NAMES = {"rust": "RustWebSocketMultiplayerPeer", "builtin": "WebSocketMultiplayerPeer"}
 LABELS = {"rust": "rust", "builtin": "built-in"}
-
-_print_lock = threading.Lock()
-
-
-def log(msg: str) -> None:
-    with _print_lock:
-        print(msg, flush=True)
-
 
 # ==========================================================================================
 # Client mode: `tls_storm.py --client-mode PORT N CERT BOUND [--no-verify]`
@@ -175,126 +162,14 @@ async def client_main(port: int, n: int, cert: str, bound: float, verify: bool) 
 # ==========================================================================================
 # Runner
 
-class Proc:
-    """A child process whose stdout/stderr lines are collected by threads."""
-
-    def __init__(self, cmd: list[str], label: str, stdin=None):
-        self.label = label
-        self.popen = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE,
-                                      stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                      text=True, errors="replace", bufsize=1,
-                                      start_new_session=True)
-        self.pid = self.popen.pid
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        self._threads = [
-            threading.Thread(target=self._pump, args=(self.popen.stdout, self.stdout, True),
-                             daemon=True),
-            threading.Thread(target=self._pump, args=(self.popen.stderr, self.stderr, False),
-                             daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _pump(self, stream, sink: list, to_queue: bool) -> None:
-        for line in stream:
-            line = line.rstrip("\n")
-            sink.append(line)
-            if to_queue:
-                self.lines.put(line)
-
-    def wait_line(self, prefix: str, timeout: float) -> str | None:
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                line = self.lines.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                if self.popen.poll() is not None and self.lines.empty():
-                    return None
-                continue
-            if line.startswith(prefix):
-                return line
-
-    def send(self, line: str) -> None:
-        try:
-            self.popen.stdin.write(line + "\n")
-            self.popen.stdin.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-
-    def finish(self, timeout: float) -> int | None:
-        """Waits for the exit; kills this process (its own session, by pid) after `timeout`."""
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            log(f"  ! {self.label}: still running after {timeout:.0f}s, killing it")
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        for t in self._threads:
-            t.join(timeout=2)
-        return self.popen.returncode
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.popen.wait(timeout=10)
-
-    def errors(self) -> list[str]:
-        errs = [ln for ln in self.stdout if ln.startswith("@@ERROR")]
-        errs += [ln for ln in self.stderr if "SCRIPT ERROR" in ln or "Parse Error" in ln]
-        if self.popen.returncode not in (0, None):
-            errs.append(f"exit code {self.popen.returncode}")
-        return errs
-
-    def tail(self, n: int = 15) -> str:
-        return "\n".join("    " + ln for ln in (self.stdout[-n:] + self.stderr[-n:]))
-
-
-def free_port() -> int:
-    for _ in range(200):
-        p = random.randrange(41000, 59000)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", p))
-            return p
-        except OSError:
-            continue
-    raise RuntimeError("no free port found")
-
-
 def cpu_seconds(pid: int) -> tuple[float, float, float]:
     """(main thread, all other threads) CPU seconds of a process, from /proc/PID/task/*/stat,
     and the seconds its main thread spent runnable but waiting for a CPU (schedstat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    main = other = 0.0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+    threads = benchlib.thread_times(pid)
+    if threads is None:
         return (float("nan"), float("nan"), float("nan"))
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        secs = (int(fields[11]) + int(fields[12])) / tick   # utime, stime
-        if int(tid) == pid:
-            main += secs
-        else:
-            other += secs
+    main = sum(secs for tid, _, secs in threads if tid == pid)
+    other = sum(secs for tid, _, secs in threads if tid != pid)
     try:
         with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as f:
             wait = int(f.read().split()[1]) / 1e9
@@ -320,7 +195,7 @@ def trial(godot: str, project: str, cls: str, rnd: int, sleep_usec: int,
            f"port={port}", f"dir={sync}", f"clients={a.clients}", f"idle={a.idle}",
            f"bound={a.bound}", f"after={a.after}", f"sleep_usec={sleep_usec}",
            f"timeout={server_timeout}"]
-    srv = Proc(cmd, f"server[{cls}]")
+    srv = Proc(cmd, f"server[{cls}]", new_session=True)
     cli = None
     procs = [srv]
     rec = None
@@ -334,7 +209,7 @@ def trial(godot: str, project: str, cls: str, rnd: int, sleep_usec: int,
                    str(a.clients), os.path.join(sync, "cert.pem"), str(a.bound)]
         if a.no_verify:
             cli_cmd.append("--no-verify")
-        cli = Proc(cli_cmd, f"clients[{cls}]", stdin=subprocess.PIPE)
+        cli = Proc(cli_cmd, f"clients[{cls}]", stdin=subprocess.PIPE, new_session=True)
         procs.append(cli)
         if cli.wait_line("ready", 30) is None:
             why = "client process not ready"
@@ -589,59 +464,10 @@ def markdown(records: list[dict], classes: list[str], a: argparse.Namespace, inf
 # Setup
 
 def machine_info(godot: str, lib_sha: str) -> dict:
-    import godot_bin
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-
-    def out(cmd: list[str]) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                                  cwd=REPO).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"cores": os.cpu_count(), "cpu_model": model or platform.processor() or "?",
-            "kernel": platform.release(), "godot": godot_bin.godot_version(godot),
-            "commit": out(["git", "rev-parse", "--short", "HEAD"]),
-            "dirty": bool(out(["git", "status", "--porcelain", "--untracked-files=no"])),
-            "lib_sha": lib_sha}
-
-
-def loadavg() -> list[float]:
-    with open("/proc/loadavg", encoding="ascii") as f:
-        return [float(x) for x in f.read().split()[:3]]
-
-
-def library_names() -> tuple[str, str]:
-    try:
-        import run_tests
-        return run_tests.library_names()
-    except Exception:  # noqa: BLE001
-        return ("librust_websocket.so", "librust_websocket.linux.x86_64.so")
-
-
-def build() -> bool:
-    """run_tests.py's build step: cargo build --release, installed into addons/.../bin."""
-    import run_tests
-    for attempt in range(3):
-        try:
-            r = run_tests.build_extension()
-        except OSError as e:  # a concurrent install renamed the temporary file
-            log(f"# install step failed ({e}), retrying")
-            time.sleep(1 + attempt)
-            continue
-        if not r.ok:
-            log(f"# build failed: {'; '.join(r.reasons)}\n{r.details}")
-            return False
-        log(f"# built rust_websocket (release) in {r.seconds:.1f}s")
-        return True
-    return False
+    info = benchlib.machine_info(godot)
+    info["cpu_model"] = info["cpu_model"] or platform.processor() or "?"
+    info["lib_sha"] = lib_sha
+    return info
 
 
 def make_project(godot: str, work: str) -> tuple[str, str] | None:
@@ -653,38 +479,7 @@ def make_project(godot: str, work: str) -> tuple[str, str] | None:
     if not os.path.exists(lib):
         log(f"# no library at {os.path.relpath(lib, REPO)}: run without --no-build")
         return None
-    proj = os.path.join(work, "project")
-    if os.path.isdir(proj):
-        shutil.rmtree(proj)
-    addon = os.path.join(proj, "addons", "rust_websocket")
-    os.makedirs(os.path.join(addon, "bin"))
-    shutil.copy2(os.path.join(PROJECT, "project.godot"), proj)
-    for f in os.listdir(addon_src):
-        if f.endswith(".gdextension"):
-            shutil.copy2(os.path.join(addon_src, f), addon)
-    dst = os.path.join(addon, "bin", installed)
-    shutil.copy2(lib, dst)
-    with open(dst, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    for _ in range(2):  # the first import of a fresh project can crash at exit
-        subprocess.run([godot, "--headless", "--path", proj, "--import"], cwd=REPO,
-                       capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
-        if os.path.exists(os.path.join(proj, ".godot", "extension_list.cfg")):
-            break
-    else:
-        log("# warning: godot --import wrote no .godot/extension_list.cfg")
-    return proj, digest
-
-
-def raise_nofile(need: int) -> None:
-    try:
-        import resource
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = min(hard, max(soft, need))
-        if want > soft:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    except (ImportError, ValueError, OSError):
-        pass
+    return benchlib.make_project(godot, work, lib, addon_src)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -736,11 +531,10 @@ def main(argv: list[str]) -> int:
     for c in classes:
         if c not in CLASS_NAMES:
             raise SystemExit(f"--classes: unknown class {c!r} ({', '.join(CLASS_NAMES)})")
-    sys.path.insert(0, TESTS)
-    import godot_bin
+    import godot_bin  # found through benchlib, which puts tests/ on sys.path
     raise_nofile(a.clients + 256)
     start = time.monotonic()
-    if not a.no_build and not build():
+    if not a.no_build and not benchlib.build_addon():
         return 1
     godot = godot_bin.godot_path()
     os.makedirs(WORK_DEFAULT, exist_ok=True)
