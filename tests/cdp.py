@@ -1,5 +1,5 @@
 """Headless Chromium driven through the DevTools protocol, with the Python standard library only
-(a minimal WebSocket client of its own). Used by tests/browser_hook.py.
+(the WebSocket client is tests/rawws.py's). Used by tests/browser_hook.py.
 
     with Chromium(log_path) as browser:      # raises ChromiumMissing if there is no chromium
         page = browser.page()                # the first tab (about:blank)
@@ -16,7 +16,6 @@ the end, that process group alone is terminated (then killed if needed).
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -26,6 +25,8 @@ import socket
 import subprocess
 import tempfile
 import time
+
+import rawws
 
 MISSING_MESSAGE = "chromium not installed: apt-get install chromium"
 
@@ -55,82 +56,31 @@ def chromium_path() -> str | None:
     return None
 
 
-class _Ws:
-    """A minimal RFC 6455 client for DevTools: text messages, masked frames, fragmentation."""
+class _Ws(rawws.Client):
+    """The DevTools WebSocket (tests/rawws.py): text messages, fragmentation, pings."""
 
     def __init__(self, host: str, port: int, path: str, timeout: float):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buf = b""
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                           f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                           ).encode())
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        status = head.split(b"\r\n", 1)[0].decode("latin-1")
+        super().__init__(port, host, timeout)
+        status = self.upgrade(path, timeout=timeout)
         if " 101 " not in status + " ":
             raise CdpError(f"DevTools WebSocket handshake failed: {status}")
 
-    def _fill(self) -> None:
-        data = self.sock.recv(1 << 16)
-        if not data:
-            raise EOFError("DevTools connection closed")
-        self.buf += data
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
     def send_text(self, text: str) -> None:
-        payload = text.encode()
-        n = len(payload)
-        head = bytes([0x81])
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-        else:
-            head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-        mask = os.urandom(4)
-        # XOR with the repeated mask as one big integer: fast enough for any size here.
-        rep = (mask * (n // 4 + 1))[:n]
-        body = (int.from_bytes(payload, "big") ^ int.from_bytes(rep, "big")).to_bytes(n, "big")
-        self.sock.sendall(head + mask + body)
+        self.send_frame(1, text.encode())
 
     def recv_text(self, timeout: float) -> str:
-        self.sock.settimeout(timeout)
         parts: list[bytes] = []
         while True:
-            b0, b1 = self._take(2)
-            opcode, fin = b0 & 0x0F, bool(b0 & 0x80)
-            n = b1 & 0x7F
-            if n == 126:
-                n = int.from_bytes(self._take(2), "big")
-            elif n == 127:
-                n = int.from_bytes(self._take(8), "big")
-            mask = self._take(4) if b1 & 0x80 else b""
-            data = self._take(n)
-            if mask:
-                data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+            opcode, data, _, fin = self.recv_frame(timeout)
             if opcode == 8:
                 raise EOFError("DevTools connection closed by Chromium")
             if opcode == 9:  # ping: answer with a pong (masked, as a client must)
-                self.sock.sendall(bytes([0x8A, 0x80 | len(data)]) + b"\0\0\0\0" + data)
+                self.sock.sendall(rawws.encode_frame(10, data, key=b"\0\0\0\0"))
                 continue
             if opcode in (0, 1, 2):
                 parts.append(data)
                 if fin:
                     return b"".join(parts).decode("utf-8", "replace")
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 class Page:

@@ -8,37 +8,27 @@ tests/run_tests.py as a hook with `hook_party=True` (barrier party "py").
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import socket
 import threading
 import time
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+import rawws
 
 
-class Upgrade:
+class Upgrade(rawws.Client):
     """A client that sends one WebSocket upgrade request (path, extra header lines, padding to
     a given head size) and reads the response head and frames."""
 
     def __init__(self, port: int, path: str, headers: list[str] | None = None,
                  head_size: int = 0, extra=None, timeout: float = 5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        super().__init__(port, timeout=timeout)
         self.local_port = self.sock.getsockname()[1]
-        self.buf = b""
-        self.status_line: str | None = None
-        self.headers: dict[str, str] = {}
         self.elapsed: float | None = None  # seconds from the request to the response head
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.expected_accept = base64.b64encode(
-            hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
-        lines += headers or []
+        lines = list(headers or [])
         if extra is not None:
             lines += extra(self)
-        head = "\r\n".join(lines) + "\r\n"
+        head = rawws.request_head(port, path, self.key, lines)
         if head_size:
             # One padding header so that the whole head (with the final CRLF) is head_size bytes.
             pad = head_size - len(head) - len("X-Pad: \r\n\r\n")
@@ -51,49 +41,11 @@ class Upgrade:
         except OSError as e:  # the server may close before reading a big head
             self.send_error = f"{type(e).__name__}: {e}"
 
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("connection closed")
-        self.buf += data
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def read_head(self, timeout: float = 5.0) -> str:
-        """The status line, or "" if the connection closed (or timed out) without a response
-        head; self.elapsed is set when a head arrived."""
-        self.sock.settimeout(timeout)
-        try:
-            while b"\r\n\r\n" not in self.buf:
-                self._fill()
-        except (EOFError, OSError):
-            return ""
+    def take_head(self) -> tuple[str, list[tuple[str, str]]]:
+        """As rawws's (read_head's "" when no head came); sets self.elapsed when one arrived."""
+        head = super().take_head()
         self.elapsed = time.monotonic() - self.t0
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        self.status_line = lines[0]
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-        return self.status_line
-
-    def recv_frame(self, timeout: float = 5.0) -> tuple[int, bytes]:
-        self.sock.settimeout(timeout)
-        b0, b1 = self._take(2)
-        n = b1 & 0x7F
-        if n == 126:
-            n = int.from_bytes(self._take(2), "big")
-        elif n == 127:
-            n = int.from_bytes(self._take(8), "big")
-        mask = self._take(4) if b1 & 0x80 else b""
-        data = self._take(n)
-        if mask:
-            data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
-        return b0 & 0x0F, data
+        return head
 
     def wait_eof(self, timeout: float) -> float | None:
         """Seconds (from the request) until the server closed the TCP, None if it did not."""
@@ -110,9 +62,6 @@ class Upgrade:
             except OSError:
                 return time.monotonic() - self.t0
         return None
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _put_value(ctx, key: str, value) -> None:
@@ -150,7 +99,7 @@ def handshake_handler_hook(ctx) -> list:
         if max_s is not None:
             check(u.elapsed < max_s, f"{name}_prompt", f"101 after {u.elapsed:.3f}s")
         try:
-            op, data = u.recv_frame(5.0)
+            op, data, _, _ = u.recv_frame(5.0)
             pid = int.from_bytes(data, "little", signed=True) if len(data) == 4 else 0
             return check(op == 2 and len(data) == 4 and pid >= 2, f"{name}_id_message",
                          f"opcode {op}, {data.hex()}")

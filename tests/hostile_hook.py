@@ -22,8 +22,6 @@ Only the Python standard library is used; Linux only (/proc).
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import os
 import platform
@@ -36,12 +34,13 @@ import tempfile
 import threading
 import time
 
+import rawws
+
 try:
     import resource  # Unix only; the hooks skip themselves elsewhere (they need /proc too)
 except ImportError:  # pragma: no cover - Windows
     resource = None
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MB = 1024 * 1024
 # Memory slack: RSS after a case, and at the end of a group, must be within AFTER_SLACK of the
 # baseline taken once the server and its normal client run; the peak during a case within
@@ -62,127 +61,40 @@ GROUPS = ("http", "frames", "flow", "conns", "lifecycle")
 
 
 # ------------------------------------------------------------------------------------------
-# Wire helpers
+# Wire helpers: the normal protocol is tests/rawws.py's; the cases below build what a normal
+# client would not send with `frame` and `upgrade_request`.
 
-def _xor(data: bytes, key: bytes) -> bytes:
-    if not data or key == b"\0\0\0\0":
-        return data
-    n = len(data)
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")).to_bytes(n, "big")
-
-
-def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0, mask: bool = True,
-          length: int | None = None, key: bytes | None = None) -> bytes:
-    """One WebSocket frame as a client sends it (masked unless mask=False). `length` overrides
-    the length field (the payload is still appended as given)."""
-    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
-    n = len(payload) if length is None else length
-    mbit = 0x80 if mask else 0
-    if n < 126:
-        head = bytes([b0, mbit | n])
-    elif n < 65536:
-        head = bytes([b0, mbit | 126]) + n.to_bytes(2, "big")
-    else:
-        head = bytes([b0, mbit | 127]) + n.to_bytes(8, "big")
-    if not mask:
-        return head + payload
-    key = os.urandom(4) if key is None else key
-    return head + key + _xor(payload, key)
+frame = rawws.encode_frame  # any opcode, flags, length field and mask key
+Closed = rawws.Closed
 
 
 def upgrade_request(port: int, version: str | None = "13", key: str | None = None,
                     extra: str = "", method: str = "GET", upgrade: str = "websocket",
                     http: str = "HTTP/1.1") -> bytes:
-    key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
-    lines = [f"{method} / {http}", f"Host: 127.0.0.1:{port}", f"Upgrade: {upgrade}",
-             "Connection: Upgrade"]
-    if key:
-        lines.append(f"Sec-WebSocket-Key: {key}")
-    if version is not None:
-        lines.append(f"Sec-WebSocket-Version: {version}")
-    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode()
+    """An upgrade request for "/", with `extra` (raw header lines) before its end; the options
+    make the variants case_bad_upgrade sends (key "" = no key line, version None = none)."""
+    return (rawws.request_head(port, key=key, version=version, method=method, upgrade=upgrade,
+                               http=http) + extra + "\r\n").encode()
 
 
-class Closed(Exception):
-    pass
-
-
-class Client:
+class Client(rawws.Client):
     """A raw TCP / WebSocket client that can misbehave."""
 
+    RECV_SIZE = 262144
+
     def __init__(self, port: int, timeout: float = 5.0, rcvbuf: int | None = None):
-        self.port = port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-        self.status_line = ""
-        self.headers: dict[str, str] = {}
-
-    # -- reading
-    def _fill(self) -> None:
-        try:
-            data = self.sock.recv(262144)
-        except (ConnectionResetError, BrokenPipeError) as e:
-            raise Closed(f"reset ({e.__class__.__name__})") from None
-        if not data:
-            raise Closed("EOF")
-        self.buf += data
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def read_head(self, timeout: float = 5.0) -> str:
-        """The HTTP response head's status line ('' if the connection closed first)."""
-        self.sock.settimeout(timeout)
-        try:
-            while b"\r\n\r\n" not in self.buf:
-                self._fill()
-        except (Closed, socket.timeout, OSError):
-            return ""
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        self.status_line = lines[0]
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-        return self.status_line
-
-    def recv_frame(self, timeout: float = 5.0) -> tuple[bool, int, bytes]:
-        """(fin, opcode, payload) of the next frame from the server."""
-        self.sock.settimeout(timeout)
-        b0, b1 = self._take(2)
-        n = b1 & 0x7F
-        if n == 126:
-            n = int.from_bytes(self._take(2), "big")
-        elif n == 127:
-            n = int.from_bytes(self._take(8), "big")
-        mask = self._take(4) if b1 & 0x80 else b""
-        data = self._take(n)
-        if mask:
-            data = _xor(data, mask)
-        return bool(b0 & 0x80), b0 & 0x0F, data
+        super().__init__(port, timeout=timeout, rcvbuf=rcvbuf, nodelay=True)
 
     def handshake(self, godot: bool = True, timeout: float = 5.0) -> int:
         """Full upgrade; with godot, reads the 4-byte id greeting and returns the id."""
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(upgrade_request(self.port, key=key))
-        status = self.read_head(timeout)
+        status = self.upgrade(timeout=timeout)
         if not status.startswith("HTTP/1.1 101"):
             raise Closed(f"upgrade refused: {status!r}")
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        if self.headers.get("sec-websocket-accept") != accept:
+        if self.headers.get("sec-websocket-accept") != self.expected_accept:
             raise Closed(f"wrong Sec-WebSocket-Accept: {self.headers}")
         if not godot:
             return 0
-        _, op, data = self.recv_frame(timeout)
+        op, data, _, _ = self.recv_frame(timeout)
         if op != 2 or len(data) != 4:
             raise Closed(f"greeting: opcode {op}, {data[:16]!r}")
         return int.from_bytes(data, "little", signed=True)
@@ -196,7 +108,7 @@ class Client:
                 left = end - time.monotonic()
                 if left <= 0:
                     return None, "", "no close frame within %.1fs" % timeout
-                _, op, data = self.recv_frame(left)
+                op, data, _, _ = self.recv_frame(left)
                 if op == 8:
                     code = int.from_bytes(data[:2], "big") if len(data) >= 2 else -1
                     return code, data[2:].decode("utf-8", "replace"), "close frame"
@@ -214,7 +126,7 @@ class Client:
             while time.monotonic() - t0 < timeout:
                 self.sock.settimeout(max(0.01, timeout - (time.monotonic() - t0)))
                 self.buf = b""
-                self._fill()
+                self.fill()
         except Closed:
             return time.monotonic() - t0
         except socket.timeout:
@@ -724,7 +636,7 @@ def case_ping_between_fragments(h: Harness) -> str:
     pong = None
     try:
         while True:
-            _, op, data = c.recv_frame(5)
+            op, data, _, _ = c.recv_frame(5)
             if op == 10:
                 pong = data
                 break
@@ -822,7 +734,7 @@ def case_never_reads(h: Harness) -> str:
     t0 = time.monotonic()
     try:
         while got < accepted and time.monotonic() - t0 < 15:
-            _, op, data = c.recv_frame(5 if h.rust else 1)
+            op, data, _, _ = c.recv_frame(5 if h.rust else 1)
             if op != 2:
                 continue
             seq = int.from_bytes(data[:4], "little")
@@ -839,7 +751,7 @@ def case_never_reads(h: Harness) -> str:
     extra = 0
     try:
         while True:
-            _, op, _ = c.recv_frame(0.3)
+            op, _, _, _ = c.recv_frame(0.3)
             extra += op == 2
     except (Closed, OSError):
         pass

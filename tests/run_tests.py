@@ -19,8 +19,6 @@ Only the Python standard library is used. See tests/README.md.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import os
 import platform
 import random
@@ -43,6 +41,7 @@ from browser_hook import browser_hook  # noqa: E402
 from proxy_hook import proxy_hook  # noqa: E402
 from handshake_handler_hook import handshake_handler_hook  # noqa: E402
 import hostile_hook  # noqa: E402
+import rawws  # noqa: E402
 import netem_hook  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -396,77 +395,20 @@ def handshake_hook(ctx: Ctx) -> list:
     return checks
 
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-class RawWs:
-    """A minimal WebSocket client (RFC 6455) for wire-level checks."""
+class RawWs(rawws.Client):
+    """A minimal WebSocket client (RFC 6455, tests/rawws.py) for wire-level checks, upgraded by
+    the constructor: status_line, headers and expected_accept are there to check."""
 
     def __init__(self, port: int, timeout: float = 5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.expected_accept = base64.b64encode(
-            hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        self.sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        self.status_line = lines[0]
-        self.headers = {}
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("connection closed")
-        self.buf += data
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv_frame(self) -> tuple[int, bytes, bool]:
-        """(opcode, payload, masked) of the next frame."""
-        b0, b1 = self._take(2)
-        opcode = b0 & 0x0F
-        masked = bool(b1 & 0x80)
-        n = b1 & 0x7F
-        if n == 126:
-            n = int.from_bytes(self._take(2), "big")
-        elif n == 127:
-            n = int.from_bytes(self._take(8), "big")
-        mask = self._take(4) if masked else b""
-        data = self._take(n)
-        if masked:
-            data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
-        return opcode, data, masked
-
-    def send_frame(self, opcode: int, payload: bytes) -> None:
-        head = bytes([0x80 | opcode])
-        n = len(payload)
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-        else:
-            head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-        mask = os.urandom(4)
-        body = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
-        self.sock.sendall(head + mask + body)
+        super().__init__(port, timeout=timeout)
+        if not self.upgrade(timeout=timeout):
+            raise rawws.Closed("no response to the upgrade request")
 
     def wait_eof(self, timeout: float) -> bool:
         self.sock.settimeout(timeout)
         try:
             while True:
-                self._fill()
+                self.fill()
         except EOFError:
             return True
         except socket.timeout:
@@ -506,7 +448,7 @@ def wire_hook(ctx: "Ctx") -> list:
                   f"c{n}_accept_key", str(ws.headers))
             check("sec-websocket-protocol" not in ws.headers, f"c{n}_no_subprotocol",
                   str(ws.headers))
-            op, data, masked = ws.recv_frame()
+            op, data, masked, _ = ws.recv_frame()
             check(op == 2 and len(data) == 4 and not masked, f"c{n}_id_message",
                   f"opcode {op}, {len(data)} bytes {data.hex()}, masked {masked}")
             pid = int.from_bytes(data[:4].ljust(4, b"\0"), "little", signed=True)
@@ -520,7 +462,7 @@ def wire_hook(ctx: "Ctx") -> list:
         c2.send_frame(2, b"\x01" * 70000)
         try:
             c2.sock.settimeout(5)
-            op, data, _ = c2.recv_frame()
+            op, data, _, _ = c2.recv_frame()
             code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
             check(op == 8 and code == 1009, "too_big_close_1009",
                   f"opcode {op}, payload {data[:40]!r}")
@@ -532,7 +474,7 @@ def wire_hook(ctx: "Ctx") -> list:
         c1.send_frame(2, b"after")
         try:
             c1.sock.settimeout(10)
-            op, data, masked = c1.recv_frame()
+            op, data, masked, _ = c1.recv_frame()
             check(op == 2 and data == b"srv" and not masked, "server_packet_binary_frame",
                   f"opcode {op}, payload {data[:40]!r}, masked {masked}")
         except (EOFError, OSError) as e:
@@ -540,7 +482,7 @@ def wire_hook(ctx: "Ctx") -> list:
         c1.send_frame(8, (1000).to_bytes(2, "big") + b"bye")
         try:
             c1.sock.settimeout(5)
-            op, data, _ = c1.recv_frame()
+            op, data, _, _ = c1.recv_frame()
             code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
             check(op == 8 and code == 1000, "close_answered_1000", f"opcode {op}, payload {data!r}")
         except (EOFError, OSError) as e:
@@ -564,47 +506,29 @@ def wire_hook(ctx: "Ctx") -> list:
 # Python sides of headers, peer_handle, ipv6 and quit_live
 
 
-class RawWsServerSide(RawWs):
+class RawWsServerSide(rawws.Conn):
     """The server end of an accepted TCP connection: reads the upgrade request, answers it the
     way Godot's server does (101, then the 4-byte little-endian id), sends unmasked frames."""
 
-    def __init__(self, sock: socket.socket):  # RawWs.__init__ (a client handshake) not called
-        self.sock = sock
-        self.buf = b""
+    MASK_FRAMES = False
+
+    def __init__(self, sock: socket.socket):
+        super().__init__(sock)
         self.request_line = ""
         self.request_headers: list[tuple[str, str]] = []
 
     def read_request(self) -> None:
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        self.request_line = lines[0]
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            self.request_headers.append((k.strip(), v.strip()))
+        self.request_line, self.request_headers = self.take_head()
 
     def header(self, name: str) -> list[str]:
         return [v for k, v in self.request_headers if k.lower() == name.lower()]
 
     def accept(self, peer_id: int) -> None:
-        key = (self.header("sec-websocket-key") or [""])[0]
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        accept = rawws.accept_key((self.header("sec-websocket-key") or [""])[0])
         self.sock.sendall((f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
                            ).encode())
         self.send_frame(2, peer_id.to_bytes(4, "little"))
-
-    def send_frame(self, opcode: int, payload: bytes) -> None:
-        n = len(payload)
-        head = bytes([0x80 | opcode])
-        if n < 126:
-            head += bytes([n])
-        elif n < 65536:
-            head += bytes([126]) + n.to_bytes(2, "big")
-        else:
-            head += bytes([127]) + n.to_bytes(8, "big")
-        self.sock.sendall(head + payload)
 
 
 def _listen(port: int, host: str = "127.0.0.1") -> socket.socket:
@@ -657,7 +581,7 @@ def headers_hook(ctx: Ctx) -> list:
         checks.append((True, "py.request_info", "request headers: " + ", ".join(
             f"{k}: {v}" for k, v in srv.request_headers if k.lower() != "sec-websocket-key")))
         srv.accept(777777)
-        op, data, masked = srv.recv_frame()
+        op, data, masked, _ = srv.recv_frame()
         check(op == 2 and data == b"from godot" and masked, "client_packet",
               f"opcode {op}, payload {data[:40]!r}, masked {masked}")
         srv.send_frame(2, b"from python")
@@ -672,7 +596,7 @@ def headers_hook(ctx: Ctx) -> list:
         check(ws.headers.get("x-extra") == "srv", "server_header_x_extra", str(ws.headers))
         check(ws.headers.get("sec-websocket-accept") == ws.expected_accept, "server_accept_key",
               str(ws.headers))
-        op, data, _ = ws.recv_frame()
+        op, data, _, _ = ws.recv_frame()
         check(op == 2 and len(data) == 4, "server_id_message", f"opcode {op}, {data.hex()}")
         _put_value(ctx, "raw_id", int.from_bytes(data[:4].ljust(4, b"\0"), "little", signed=True))
     finally:
@@ -708,7 +632,7 @@ def peer_handle_hook(ctx: Ctx) -> list:
             return checks
         srv.send_frame(8, (4003).to_bytes(2, "big") + b"raw bye")
         try:
-            op, data, masked = srv.recv_frame()
+            op, data, masked, _ = srv.recv_frame()
             code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
             check(op == 8 and code == 4003 and masked, "C_close_reply",
                   f"opcode {op}, payload {data!r}, masked {masked}")
@@ -829,7 +753,7 @@ def raw_mode_hook(ctx: Ctx) -> list:
 
     def expect_frame(ws: RawWs, name: str, opcode: int, payload: bytes) -> None:
         try:
-            op, data, masked = ws.recv_frame()
+            op, data, masked, _ = ws.recv_frame()
             check(op == opcode and data == payload and not masked, name,
                   f"opcode {op}, payload {data[:40]!r}, masked {masked} "
                   f"(expected opcode {opcode}, {payload!r})")
@@ -858,7 +782,7 @@ def raw_mode_hook(ctx: Ctx) -> list:
             return checks + [(False, "py.godot_client_done", "the server never got there")]
         ws.send_frame(8, (4100).to_bytes(2, "big") + b"raw done")
         try:
-            op, data, _ = ws.recv_frame()
+            op, data, _, _ = ws.recv_frame()
             code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
             check(op == 8 and code == 4100, "close_answered", f"opcode {op}, payload {data!r}")
         except (EOFError, OSError) as e:
