@@ -282,6 +282,14 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
             procs.append(Proc("client", "heartbeat.gd", cli_cls, dict(extra)))
             tests.append(Test(f"heartbeat[{label}]", procs,
                               hook=(lambda p: lambda ctx: heartbeat_hook(ctx, p))(parts)))
+        # stall: the heartbeat of a side whose game stops reading for a while drops nobody. One
+        # stalling side per test: a side with a heartbeat of its own would (rightly) drop a
+        # peer that answers no ping for two intervals.
+        stall = "a" if srv_cls == RUST else "b" if cli_cls == RUST else ""
+        if stall:
+            tests.append(Test(f"stall[{label}]",
+                              [Proc("server", "stall.gd", srv_cls, {"parts": stall}),
+                               Proc("client", "stall.gd", cli_cls, {"parts": stall})]))
         # link_cut: the client in a network namespace behind a veth that drops every packet.
         if srv_cls == RUST:
             tests.append(Test(f"link_cut[{label}]",

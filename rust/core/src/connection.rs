@@ -107,6 +107,9 @@ pub struct Connection {
     in_bytes: AtomicUsize,
     in_count: AtomicUsize,
     in_paused: AtomicBool,
+    /// The reader paused for backpressure since the last heartbeat tick: a pong may be
+    /// waiting unread in our own socket, so a missing one proves nothing about the peer.
+    paused_since_tick: AtomicBool,
     /// Our close frame is queued for the writer (as opposed to a close the other side began).
     close_queued: AtomicBool,
     heartbeat: Option<Duration>,
@@ -161,6 +164,7 @@ impl Connection {
             in_bytes: AtomicUsize::new(0),
             in_count: AtomicUsize::new(0),
             in_paused: AtomicBool::new(false),
+            paused_since_tick: AtomicBool::new(false),
             in_wake: Notify::new(),
             silenced: AtomicBool::new(false),
             close_queued: AtomicBool::new(false),
@@ -343,6 +347,7 @@ impl Connection {
     async fn inbound_room(&self) {
         while self.inbound_full() {
             self.in_paused.store(true, Ordering::SeqCst);
+            self.paused_since_tick.store(true, Ordering::Release);
             if self.inbound_full() {
                 self.in_wake.notified().await;
             }
@@ -406,6 +411,14 @@ pub(crate) async fn run<S>(
             tokio::select! {
                 _ = cancel.cancelled() => break End::Cancelled,
                 _ = tick(&mut heartbeat), if linger.is_none() => {
+                    // Not reading (the game holds too many of this peer's packets), or not
+                    // for part of the last interval: the pong may be unread in our socket.
+                    // No verdict until the reader has run for a whole interval.
+                    let blind = conn.in_paused.load(Ordering::SeqCst)
+                        || conn.paused_since_tick.swap(false, Ordering::AcqRel);
+                    if blind && conn.ping_sent_us.load(Ordering::Acquire) != 0 {
+                        continue;
+                    }
                     // The previous ping is still unanswered: the peer (or the path) is dead.
                     if conn.ping_sent_us.load(Ordering::Acquire) != 0 {
                         break End::Closed;

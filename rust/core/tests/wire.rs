@@ -479,6 +479,61 @@ async fn heartbeat_drops_a_silent_peer_and_keeps_a_live_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_does_not_drop_a_peer_while_this_side_is_not_reading() {
+    // The game stops taking packets for a while (a long frame, a level load). The reader then
+    // pauses (backpressure) and cannot see the peer's pongs: that is no sign of a dead peer.
+    let every = Duration::from_millis(150);
+    let config = PeerConfig {
+        heartbeat_interval: Some(every),
+        max_queued_packets: 8,
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = start(config);
+    let mut ws = raw_client(port).await;
+    ws.next().await.unwrap().unwrap();
+    const N: u32 = 100;
+    for i in 0..N {
+        ws.feed(Message::binary(i.to_le_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+    ws.flush().await.unwrap();
+    // The peer stays alive: it keeps reading, so tungstenite answers every ping.
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
+    let (conn, packets, dropped) = tokio::task::spawn_blocking(move || {
+        let (conn, _) = connected(&rx);
+        std::thread::sleep(every * 7);
+        let (mut packets, mut dropped) = (0u32, false);
+        let end = Instant::now() + every * 4;
+        while let Ok(e) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            match e {
+                Event::Packet(p) => {
+                    assert_eq!(p.data(), packets.to_le_bytes());
+                    packets += 1;
+                }
+                Event::Disconnected { .. } => dropped = true,
+                _ => {}
+            }
+        }
+        (conn, packets, dropped)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !dropped,
+        "dropped after {packets} packets while the game held them"
+    );
+    assert_eq!(packets, N);
+    assert_eq!(conn.ready_state(), ReadyState::Open);
+    assert!(
+        conn.rtt().is_some(),
+        "no pong was seen after the reader resumed"
+    );
+    reader.abort();
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     use rwsmp_core::proxy::TrustedProxy;
     for (trusted, expected) in [
