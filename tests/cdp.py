@@ -141,7 +141,7 @@ class Page:
 class Chromium:
     """A headless Chromium process with a fresh profile; a context manager."""
 
-    def __init__(self, log_path: str, start_timeout: float = 40.0):
+    def __init__(self, log_path: str, start_timeout: float = 60.0):
         self.path = chromium_path()
         if self.path is None:
             raise ChromiumMissing(MISSING_MESSAGE)

@@ -40,8 +40,8 @@ func run() -> void:
 	flag("server_ready")
 
 	var connected := func() -> bool: return count("peer", "peer_connected") > 0 or _browser_gone()
-	# Chromium may take up to 2 x 40 s to start (tests/cdp.py); a failed start ends this early.
-	await wait_until(connected, 100.0, "the browser's connection")
+	# Chromium may take up to 2 x 60 s to start (tests/cdp.py); a failed start ends this early.
+	await wait_until(connected, 140.0, "the browser's connection")
 	if not check(count("peer", "peer_connected") == 1, "browser_connected",
 			"peer_connected %s (the python hook says why)" % [got("peer", "peer_connected")]):
 		await barrier("done", 20.0)
