@@ -671,8 +671,10 @@ async fn a_ping_flood_from_a_peer_that_does_not_read_gets_coalesced_pongs() {
 /// A server that sends its 101, the id, a message, a close frame and one more message in a
 /// single write: the client gets the id and the first message (the fence kept them away from
 /// tungstenite's handshake), answers the close, and drops what followed it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_reads_frames_sent_with_the_101_and_nothing_after_a_close() {
+/// A raw server for one client: answers the upgrade with a 101 followed, in the same write,
+/// by `after_101`, then returns everything the client sent until it closed the TCP connection
+/// (at most 5 s).
+async fn raw_server(after_101: Vec<u8>) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
     use tokio::io::AsyncWriteExt;
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -699,18 +701,19 @@ async fn client_reads_frames_sent_with_the_101_and_nothing_after_a_close() {
             derive_accept_key(key.as_bytes())
         )
         .into_bytes();
-        out.extend_from_slice(&[0x82, 4, 42, 0, 0, 0]); // Our id: 42.
-        out.extend_from_slice(b"\x81\x06before");
-        out.extend_from_slice(b"\x88\x05\x03\xe8bye"); // Close 1000 "bye".
-        out.extend_from_slice(b"\x82\x05after");
+        out.extend_from_slice(&after_101);
         s.write_all(&out).await.unwrap();
-        // The client answers the close with the same code and reason.
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
         answer
     });
+    (port, server)
+}
+
+/// What a client reports until its connection ends, as text (a panic on a failed connect).
+async fn client_events(port: u16) -> Vec<String> {
     let (ctx, crx) = crossbeam_channel::unbounded();
-    let _client = Client::connect(
+    let client = Client::connect(
         &rt(),
         WsUrl::parse(&format!("ws://127.0.0.1:{port}/")).unwrap(),
         PeerConfig::default(),
@@ -726,6 +729,7 @@ async fn client_reads_frames_sent_with_the_101_and_nothing_after_a_close() {
                 Event::CloseRequest { code, reason, .. } => {
                     seen.push(format!("close {code} {reason}"))
                 }
+                Event::Error { message } => seen.push(format!("error {message}")),
                 Event::Disconnected { .. } => return seen,
                 Event::ConnectFailed { reason } => panic!("{reason}"),
                 _ => {}
@@ -734,6 +738,42 @@ async fn client_reads_frames_sent_with_the_101_and_nothing_after_a_close() {
     })
     .await
     .unwrap();
+    drop(client);
+    events
+}
+
+/// The payloads of the masked frames a client wrote, unmasked: (opcode, payload).
+fn client_frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while wire.len() >= 6 {
+        assert_eq!(wire[1] & 0x80, 0x80, "an unmasked frame from the client");
+        let (len, hlen) = match wire[1] & 0x7f {
+            126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+            127 => panic!("a client frame of 64 KiB or more"),
+            n => (n as usize, 2),
+        };
+        let mask = [wire[hlen], wire[hlen + 1], wire[hlen + 2], wire[hlen + 3]];
+        let body = &wire[hlen + 4..hlen + 4 + len];
+        let payload = body
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        frames.push((wire[0] & 0x0f, payload));
+        wire = &wire[hlen + 4 + len..];
+    }
+    assert!(wire.is_empty(), "a partial frame: {wire:?}");
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reads_frames_sent_with_the_101_and_nothing_after_a_close() {
+    let mut reply = vec![0x82, 4, 42, 0, 0, 0]; // Our id: 42.
+    reply.extend_from_slice(b"\x81\x06before");
+    reply.extend_from_slice(b"\x88\x05\x03\xe8bye"); // Close 1000 "bye".
+    reply.extend_from_slice(b"\x82\x05after");
+    let (port, server) = raw_server(reply).await;
+    let events = client_events(port).await;
     assert_eq!(
         events,
         [
@@ -742,14 +782,51 @@ async fn client_reads_frames_sent_with_the_101_and_nothing_after_a_close() {
             "close 1000 bye".to_string()
         ]
     );
+    // The client answers the close with the same code and reason, masked.
     let answer = server.await.unwrap();
-    assert_eq!(answer.len(), 2 + 4 + 5, "{answer:?}"); // One masked close frame.
-    assert_eq!(answer[0], 0x88);
-    let mask = [answer[2], answer[3], answer[4], answer[5]];
-    let payload: Vec<u8> = answer[6..]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| b ^ mask[i % 4])
-        .collect();
-    assert_eq!(payload, b"\x03\xe8bye");
+    assert_eq!(answer.len(), 2 + 4 + 5, "{answer:?}");
+    assert_eq!(client_frames(&answer), [(8, b"\x03\xe8bye".to_vec())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_server_gets_the_right_close_code_and_nothing_reaches_the_game() {
+    let cases: [(&str, Vec<u8>, u16); 7] = [
+        (
+            "masked frame",
+            vec![0x82, 0x84, 1, 2, 3, 4, 9, 9, 9, 9],
+            1002,
+        ),
+        ("reserved opcode", vec![0x83, 0x00], 1002),
+        ("rsv1 without an extension", vec![0xc2, 0x01, 7], 1002),
+        ("fragmented ping", vec![0x09, 0x00], 1002),
+        ("invalid UTF-8", vec![0x81, 0x02, 0xc3, 0x28], 1007),
+        (
+            "2^63 bytes",
+            vec![0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0],
+            1009,
+        ),
+        (
+            "over inbound_buffer_size",
+            vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0],
+            1009,
+        ),
+    ];
+    for (what, frame, code) in cases {
+        let mut reply = vec![0x82, 4, 42, 0, 0, 0];
+        reply.extend_from_slice(&frame);
+        let (port, server) = raw_server(reply).await;
+        let events = client_events(port).await;
+        assert_eq!(events.len(), 2, "{what}: {events:?}");
+        assert_eq!(events[0], "connected 42", "{what}");
+        assert!(events[1].starts_with("error "), "{what}: {events:?}");
+        let frames = client_frames(&server.await.unwrap());
+        assert_eq!(frames.len(), 1, "{what}: {frames:?}");
+        assert_eq!(frames[0].0, 8, "{what}: not a close frame");
+        assert_eq!(
+            u16::from_be_bytes([frames[0].1[0], frames[0].1[1]]),
+            code,
+            "{what}: close {:?}",
+            String::from_utf8_lossy(&frames[0].1[2..])
+        );
+    }
 }
