@@ -673,8 +673,8 @@ async fn a_ping_flood_from_a_peer_that_does_not_read_gets_coalesced_pongs() {
 /// tungstenite's handshake), answers the close, and drops what followed it.
 /// A raw server for one client: answers the upgrade with a 101 followed, in the same write,
 /// by `after_101`, then returns everything the client sent until it closed the TCP connection
-/// (at most 5 s).
-async fn raw_server(after_101: Vec<u8>) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
+/// (at most 5 s) or, if not `reads`, holds the socket 30 s without reading.
+async fn raw_server(after_101: Vec<u8>, reads: bool) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
     use tokio::io::AsyncWriteExt;
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -703,6 +703,10 @@ async fn raw_server(after_101: Vec<u8>) -> (u16, tokio::task::JoinHandle<Vec<u8>
         .into_bytes();
         out.extend_from_slice(&after_101);
         s.write_all(&out).await.unwrap();
+        if !reads {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return Vec::new();
+        }
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
         answer
@@ -772,7 +776,7 @@ async fn client_reads_frames_sent_with_the_101_and_nothing_after_a_close() {
     reply.extend_from_slice(b"\x81\x06before");
     reply.extend_from_slice(b"\x88\x05\x03\xe8bye"); // Close 1000 "bye".
     reply.extend_from_slice(b"\x82\x05after");
-    let (port, server) = raw_server(reply).await;
+    let (port, server) = raw_server(reply, true).await;
     let events = client_events(port).await;
     assert_eq!(
         events,
@@ -814,7 +818,7 @@ async fn a_hostile_server_gets_the_right_close_code_and_nothing_reaches_the_game
     for (what, frame, code) in cases {
         let mut reply = vec![0x82, 4, 42, 0, 0, 0];
         reply.extend_from_slice(&frame);
-        let (port, server) = raw_server(reply).await;
+        let (port, server) = raw_server(reply, true).await;
         let events = client_events(port).await;
         assert_eq!(events.len(), 2, "{what}: {events:?}");
         assert_eq!(events[0], "connected 42", "{what}");
@@ -829,4 +833,50 @@ async fn a_hostile_server_gets_the_right_close_code_and_nothing_reaches_the_game
             String::from_utf8_lossy(&frames[0].1[2..])
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_reads_fills_the_queue_and_nothing_more() {
+    let (port, server) = raw_server(vec![0x82, 4, 42, 0, 0, 0], false).await;
+    let (ctx, crx) = crossbeam_channel::unbounded();
+    let client = Client::connect(
+        &rt(),
+        WsUrl::parse(&format!("ws://127.0.0.1:{port}/")).unwrap(),
+        PeerConfig::default(),
+        ctx,
+        None,
+    );
+    let (conn, _) = tokio::task::spawn_blocking(move || connected(&crx))
+        .await
+        .unwrap();
+    let payload = Bytes::from(vec![7u8; 16 * 1024]);
+    let (mut accepted, mut refused_in_a_row) = (0usize, 0usize);
+    let end = Instant::now() + Duration::from_secs(10);
+    // Until sending has been refused for half a second straight: the socket is full.
+    while refused_in_a_row < 50 && Instant::now() < end {
+        match conn.send(payload.clone(), false) {
+            Ok(()) => {
+                accepted += payload.len();
+                refused_in_a_row = 0;
+            }
+            Err(SendError::Full) => {
+                refused_in_a_row += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    assert_eq!(refused_in_a_row, 50, "sending never stayed refused");
+    // What was accepted is queued (within outbound_buffer_size) or in the kernel's buffers.
+    assert!(
+        conn.outbound_buffered() <= 65535,
+        "{}",
+        conn.outbound_buffered()
+    );
+    assert!(
+        accepted < 64 << 20,
+        "{accepted} bytes accepted by a server that never reads"
+    );
+    assert_eq!(conn.ready_state(), ReadyState::Open);
+    drop(client);
+    server.abort();
 }
