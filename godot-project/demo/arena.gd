@@ -99,7 +99,12 @@ func make_peer():
 		say("class %s is not available (is the rust_websocket addon built and imported?)"
 				% peer_class)
 		return null
-	return ClassDB.instantiate(peer_class)
+	var p = ClassDB.instantiate(peer_class)
+	if peer_class == RUST_CLASS:
+		# Not in the built-in peer: pings every second find dead peers within two seconds,
+		# and measure the round trip shown in the status line.
+		p.heartbeat_interval = 1.0
+	return p
 
 
 func host(port: int, bind: String = "*") -> void:
@@ -318,8 +323,12 @@ func _process(delta: float) -> void:
 		elif players.has(me) and not leaving:
 			submit_pos.rpc_id(1, my_pos)
 	if status != null:
-		status.text = "%s, peer %d, %d player(s)%s" % [peer_class, me, players.size(),
-				"" if players.has(me) else " (dedicated server)"]
+		var ping := ""
+		if peer_class == RUST_CLASS and not multiplayer.is_server():
+			var rtt: float = peer.get_peer_stats(1).get("rtt_ms", -1.0)
+			ping = ", ping %.1f ms" % rtt if rtt >= 0.0 else ""
+		status.text = "%s, peer %d, %d player(s)%s%s" % [peer_class, me, players.size(),
+				"" if players.has(me) else " (dedicated server)", ping]
 	queue_redraw()
 
 
