@@ -423,7 +423,7 @@ impl RustWebSocketMultiplayerPeer {
             godot_error!("send_bytes: text = true needs valid UTF-8 data");
             return Error::ERR_INVALID_DATA;
         }
-        let data = self.stage(data.as_slice());
+        let data = self.stage(data.as_slice(), id);
         self.send(id, data, text)
     }
 
@@ -814,11 +814,16 @@ impl RustWebSocketMultiplayerPeer {
         self.last_close = None;
     }
 
-    /// Copies an outgoing payload out of Godot's memory. Small payloads share arena chunks,
-    /// which saves a `malloc` on this thread and a cross-thread `free` on the runtime's for
-    /// each packet; a chunk is freed once every packet in it has been written.
-    fn stage(&mut self, data: &[u8]) -> Bytes {
-        if data.len() > SEND_ARENA / 4 {
+    /// Copies an outgoing payload for `target` out of Godot's memory. Small payloads share
+    /// arena chunks, which saves a `malloc` on this thread and a cross-thread `free` on the
+    /// runtime's for each packet; a chunk is freed once every packet in it has been written.
+    /// Only payloads every peer gets share chunks (a client's, whose one peer is the server,
+    /// and a server's broadcasts): a peer that stops reading then pins little more than its
+    /// own queued packets. Mixing one peer's packets with others' would let it pin a whole
+    /// chunk per queued packet.
+    fn stage(&mut self, data: &[u8], target: i32) -> Bytes {
+        let to_everyone = target <= 0 || self.is_client();
+        if !to_everyone || data.len() > SEND_ARENA / 4 {
             return Bytes::copy_from_slice(data);
         }
         if self.send_arena.capacity() - self.send_arena.len() < data.len() {
@@ -899,7 +904,7 @@ fn client_tls(options: &Gd<TlsOptions>) -> Result<ClientTls, String> {
 
 /// Size of one send arena chunk; payloads over a quarter of it get their own allocation.
 /// A chunk is freed once every packet in it is written; one peer object keeps at most one
-/// chunk with room in it.
+/// chunk with room in it (see `stage` for which payloads go there).
 const SEND_ARENA: usize = 256 * 1024;
 
 /// Monitor names, as registered under the category by add_performance_monitors().
@@ -1047,7 +1052,10 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
             Bytes::new()
         } else {
             // SAFETY: Godot guarantees `p_buffer_size` readable bytes at `p_buffer`.
-            self.stage(unsafe { std::slice::from_raw_parts(p_buffer.ptr(), len) })
+            self.stage(
+                unsafe { std::slice::from_raw_parts(p_buffer.ptr(), len) },
+                self.target_peer,
+            )
         };
         self.send(self.target_peer, data, false)
     }
