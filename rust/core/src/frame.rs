@@ -247,10 +247,11 @@ impl FrameReader {
                 }
             }
             OP_CONTINUATION | OP_TEXT | OP_BINARY => {
+                // Saturating: `len` comes off the wire and may be near 2^64.
                 let before = self.partial.as_ref().map_or(0, |p| p.data.len() as u64);
-                if before + len > self.max_message as u64 {
+                if before.saturating_add(len) > self.max_message as u64 {
                     return Err(FrameError::TooBig {
-                        size: before + len,
+                        size: before.saturating_add(len),
                         max: self.max_message,
                     });
                 }
@@ -536,6 +537,16 @@ mod tests {
             reader_with(&wire, 100, false).parse(),
             Err(FrameError::TooBig {
                 size: 120,
+                max: 100
+            })
+        ));
+        // A continuation claiming 2^64 - 1 bytes after a fragment: too big, not an overflow.
+        let mut wire = vec![0x02, 3, 1, 2, 3, 0x80, 127];
+        wire.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(
+            reader_with(&wire, 100, false).parse(),
+            Err(FrameError::TooBig {
+                size: u64::MAX,
                 max: 100
             })
         ));
