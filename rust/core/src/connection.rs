@@ -416,11 +416,11 @@ pub(crate) async fn run<S>(
                     // No verdict until the reader has run for a whole interval.
                     let blind = conn.in_paused.load(Ordering::SeqCst)
                         || conn.paused_since_tick.swap(false, Ordering::AcqRel);
-                    if blind && conn.ping_sent_us.load(Ordering::Acquire) != 0 {
-                        continue;
-                    }
-                    // The previous ping is still unanswered: the peer (or the path) is dead.
                     if conn.ping_sent_us.load(Ordering::Acquire) != 0 {
+                        if blind {
+                            continue;
+                        }
+                        // The previous ping is still unanswered: the peer (or the path) is dead.
                         break End::Closed;
                     }
                     // Outstanding from now, even if a full socket delays writing it.
