@@ -8,8 +8,9 @@ packets, echoes every server packet with a leading 0xEE and records everything u
 closes the connection; the hook polls `window.rwsmpResult` through the DevTools protocol and
 checks the id (against the one the server published), the bytes the page sent and received, and
 the close code. The server (browser.gd) checks the bytes it received from the browser, its
-peer id and the echoes. Without Chromium the test fails with "chromium not installed: apt-get
-install chromium" (the flag browser_failed lets the server stop waiting).
+peer id and the echoes. Chromium comes from tests/provision.py (run_tests.py provides it before
+the tests start); without one the test fails with "no chromium: <why>" (the flag browser_failed
+lets the server stop waiting).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 import time
 
 import cdp
+import provision
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "godot-project", "web")
@@ -71,6 +73,7 @@ def _put_value(ctx, key: str, value: int) -> None:
     os.replace(path + ".tmp.py", path)
 
 
+@provision.needs("chromium")
 def browser_hook(ctx) -> list:
     checks: list = []
 

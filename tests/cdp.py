@@ -7,7 +7,8 @@
         page.evaluate("document.title")
         page.console                         # console / exception / log lines seen so far
 
-Chromium is Debian's (`/usr/bin/chromium`, or `$CHROMIUM`), started as the machine's notes say
+Chromium is `$CHROMIUM`, the `chromium` on PATH, or Debian's unpacked into the private cache by
+tests/provision.py (nothing installed system-wide), started as the machine's notes say
 (root: --no-sandbox; no network beyond loopback: --disable-background-networking etc.) with a
 fresh profile in a temporary directory, and `--remote-debugging-port=0`: it picks a free port and
 writes it to DevToolsActivePort in the profile. It is started in a session of its own and, at
@@ -26,9 +27,11 @@ import subprocess
 import tempfile
 import time
 
+import provision
 import rawws
 
-MISSING_MESSAGE = "chromium not installed: apt-get install chromium"
+MISSING_MESSAGE = ("no chromium: {} (tests/provision.py provides Debian's privately with apt-get; "
+                   "or set $CHROMIUM to a Chromium binary)")
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,14 +49,12 @@ class CdpError(RuntimeError):
     pass
 
 
-def chromium_path() -> str | None:
-    env = os.environ.get("CHROMIUM")
-    if env:
-        return env if os.path.exists(env) else None
-    for cand in ("/usr/bin/chromium", shutil.which("chromium") or ""):
-        if cand and os.path.exists(cand):
-            return cand
-    return None
+def chromium_path() -> str:
+    """$CHROMIUM, the chromium on PATH, or the private copy; ChromiumMissing says why not."""
+    try:
+        return provision.path("chromium")
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        raise ChromiumMissing(MISSING_MESSAGE.format(e)) from e
 
 
 class _Ws(rawws.Client):
@@ -143,8 +144,6 @@ class Chromium:
 
     def __init__(self, log_path: str, start_timeout: float = 60.0):
         self.path = chromium_path()
-        if self.path is None:
-            raise ChromiumMissing(MISSING_MESSAGE)
         self.log_path = log_path
         self.start_timeout = start_timeout
         self.profile = tempfile.mkdtemp(prefix="rwsmp-chromium-")

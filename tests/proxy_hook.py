@@ -1,5 +1,6 @@
-"""Python side of tests/godot/proxy.gd: a real nginx (Debian's) as a WebSocket reverse proxy on
-127.0.0.1 in front of the Godot servers.
+"""Python side of tests/godot/proxy.gd: a real nginx as a WebSocket reverse proxy on 127.0.0.1 in
+front of the Godot servers. nginx is `$NGINX`, the `nginx` on PATH, or Debian's unpacked into the
+private cache by tests/provision.py (run_tests.py provides it before the tests start).
 
 nginx runs in the foreground with a configuration and prefix of its own in the test's sync
 directory (`nginx -c CONF -p PREFIX -g 'daemon off; pid ...; error_log stderr;'`), so nothing
@@ -12,35 +13,27 @@ of the system's nginx setup is used. Listeners (base port P of the test):
   P+9 -> P+3 (cidr)       X-Forwarded-For $proxy_add_x_forwarded_for
 
 The hook flags `proxy_ready` once every listener accepts connections (or `proxy_failed`, with a
-failed check saying why: "nginx not installed: apt-get install nginx" when there is none), and
+failed check saying why: "no nginx: <why>" when there is none), and
 stops nginx (SIGTERM to the process it started) once both Godot processes have exited.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
 
-MISSING_MESSAGE = "nginx not installed: apt-get install nginx"
+import provision
+
+MISSING_MESSAGE = ("no nginx: {} (tests/provision.py provides Debian's privately with apt-get; "
+                   "or set $NGINX to an nginx binary)")
 FIXED = '"203.0.113.7"'
 ADD = "$proxy_add_x_forwarded_for"
 # listen offset -> (upstream offset, X-Forwarded-For value)
 ROUTES = {5: (0, FIXED), 6: (1, FIXED), 7: (2, FIXED), 8: (0, ADD), 9: (3, ADD)}
-
-
-def nginx_path() -> str | None:
-    env = os.environ.get("NGINX")
-    if env:
-        return env if os.path.exists(env) else None
-    for cand in (shutil.which("nginx") or "", "/usr/sbin/nginx"):
-        if cand and os.path.exists(cand):
-            return cand
-    return None
 
 
 def nginx_config(prefix: str, port: int) -> str:
@@ -81,13 +74,15 @@ def _listening(port: int) -> bool:
         return False
 
 
+@provision.needs("nginx")
 def proxy_hook(ctx) -> list:
     checks: list = []
-    nginx = nginx_path()
-    if nginx is None:
+    try:
+        nginx = provision.path("nginx")
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
         ctx.flag("proxy_failed")
         ctx.barrier("done")
-        return [(False, "py.nginx", MISSING_MESSAGE)]
+        return [(False, "py.nginx", MISSING_MESSAGE.format(e))]
     prefix = os.path.join(ctx.dir, "nginx")
     os.makedirs(prefix, exist_ok=True)
     conf = os.path.join(prefix, "nginx.conf")

@@ -37,6 +37,7 @@ from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import godot_bin  # noqa: E402
+import provision  # noqa: E402
 from browser_hook import browser_hook  # noqa: E402
 from proxy_hook import proxy_hook  # noqa: E402
 from handshake_handler_hook import handshake_handler_hook  # noqa: E402
@@ -1381,6 +1382,7 @@ def main(argv: list[str]) -> int:
             tests = []
     if tests:
         print(f"# godot: {godot} ({godot_bin.godot_version(godot)})", flush=True)
+        provision.provide_for(t.hook for t in tests)  # Chromium, nginx... before the tests start
         try:
             for w in prepare_project(godot):
                 print(f"# warning: {w}", flush=True)
