@@ -27,7 +27,6 @@ Two kinds of private copy:
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import os
 import shutil
@@ -193,6 +192,7 @@ def _provide(prog: Program) -> str:
     wrapper = os.path.join(home, prog.name)
     if _works(prog, wrapper):
         return wrapper
+    import fcntl  # here: Windows has none, and needs $GODOT etc. anyway
     os.makedirs(home, exist_ok=True)
     with open(os.path.join(home, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one provisioning at a time; the others then find it
