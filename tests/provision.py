@@ -45,13 +45,13 @@ LIB_DIRS = [f"usr/lib/{MULTIARCH}", f"lib/{MULTIARCH}", f"usr/lib/{MULTIARCH}/pu
 @dataclass(frozen=True)
 class Program:
     name: str
-    env: str                  # environment variable naming a binary to use instead
+    env: str                   # environment variable naming a binary to use instead
     packages: tuple[str, ...]  # apt-get arguments; a pinned `pkg=version` gone from the suite
                                # falls back to the suite's current version
-    exe: str                  # the binary, relative to the unpacked root
-    check: tuple[str, ...]    # arguments with which it must exit 0
-    suite: str | None = None  # None: the machine's own release; else e.g. "sid"
-    on_path: bool = True      # whether a command of that name on $PATH is used
+    exe: str                   # the binary, relative to the unpacked root
+    check: tuple[str, ...]     # arguments with which it must exit 0
+    suite: str | None = None   # None: the machine's own release; else e.g. "sid"
+    on_path: bool = True       # whether a command of that name on $PATH is used
 
 
 PROGRAMS = {p.name: p for p in [
