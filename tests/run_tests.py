@@ -44,6 +44,7 @@ from handshake_handler_hook import handshake_handler_hook  # noqa: E402
 import hostile_hook  # noqa: E402
 import rawws  # noqa: E402
 import netem_hook  # noqa: E402
+from tls_certs import pki_hook  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = os.path.join(REPO, "godot-project")
@@ -235,6 +236,7 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
         ("handshake_timeout", "handshake.gd", handshake_hook),
         ("protocols", "protocols.gd", None),
         ("tls", "tls.gd", None),
+        ("tls_chain", "tls_chain.gd", pki_hook),
     ]
     for base_name, script, hook in scenarios:
         for label in peer_labels:
@@ -247,6 +249,9 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
                     t.stderr_expect += _rust_msg_expect("server", ["server_too_big"])
                 if cli_cls == RUST:
                     t.stderr_expect += _rust_msg_expect("client", ["client_too_big"])
+            if script == "tls_chain.gd" and cli_cls == RUST:
+                t.stderr_expect.append(StderrExpect(
+                    "client", "bundle_by_method", r"(?i)returns the first one 3 times"))
             if script == "tls.gd" and cli_cls == RUST:
                 t.stderr_expect += _rust_msg_expect("client", [
                     "tls_name_mismatch", "tls_untrusted", "tls_unsafe_wrong_chain",

@@ -8,9 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use crossbeam_channel::Receiver;
 use godot::classes::multiplayer_peer::{ConnectionStatus, TransferMode};
-use godot::classes::{
-    IMultiplayerPeerExtension, MultiplayerPeerExtension, Performance, TlsOptions,
-};
+use godot::classes::{IMultiplayerPeerExtension, MultiplayerPeerExtension, Performance};
 use godot::global::Error;
 use godot::meta::conv::RawPtr;
 use godot::prelude::*;
@@ -21,23 +19,15 @@ use rwsmp_core::connection::{Connection, SendError};
 use rwsmp_core::events::{Event, InboundPacket};
 use rwsmp_core::proxy::TrustedProxy;
 use rwsmp_core::server::{BindAddress, Server, StartError};
-use rwsmp_core::tls::{ClientTls, ServerTls};
 use rwsmp_core::url::WsUrl;
 use rwsmp_core::{runtime, Bytes};
 
 use crate::handshake::RustWebSocketHandshake;
+use crate::tls_options::{client_tls, default_client_tls, server_tls, OptTls};
 use crate::websocket_peer::{godot_ip_string, is_sendable_close_code, RustWebSocketPeer};
 
 /// Bytes of the built-in peer's protocol overhead that `get_max_packet_size` subtracts.
 const PROTO_SIZE: i32 = 9;
-
-/// `TLSOptions` argument that may be omitted (`null`): `#[opt]` needs an immutable default.
-#[derive(GodotConvert, Clone, Debug)]
-#[godot(transparent)]
-pub struct OptTls(Option<Gd<TlsOptions>>);
-
-// SAFETY: the only default value is `OptTls(None)`, which holds no object.
-unsafe impl godot::meta::GodotImmutable for OptTls {}
 
 #[derive(Default)]
 enum Mode {
@@ -273,6 +263,13 @@ impl RustWebSocketMultiplayerPeer {
                 Ok(tls) => Some(tls),
                 Err(why) => {
                     godot_error!("create_client: invalid tls_client_options: {why}");
+                    return Error::ERR_INVALID_PARAMETER;
+                }
+            },
+            None if parsed.secure => match default_client_tls() {
+                Ok(tls) => tls,
+                Err(why) => {
+                    godot_error!("create_client: {why}");
                     return Error::ERR_INVALID_PARAMETER;
                 }
             },
@@ -874,32 +871,6 @@ impl RustWebSocketMultiplayerPeer {
         }
         Error::OK
     }
-}
-
-/// `TLSOptions.server(key, certificate)` as the core's TLS server config (PEM in between).
-fn server_tls(options: &Gd<TlsOptions>) -> Result<ServerTls, String> {
-    let mut key = options
-        .get_private_key()
-        .ok_or("TLSOptions.server() has no private key")?;
-    let mut cert = options
-        .get_own_certificate()
-        .ok_or("TLSOptions.server() has no certificate")?;
-    ServerTls::from_pem(
-        &key.save_to_string().to_string(),
-        &cert.save_to_string().to_string(),
-    )
-}
-
-/// `TLSOptions.client(...)` / `client_unsafe(...)` as the core's TLS client config.
-fn client_tls(options: &Gd<TlsOptions>) -> Result<ClientTls, String> {
-    let chain = options
-        .get_trusted_ca_chain()
-        .map(|mut chain| chain.save_to_string().to_string());
-    ClientTls::new(
-        chain.as_deref(),
-        &options.get_common_name_override().to_string(),
-        options.is_unsafe_client(),
-    )
 }
 
 /// Size of one send arena chunk; payloads over a quarter of it get their own allocation.

@@ -37,6 +37,8 @@
 //!   is always verified.
 //! - Expiry is always checked (the pinned certificate's own validity period included).
 
+mod capture;
+mod pem;
 mod stream;
 #[cfg(test)]
 mod test_certs;
@@ -50,11 +52,13 @@ use std::sync::{Arc, OnceLock};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::pki_types::{PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::{self, CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+pub use capture::ChainCapture;
 pub use stream::MaybeTls;
+pub use tokio_rustls::rustls::pki_types::CertificateDer;
 use verifier::{NameCheck, Trust, Verifier};
 
 /// The one crypto provider every config here is built with.
@@ -78,7 +82,7 @@ fn platform_roots() -> Arc<RootCertStore> {
 }
 
 fn parse_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+    let certs = CertificateDer::pem_slice_iter(pem::tidy(pem).as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{what} is not valid PEM: {e}"))?;
     if certs.is_empty() {
@@ -104,8 +108,15 @@ impl ServerTls {
     /// them) and a PEM certificate chain, the server's certificate first. Fails, with a reason
     /// meant for the developer, when either does not parse or the key does not match.
     pub fn from_pem(key_pem: &str, cert_chain_pem: &str) -> Result<ServerTls, String> {
-        let chain = parse_certs(cert_chain_pem, "the certificate")?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
+        Self::with_chain(key_pem, parse_certs(cert_chain_pem, "the certificate")?)
+    }
+
+    /// From a PEM private key and the certificate chain as DER (what [`ChainCapture`] reads).
+    pub fn with_chain(
+        key_pem: &str,
+        chain: Vec<CertificateDer<'static>>,
+    ) -> Result<ServerTls, String> {
+        let key = PrivateKeyDer::from_pem_slice(pem::tidy(key_pem).as_bytes()).map_err(|e| {
             format!("the private key is not a PEM private key (RSA, ECDSA or Ed25519): {e}")
         })?;
         let config = ServerConfig::builder_with_provider(provider())
