@@ -276,6 +276,11 @@ impl Connection {
         (self.created.elapsed().as_micros() as u64).max(1)
     }
 
+    /// The `outbound_buffer_size` this connection was made with: the most bytes it queues.
+    pub fn outbound_limit(&self) -> usize {
+        self.out_limit
+    }
+
     /// Whether a packet of `len` bytes fits the outbound limits now.
     pub fn has_room(&self, len: usize) -> bool {
         self.out_count.load(Ordering::Acquire) < self.max_queued
