@@ -217,7 +217,9 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
             # trusted_proxies behind a real nginx (tests/proxy_hook.py); clients of both classes.
             tests.append(Test("proxy[rust]", [Proc("server", "proxy.gd", cls),
                                               Proc("client", "proxy.gd", cls)],
-                              hook=proxy_hook, hook_party=True))
+                              hook=proxy_hook, hook_party=True, stderr_expect=[
+                                  StderrExpect("server", "cidr_typo",
+                                               r"host bits set; the network is 0\.0\.0\.0/0")]))
         t = Test(f"tls_local[{short}]", [Proc("main", "tls.gd", cls)])
         if cls == RUST:
             t.stderr_expect = _rust_msg_expect("main", [

@@ -15,16 +15,33 @@ use tokio::sync::oneshot;
 /// Largest HTTP request head accepted (request line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;
 
-/// What the game sees of a pending connection.
+/// A pending connection's HTTP request, parsed once: the upgrade checks, the proxy rules and
+/// the game's handshake handler all read this value.
 #[derive(Clone, Debug)]
 pub struct AdmissionRequest {
+    /// `GET` for a WebSocket upgrade.
+    pub method: String,
+    /// HTTP minor version (1 for HTTP/1.1).
+    pub version: u8,
     /// Path without the query, e.g. `/game`.
     pub path: String,
     /// Query string without `?`, e.g. `token=abc`.
     pub query: String,
-    /// Header names lowercased, in request order.
+    /// Header names lowercased, in request order; values decoded lossily (bytes that are not
+    /// UTF-8 become U+FFFD), the same for every reader.
     pub headers: Vec<(String, String)>,
+    /// The client: the TCP peer, or what a trusted proxy says (see `proxy`).
     pub remote: SocketAddr,
+}
+
+impl AdmissionRequest {
+    /// Every value of header `name` (lowercase), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The game's answer.
@@ -112,6 +129,8 @@ pub(crate) fn parse_head(head: &[u8], remote: SocketAddr) -> Result<AdmissionReq
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Ok(AdmissionRequest {
+        method: req.method.unwrap_or_default().to_string(),
+        version: req.version.unwrap_or(0),
         path: path.to_string(),
         query: query.to_string(),
         headers: req
@@ -130,29 +149,23 @@ pub(crate) fn parse_head(head: &[u8], remote: SocketAddr) -> Result<AdmissionReq
 
 /// An upgrade request that is not a WebSocket handshake: the HTTP answer RFC 6455 §4.2.2 asks
 /// for (400, or 426 with the version we speak), instead of a silently closed socket.
-pub(crate) fn check_upgrade(head: &[u8]) -> Result<(), (u16, &'static str, &'static str)> {
-    let mut headers = [httparse::EMPTY_HEADER; 96];
-    let mut req = httparse::Request::new(&mut headers);
-    let bad = Err((400, "Bad Request", ""));
-    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
-        return bad;
-    }
+pub(crate) fn check_upgrade(
+    req: &AdmissionRequest,
+) -> Result<(), (u16, &'static str, &'static str)> {
     let value = |name: &str| {
-        req.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+        req.header_values(name)
+            .map(str::to_ascii_lowercase)
             .collect::<Vec<_>>()
             .join(",")
     };
     let has_token = |name: &str, token: &str| value(name).split(',').any(|t| t.trim() == token);
-    if req.method != Some("GET")
-        || req.version != Some(1)
+    if req.method != "GET"
+        || req.version != 1
         || !has_token("upgrade", "websocket")
         || !has_token("connection", "upgrade")
         || value("sec-websocket-key").trim().is_empty()
     {
-        return bad;
+        return Err((400, "Bad Request", ""));
     }
     if value("sec-websocket-version").trim() != "13" {
         return Err((426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n"));
@@ -206,9 +219,11 @@ mod tests {
     #[test]
     fn upgrade_checks() {
         let ok = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        assert_eq!(check_upgrade(ok), Ok(()));
+        let check =
+            |head: &[u8]| check_upgrade(&parse_head(head, "127.0.0.1:5".parse().unwrap()).unwrap());
+        assert_eq!(check(ok), Ok(()));
         let text = String::from_utf8_lossy(ok);
-        let status = |t: String| check_upgrade(t.as_bytes()).unwrap_err().0;
+        let status = |t: String| check(t.as_bytes()).unwrap_err().0;
         assert_eq!(status(text.replace("Version: 13", "Version: 8")), 426);
         assert_eq!(status(text.replace("GET", "POST")), 400);
         assert_eq!(status(text.replace("HTTP/1.1", "HTTP/1.0")), 400);

@@ -11,21 +11,57 @@ pub struct TrustedProxy {
 }
 
 impl TrustedProxy {
-    /// Parses `addr` or `addr/prefix`; `None` if malformed.
-    pub fn parse(s: &str) -> Option<TrustedProxy> {
+    /// Parses `addr` or `addr/prefix`. A range with host bits set (`10.9.9.9/0`) is refused
+    /// rather than read as its network: such a typo would trust far more than was meant.
+    pub fn parse(s: &str) -> Result<TrustedProxy, String> {
         let s = s.trim();
+        let malformed = || format!("'{s}' is not an IP address or a CIDR range");
         let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p.parse::<u8>().ok()?)),
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| malformed())?)),
             None => (s, None),
         };
         let net: IpAddr = addr
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse()
-            .ok()?;
+            .map_err(|_| malformed())?;
         let max = if net.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(TrustedProxy { net, prefix })
+        if prefix > max {
+            return Err(format!("'{s}': a prefix is at most /{max}"));
+        }
+        let proxy = TrustedProxy { net, prefix };
+        let network = proxy.network();
+        if network != net {
+            return Err(format!(
+                "'{s}' has host bits set; the network is {network}/{prefix} (write that if it \
+                 is meant: it trusts {} addresses)",
+                if prefix == 0 {
+                    "all".to_string()
+                } else {
+                    format!("2^{}", max - prefix)
+                }
+            ));
+        }
+        Ok(proxy)
+    }
+
+    /// The range's first address (host bits cleared).
+    fn network(&self) -> IpAddr {
+        match self.net {
+            IpAddr::V4(n) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(n) & mask).into())
+            }
+            IpAddr::V6(n) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(n) & mask).into())
+            }
+        }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -106,8 +142,23 @@ mod tests {
         assert!(t("10.0.0.0/8").contains("::ffff:10.1.1.1".parse().unwrap()));
         assert!(t("fd00::/8").contains("fd12::1".parse().unwrap()));
         assert!(!t("fd00::/8").contains("fe80::1".parse().unwrap()));
-        assert_eq!(TrustedProxy::parse("10.0.0.0/33"), None);
-        assert_eq!(TrustedProxy::parse("nope"), None);
+        assert!(TrustedProxy::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxy::parse("nope").is_err());
+        assert!(TrustedProxy::parse("10.0.0.0/x").is_err());
+        assert!(t("0.0.0.0/0").contains("8.8.8.8".parse().unwrap()));
+        assert!(t("::/0").contains("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn host_bits_are_refused_naming_the_network() {
+        let err = TrustedProxy::parse("10.9.9.9/0").unwrap_err();
+        assert!(err.contains("0.0.0.0/0") && err.contains("all"), "{err}");
+        let err = TrustedProxy::parse("192.168.1.77/24").unwrap_err();
+        assert!(err.contains("192.168.1.0/24"), "{err}");
+        let err = TrustedProxy::parse("fd00::1/8").unwrap_err();
+        assert!(err.contains("fd00::/8"), "{err}");
+        assert!(TrustedProxy::parse("192.168.1.0/24").is_ok());
+        assert!(TrustedProxy::parse("10.9.9.9/32").is_ok());
     }
 
     #[test]
@@ -121,6 +172,8 @@ mod tests {
         assert_eq!(ip(&["1.2.3.4", "203.0.113.7"]), "203.0.113.7");
         assert_eq!(ip(&[]), "127.0.0.1");
         assert_eq!(ip(&["garbage"]), "127.0.0.1");
+        // Bytes a client forged to the left (decoded lossily) are never reached.
+        assert_eq!(ip(&["6.6.6.6\u{FFFD}, 203.0.113.9"]), "203.0.113.9");
         assert_eq!(
             client_address(proxy, &["203.0.113.7"], &[])
                 .ip()

@@ -360,28 +360,21 @@ async fn serve(
             }
             Err(admission::HeadError::Closed) => return None,
         };
-        if let Err((status, reason, extra)) = admission::check_upgrade(&head) {
+        // One parse of the request: the upgrade checks, the client's address and the
+        // game's handshake handler all read it.
+        let Ok(mut request) = admission::parse_head(&head, remote) else {
+            admission::write_rejection(&mut stream, 400, "Bad Request").await;
+            return None;
+        };
+        if let Err((status, reason, extra)) = admission::check_upgrade(&request) {
             admission::write_response(&mut stream, status, reason, extra).await;
             return None;
         }
+        let forwarded: Vec<&str> = request.header_values("x-forwarded-for").collect();
+        client = client_address(remote, &forwarded, &config.trusted_proxies);
+        request.remote = client;
         // With an admission handler, the game sees the request before the upgrade.
         if shared.ask.load(Ordering::Acquire) {
-            let request = match admission::parse_head(&head, remote) {
-                Ok(mut request) => {
-                    let forwarded: Vec<&str> = request
-                        .headers
-                        .iter()
-                        .filter(|(k, _)| k == "x-forwarded-for")
-                        .map(|(_, v)| v.as_str())
-                        .collect();
-                    request.remote = client_address(remote, &forwarded, &config.trusted_proxies);
-                    request
-                }
-                Err(_) => {
-                    admission::write_rejection(&mut stream, 400, "Bad Request").await;
-                    return None;
-                }
-            };
             let (ticket, answer) = admission::AdmissionTicket::new();
             shared
                 .events
@@ -407,13 +400,6 @@ async fn serve(
         // tungstenite fixes the callback's signature, large error type included.
         #[allow(clippy::result_large_err)]
         let callback = |req: &Request, mut resp: Response| {
-            let forwarded: Vec<&str> = req
-                .headers()
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            client = client_address(remote, &forwarded, &config.trusted_proxies);
             let host = req
                 .headers()
                 .get("host")

@@ -15,7 +15,7 @@ use godot::prelude::*;
 use rwsmp_core::admission::{reason_phrase, Admission, AdmissionRequest, AdmissionTicket};
 use rwsmp_core::client::Client;
 use rwsmp_core::config::{parse_header_lines, PeerConfig};
-use rwsmp_core::connection::{Connection, SendError};
+use rwsmp_core::connection::Connection;
 use rwsmp_core::events::{Event, InboundPacket};
 use rwsmp_core::proxy::TrustedProxy;
 use rwsmp_core::server::{BindAddress, Server, StartError};
@@ -23,6 +23,7 @@ use rwsmp_core::url::WsUrl;
 use rwsmp_core::{runtime, Bytes};
 
 use crate::handshake::RustWebSocketHandshake;
+use crate::send;
 use crate::tls_options::{client_tls, default_client_tls, server_tls, OptTls};
 use crate::websocket_peer::{godot_ip_string, is_sendable_close_code, RustWebSocketPeer};
 
@@ -49,6 +50,8 @@ enum Action {
     CloseRequest(i32, i32, String),
     Admission(AdmissionRequest, AdmissionTicket),
     ConnectFailed,
+    /// Raw mode: a message from this peer is in `incoming`.
+    DataReceived(i32),
 }
 
 /// A drop-in replacement for Godot's [WebSocketMultiplayerPeer] whose networking runs on a
@@ -138,6 +141,8 @@ pub struct RustWebSocketMultiplayerPeer {
     epoch: u64,
     /// Whether the last packet returned by get_packet was a text frame.
     current_was_text: bool,
+    /// The current session runs without the Godot protocol (`godot_protocol` when create_* ran).
+    raw_session: bool,
     /// Traffic of peers already gone, for get_stats().
     closed_totals: rwsmp_core::connection::ConnectionStats,
     /// Client: close code and reason of the connection to the server, once it ended.
@@ -345,6 +350,25 @@ impl RustWebSocketMultiplayerPeer {
     /// `peer_disconnected` follows once the connection is down.
     #[signal]
     fn client_close_request(id: i64, code: i64, reason: GString);
+
+    /// Raw mode only ([member godot_protocol] off), as Godot 3's `WebSocketServer` had it: a
+    /// message from peer `id` (a client's id on the server, 1 on a
+    /// client) has arrived and can be read with [method PacketPeer.get_packet]. Emitted once per
+    /// message, in [method MultiplayerPeer.poll], after every message that poll received is
+    /// readable, so the front packet may be an earlier one the game has not read yet
+    /// ([method MultiplayerPeer.get_packet_peer] names its sender). Never emitted with the
+    /// Godot protocol, where SceneMultiplayer reads the packets.
+    #[signal]
+    fn data_received(id: i64);
+
+    /// Godot 3 `WebSocketServer.stop()`: an alias of [method MultiplayerPeer.close]. It stops
+    /// listening and drops every connection at once, without close frames or signals
+    /// (`disconnect_peer_with_code` first for a close the clients can read); status becomes
+    /// DISCONNECTED. On a client it is [method MultiplayerPeer.close] as well.
+    #[func]
+    fn stop(&mut self) {
+        IMultiplayerPeerExtension::close(self);
+    }
 
     /// Closes the connection to peer `id` after the packets already queued, with a close
     /// `code` (1000-1003, 1007-1014, 3000-4999) and `reason` the other side can read.
@@ -662,8 +686,8 @@ impl RustWebSocketMultiplayerPeer {
                 .as_slice()
                 .iter()
                 .map(|p| {
-                    TrustedProxy::parse(&p.to_string()).ok_or_else(|| {
-                        godot_error!("{what}: invalid trusted_proxies entry '{p}' (use an IP address or a CIDR range)");
+                    TrustedProxy::parse(&p.to_string()).map_err(|why| {
+                        godot_error!("{what}: invalid trusted_proxies entry: {why}");
                         Error::ERR_INVALID_PARAMETER
                     })
                 })
@@ -707,6 +731,9 @@ impl RustWebSocketMultiplayerPeer {
             match event {
                 Event::Packet(packet) => {
                     if self.peers.contains_key(&packet.from()) {
+                        if self.raw_session {
+                            actions.push(Action::DataReceived(packet.from()));
+                        }
                         self.incoming.push_back(packet);
                     }
                 }
@@ -809,6 +836,7 @@ impl RustWebSocketMultiplayerPeer {
         self.reset();
         self.closed_totals = Default::default();
         self.last_close = None;
+        self.raw_session = !self.godot_protocol;
     }
 
     /// Copies an outgoing payload for `target` out of Godot's memory. Small payloads share
@@ -832,22 +860,18 @@ impl RustWebSocketMultiplayerPeer {
 
     fn send(&mut self, target: i32, data: Bytes, text: bool) -> Error {
         let limit = usize::try_from(self.outbound_buffer_size).unwrap_or(0);
-        if data.len() > limit {
-            godot_error!(
-                "put_packet: packet of {} bytes exceeds outbound_buffer_size ({limit})",
-                data.len()
-            );
-            return Error::ERR_OUT_OF_MEMORY;
+        if let Err(e) = send::check_size(data.len(), limit, "put_packet") {
+            return e;
         }
         if self.is_client() {
             return match self.peers.get(&1) {
-                Some(entry) => queue(&entry.conn, data, text),
+                Some(entry) => send::queue(&entry.conn, data, text, "put_packet"),
                 None => Error::ERR_UNCONFIGURED,
             };
         }
         if target > 0 {
             return match self.peers.get(&target) {
-                Some(entry) => queue(&entry.conn, data, text),
+                Some(entry) => send::queue(&entry.conn, data, text, "put_packet"),
                 None => {
                     godot_error!("put_packet: peer {target} not found");
                     Error::ERR_INVALID_PARAMETER
@@ -891,21 +915,6 @@ const MONITORS: [&str; 7] = [
 
 fn put<V: ToGodot>(d: &mut VarDictionary, key: &str, value: V) {
     d.set(&key.to_variant(), &value.to_variant());
-}
-
-fn queue(conn: &Connection, data: Bytes, text: bool) -> Error {
-    match conn.send(data, text) {
-        Ok(()) => Error::OK,
-        Err(SendError::Full) => {
-            godot_error!(
-                "put_packet: outbound queue to peer {} is full ({} packets, {} bytes queued)",
-                conn.id(),
-                conn.outbound_queued(),
-                conn.outbound_buffered()
-            );
-            Error::ERR_OUT_OF_MEMORY
-        }
-    }
 }
 
 #[godot_api]
@@ -979,6 +988,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
                 }
                 Action::Admission(request, ticket) => self.admit(request, ticket),
                 Action::ConnectFailed => self.reset(),
+                Action::DataReceived(id) => self.emit("data_received", &[id.to_variant()]),
             }
         }
     }
