@@ -8,6 +8,7 @@ use godot::init::{gdextension, ExtensionLibrary, InitStage};
 
 mod handshake;
 mod multiplayer_peer;
+mod send;
 mod tls_options;
 mod version;
 mod websocket_peer;
