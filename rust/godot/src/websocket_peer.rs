@@ -2,17 +2,28 @@
 
 use std::sync::Arc;
 
+use godot::global::{var_to_bytes, var_to_bytes_with_objects, Error};
 use godot::prelude::*;
-use rwsmp_core::connection::Connection;
+use rwsmp_core::connection::{Connection, ReadyState};
+use rwsmp_core::Bytes;
+
+use crate::send;
 
 /// One WebSocket connection of a [RustWebSocketMultiplayerPeer], as returned by `get_peer(id)`.
 ///
-/// Mirrors the read-only accessors of Godot's `WebSocketPeer`, plus `close()`. It stays valid
-/// after the connection ends, so close codes can be read in `peer_disconnected` handlers.
+/// What Godot's `WebSocketPeer` offers for a connection of its `WebSocketMultiplayerPeer`: the
+/// accessors, `close()`, and sending to this one peer ([method send], [method send_text],
+/// [method put_packet], [method put_var]) with the same limits and errors as
+/// [method PacketPeer.put_packet] on the multiplayer peer. Reading stays with the multiplayer
+/// peer, as in the built-in (whose `poll()` takes every packet off its peers): the reading
+/// methods here find nothing. It stays valid after the connection ends, so close codes can
+/// be read in `peer_disconnected` handlers; sending then returns [constant FAILED].
 #[derive(GodotClass)]
 #[class(tool, no_init, base = RefCounted)]
 pub struct RustWebSocketPeer {
     conn: Arc<Connection>,
+    /// What the last [method get_packet] reported, for [method get_packet_error].
+    last_get_error: Error,
     base: Base<RefCounted>,
 }
 
@@ -30,9 +41,136 @@ impl RustWebSocketPeer {
     /// The connection is closed.
     #[constant]
     pub const STATE_CLOSED: i32 = 3;
+    /// [method send] sends a text frame (same value as `WebSocketPeer.WRITE_MODE_TEXT`).
+    #[constant]
+    pub const WRITE_MODE_TEXT: i32 = 0;
+    /// [method send] sends a binary frame, the default (same value as
+    /// `WebSocketPeer.WRITE_MODE_BINARY`).
+    #[constant]
+    pub const WRITE_MODE_BINARY: i32 = 1;
 
     pub(crate) fn new_gd(conn: Arc<Connection>) -> Gd<Self> {
-        Gd::from_init_fn(|base| Self { conn, base })
+        Gd::from_init_fn(|base| Self {
+            conn,
+            last_get_error: Error::OK,
+            base,
+        })
+    }
+
+    /// Sends `message` to this peer as one WebSocket message: a binary frame, or a text frame
+    /// with `write_mode` [constant WRITE_MODE_TEXT]. An empty array sends an empty message.
+    /// [constant OK] means it is queued and will be delivered in order, or the connection
+    /// closes and `peer_disconnected` reports it. Errors, as for the built-in's
+    /// `WebSocketPeer`: [constant FAILED] when the connection is not open (closing or closed;
+    /// also once the multiplayer peer was closed, where the built-in leaves the connection
+    /// open, unpolled, while a script holds its handle); [constant ERR_OUT_OF_MEMORY] when the
+    /// message is larger than `outbound_buffer_size`, or this peer's queue already holds
+    /// `max_queued_packets` messages or too many bytes (nothing is sent; retry later). Unlike
+    /// the built-in, which sends invalid UTF-8 in a text frame that the other side must reject,
+    /// a text message that is not valid UTF-8 returns [constant ERR_INVALID_DATA].
+    /// With the Godot protocol the other side's multiplayer peer receives the message as a
+    /// packet from this side, which its SceneMultiplayer will try to read as one of its own.
+    #[func]
+    fn send(&self, message: PackedByteArray, #[opt(default = 1)] write_mode: i32) -> Error {
+        let text = write_mode == Self::WRITE_MODE_TEXT;
+        let open = self.conn.ready_state() == ReadyState::Open;
+        if open && text && std::str::from_utf8(message.as_slice()).is_err() {
+            godot_error!("RustWebSocketPeer.send: WRITE_MODE_TEXT needs valid UTF-8 data");
+            return Error::ERR_INVALID_DATA;
+        }
+        self.send_message("send", message.as_slice(), text)
+    }
+
+    /// Sends `text` (as UTF-8) in a text frame; [method send] tells the errors.
+    #[func]
+    fn send_text(&self, text: GString) -> Error {
+        self.send_message("send_text", text.to_string().as_bytes(), true)
+    }
+
+    /// Sends `buffer` in a binary frame; [method send] tells the errors. As for every
+    /// `PacketPeer`, an empty array returns [constant OK] and sends nothing (use [method send]
+    /// for an empty message).
+    #[func]
+    fn put_packet(&self, buffer: PackedByteArray) -> Error {
+        if buffer.is_empty() {
+            return Error::OK;
+        }
+        self.send_message("put_packet", buffer.as_slice(), false)
+    }
+
+    /// Sends `var` encoded as [method @GlobalScope.var_to_bytes] does (with `full_objects`,
+    /// as [method @GlobalScope.var_to_bytes_with_objects]: objects with their scripts, which is
+    /// unsafe to decode from an untrusted peer) in a binary frame; [method send] tells the
+    /// errors.
+    #[func]
+    fn put_var(&self, var: Variant, #[opt(default = false)] full_objects: bool) -> Error {
+        let bytes = if full_objects {
+            var_to_bytes_with_objects(&var)
+        } else {
+            var_to_bytes(&var)
+        };
+        if bytes.is_empty() {
+            return Error::OK;
+        }
+        self.send_message("put_var", bytes.as_slice(), false)
+    }
+
+    /// Always 0: the multiplayer peer takes every packet off this connection when it polls,
+    /// as the built-in does. Read them with [method PacketPeer.get_packet] on the multiplayer
+    /// peer ([method MultiplayerPeer.get_packet_peer] tells the sender).
+    #[func]
+    fn get_available_packet_count(&self) -> i32 {
+        0
+    }
+
+    /// Always an empty array: packets are read through the multiplayer peer (see
+    /// [method get_available_packet_count]). [method get_packet_error] then says
+    /// [constant ERR_UNAVAILABLE] while the connection is open, [constant FAILED] once it is
+    /// not, as with the built-in.
+    #[func]
+    fn get_packet(&mut self) -> PackedByteArray {
+        self.last_get_error = if self.conn.ready_state() == ReadyState::Open {
+            Error::ERR_UNAVAILABLE
+        } else {
+            godot_error!(
+                "RustWebSocketPeer.get_packet: the connection to peer {} is not open",
+                self.conn.id()
+            );
+            Error::FAILED
+        };
+        PackedByteArray::new()
+    }
+
+    /// What the last [method get_packet] call reported ([constant OK] before any).
+    #[func]
+    fn get_packet_error(&self) -> Error {
+        self.last_get_error
+    }
+
+    /// Always null, with an error message: there is never a packet to decode here, packets
+    /// are read through the multiplayer peer (see [method get_available_packet_count]).
+    /// `allow_objects` is accepted for compatibility.
+    #[func]
+    fn get_var(&self, #[opt(default = false)] allow_objects: bool) -> Variant {
+        let _ = allow_objects;
+        godot_error!(
+            "RustWebSocketPeer.get_var: no packet: packets from peer {} are read through the multiplayer peer",
+            self.conn.id()
+        );
+        Variant::nil()
+    }
+
+    /// Accepted for compatibility with `WebSocketPeer`. TCP_NODELAY (Nagle's algorithm off) is
+    /// always on for every connection of this addon, as the built-in turns it on for every
+    /// connection it makes or accepts: small packets go out at once. `false` is not supported:
+    /// it prints a warning and changes nothing.
+    #[func]
+    fn set_no_delay(&self, enabled: bool) {
+        if !enabled {
+            godot_warn!(
+                "RustWebSocketPeer.set_no_delay(false): TCP_NODELAY stays on (not supported)"
+            );
+        }
     }
 
     /// The connection's state, one of the `STATE_*` constants (same values as `WebSocketPeer.State`).
@@ -104,6 +242,39 @@ impl RustWebSocketPeer {
                 "RustWebSocketPeer.close: invalid close code {code} (use 1000-1003, 1007-1014 or 3000-4999)"
             ),
         }
+    }
+}
+
+impl RustWebSocketPeer {
+    /// Whether the connection is open; prints why not, naming the method `what`.
+    fn is_open(&self, what: &str) -> bool {
+        let state = self.conn.ready_state();
+        if state == ReadyState::Open {
+            return true;
+        }
+        let why = if state == ReadyState::Closing {
+            "closing"
+        } else {
+            "closed"
+        };
+        godot_error!(
+            "RustWebSocketPeer.{what}: the connection to peer {} is {why}",
+            self.conn.id()
+        );
+        false
+    }
+
+    /// The send path of every sending method: the built-in's checks in its order (open, then
+    /// the limits), then the queue `put_packet` uses.
+    fn send_message(&self, what: &str, data: &[u8], text: bool) -> Error {
+        if !self.is_open(what) {
+            return Error::FAILED;
+        }
+        let what = format!("RustWebSocketPeer.{what}");
+        if let Err(e) = send::check_size(data.len(), self.conn.outbound_limit(), &what) {
+            return e;
+        }
+        send::queue(&self.conn, Bytes::copy_from_slice(data), text, &what)
     }
 }
 
