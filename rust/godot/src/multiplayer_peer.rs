@@ -352,10 +352,10 @@ impl RustWebSocketMultiplayerPeer {
     fn client_close_request(id: i64, code: i64, reason: GString);
 
     /// Raw mode only ([member godot_protocol] off), as Godot 3's `WebSocketServer` had it: a
-    /// message from peer `id` (a client's id on the server, 1 on a
-    /// client) has arrived and can be read with [method PacketPeer.get_packet]. Emitted once per
-    /// message, in [method MultiplayerPeer.poll], after every message that poll received is
-    /// readable, so the front packet may be an earlier one the game has not read yet
+    /// message from peer `id` (a client's id on the server, 1 on a client) has arrived and
+    /// can be read with [method PacketPeer.get_packet]. Emitted once per message, in
+    /// [method MultiplayerPeer.poll], once every message that poll received is readable, so
+    /// the front packet may be an earlier one the game has not read yet
     /// ([method MultiplayerPeer.get_packet_peer] names its sender). Never emitted with the
     /// Godot protocol, where SceneMultiplayer reads the packets.
     #[signal]
