@@ -4,10 +4,26 @@
 ##            (server side: the client's ephemeral port = get_peer_port(id); client side: the
 ##            server port), get_requested_url() (client: the URL given; server: ws:// + Host
 ##            header + path), get_selected_protocol() "", get_close_code() -1 while open,
-##            get_current_outbound_buffered_amount() an int >= 0
+##            get_current_outbound_buffered_amount() an int >= 0; reading on the handle finds
+##            nothing (the multiplayer peer takes every packet when it polls): get_packet_error()
+##            0 before any read, get_available_packet_count() 0, get_packet() [] then
+##            get_packet_error() 2 ERR_UNAVAILABLE, get_var() null; set_no_delay(true) accepted;
+##            WRITE_MODE_TEXT 0 / WRITE_MODE_BINARY 1
+##   send     the server sends to A and B through get_peer(id), then A and B to the server
+##            through get_peer(1), one message at a time (each acknowledged before the next, as
+##            the built-in's was_string_packet() describes the last message its poll took):
+##            put_packet, send_text, send (default: binary), send(.., WRITE_MODE_TEXT),
+##            send(.., WRITE_MODE_BINARY), put_var(1.5), then a 65536-byte put_packet, send,
+##            send_text and put_var -> 6 ERR_OUT_OF_MEMORY each and nothing delivered, then one
+##            more put_packet. Every message starts with SceneMultiplayer's raw command byte, so
+##            the receiving SceneMultiplayer emits peer_packet(sender, rest): exact bytes, sender,
+##            and get_peer(sender).was_string_packet() true for the text ones only. With the
+##            Godot protocol the rust class emits no data_received.
 ##   step1    the server calls get_peer(A).close(4001, "bye") -> client A, in its
 ##            peer_disconnected(1) handler: get_peer(1).get_close_code() 4001,
-##            get_close_reason() "bye"
+##            get_close_reason() "bye". Right after the close() call, and on every handle of a
+##            closed connection below: put_packet, send, send_text, put_var -> 1 FAILED,
+##            get_packet() then get_packet_error() 1 FAILED, get_available_packet_count() 0
 ##   step2    client B calls get_peer(1).close(4002, "client bye") -> the server sees 4002 /
 ##            "client bye" for B when its peer_disconnected(B) is emitted (and B reads its own
 ##            4002 / "client bye" in its handler)
@@ -23,6 +39,28 @@ extends "res://tests/lib/base.gd"
 var seen: Dictionary = {}
 ## key -> the handle kept from get_peer(..) while open
 var kept: Dictionary = {}
+## key -> Array of [sender, payload, get_peer(sender).was_string_packet()] from SceneMultiplayer's
+## peer_packet (key: "A" / "B" on the client side, "srv:<id>" on the server)
+var rx: Dictionary = {}
+## data_received(id) emissions of the rust class (never in Godot-protocol mode)
+var data_received: Array = []
+
+const FAILED_ := 1
+## SceneMultiplayer's NETWORK_COMMAND_RAW: a packet starting with it is emitted as
+## peer_packet(sender, the rest).
+const RAW_CMD := 3
+## put_var's value: var_to_bytes(1.5) starts with the FLOAT type, 3, the raw command.
+const VAR := 1.5
+## The messages of step "send": [name, tag, arrives as text].
+const SENDS := [
+	["put_packet", "put", false],
+	["send_text", "text", true],
+	["send", "send", false],
+	["send_write_mode_text", "send-text", true],
+	["send_write_mode_binary", "send-bin", false],
+	["put_var", "", false],
+	["put_packet_after_oom", "after-oom", false],
+]
 
 
 func run() -> void:
@@ -35,6 +73,104 @@ func run() -> void:
 func teardown() -> void:
 	kept.clear()
 	seen.clear()
+	rx.clear()
+
+
+func _on_data_received(id: int, who: String) -> void:
+	data_received.append([who, id])
+
+
+## SceneMultiplayer.peer_packet: records the payload and how the handle says it arrived.
+func _on_peer_packet(from: int, pkt: PackedByteArray, p: Object, key: String) -> void:
+	var h: Object = p.get_peer(from)
+	var k := key if key != "" else "srv:%d" % from
+	if not rx.has(k):
+		rx[k] = []
+	rx[k].append([from, pkt, h.was_string_packet() if h != null else null])
+
+
+## The bytes of SENDS message `tag` from/to `who`, behind the raw command byte.
+static func payload(tag: String, who: String) -> PackedByteArray:
+	var b := PackedByteArray([RAW_CMD])
+	b.append_array(("%s-%s" % [tag, who]).to_utf8_buffer())
+	return b
+
+
+## What the receiving SceneMultiplayer hands to peer_packet for SENDS[i].
+static func expected(i: int, who: String) -> PackedByteArray:
+	if SENDS[i][0] == "put_var":
+		return var_to_bytes(VAR).slice(1)
+	return payload(SENDS[i][1], who).slice(1)
+
+
+func send_one(ws: Object, i: int, who: String) -> int:
+	var b := payload(SENDS[i][1], who)
+	match SENDS[i][0]:
+		"send_text":
+			return ws.send_text(b.get_string_from_utf8())
+		"send":
+			return ws.send(b)
+		"send_write_mode_text":
+			return ws.send(b, 0)
+		"send_write_mode_binary":
+			return ws.send(b, 1)
+		"put_var":
+			return ws.put_var(VAR)
+	return ws.put_packet(b)
+
+
+## Sends SENDS on `ws` (a handle of this process) as `dir` `who`, each one acknowledged by the
+## receiving process before the next; the oversize sends come before the last message.
+func send_all(ws: Object, who: String, dir: String) -> void:
+	var name := "%s_%s" % [dir, who]
+	if not check(ws != null, name + "_handle", "get_peer returned null"):
+		return
+	for i in SENDS.size():
+		if SENDS[i][0] == "put_packet_after_oom":
+			var big := PackedByteArray()
+			big.resize(65536)
+			big.fill(97)
+			big[0] = RAW_CMD
+			expect_eq(ws.put_packet(big), ERR_OUT_OF_MEMORY, name + "_put_packet_65536")
+			expect_eq(ws.send(big), ERR_OUT_OF_MEMORY, name + "_send_65536")
+			expect_eq(ws.send_text(big.get_string_from_utf8()), ERR_OUT_OF_MEMORY,
+					name + "_send_text_65536")
+			expect_eq(ws.put_var(big), ERR_OUT_OF_MEMORY, name + "_put_var_65536")
+		expect_eq(send_one(ws, i, who), OK_, "%s_%s" % [name, SENDS[i][0]])
+		if await get_value("ack_%s_%d" % [name, i]) == null:
+			return
+
+
+## Receives SENDS from `want_from` (`dir` `who`) in `rx[key]`, acknowledging each.
+func receive_all(key: String, want_from: int, who: String, dir: String) -> void:
+	var name := "%s_%s" % [dir, who]
+	for i in SENDS.size():
+		var arrived := func() -> bool: return rx.get(key, []).size() > i
+		if not check(await wait_until(arrived, 5.0, "%s message %d" % [name, i]),
+				"%s_%s_arrived" % [name, SENDS[i][0]], "got %s" % [rx.get(key, [])]):
+			return
+		var r: Array = rx[key][i]
+		var n := "%s_%s" % [name, SENDS[i][0]]
+		expect_eq(r[0], want_from, n + "_sender")
+		expect_eq(r[1], expected(i, who), n + "_payload")
+		expect_eq(r[2], SENDS[i][2], n + "_was_string_packet")
+		put_value("ack_%s_%d" % [name, i], true)
+	await frames(3)
+	expect_eq(rx[key].size(), SENDS.size(), name + "_nothing_else")
+
+
+## A handle whose connection is closing or closed: sending fails with FAILED, reading too.
+func check_closed_handle(ws: Object, who: String) -> void:
+	if ws == null:
+		return
+	var b := payload("late", who)
+	expect_eq(ws.put_packet(b), FAILED_, who + "_put_packet_closed")
+	expect_eq(ws.send(b), FAILED_, who + "_send_closed")
+	expect_eq(ws.send_text("late"), FAILED_, who + "_send_text_closed")
+	expect_eq(ws.put_var(VAR), FAILED_, who + "_put_var_closed")
+	expect_eq(ws.get_available_packet_count(), 0, who + "_available_packet_count_closed")
+	expect_eq(ws.get_packet(), PackedByteArray(), who + "_get_packet_closed")
+	expect_eq(ws.get_packet_error(), FAILED_, who + "_get_packet_error_closed")
 
 
 ## Connected to a peer's peer_disconnected: reads get_peer(id) and the kept handle inside the
@@ -69,6 +205,17 @@ func check_open_handle(ws: Object, who: String, want_port: int, want_url: String
 	var amount: Variant = ws.get_current_outbound_buffered_amount()
 	check(typeof(amount) == TYPE_INT and amount >= 0, who + "_outbound_buffered_amount",
 			"got %s (type %d)" % [amount, typeof(amount)])
+	# Reading stays with the multiplayer peer: the handle never has a packet.
+	expect_eq(ws.get_packet_error(), OK_, who + "_get_packet_error_before_any")
+	expect_eq(ws.get_available_packet_count(), 0, who + "_available_packet_count")
+	expect_eq(ws.get_packet(), PackedByteArray(), who + "_get_packet_empty")
+	expect_eq(ws.get_packet_error(), ERR_UNAVAILABLE, who + "_get_packet_error_unavailable")
+	expect_eq(ws.get_var(), null, who + "_get_var_null")
+	ws.set_no_delay(true)
+	var cls := "WebSocketPeer" if is_builtin() else "RustWebSocketPeer"
+	expect_eq(ClassDB.class_get_integer_constant(cls, "WRITE_MODE_TEXT"), 0, who + "_write_mode_text")
+	expect_eq(ClassDB.class_get_integer_constant(cls, "WRITE_MODE_BINARY"), 1,
+			who + "_write_mode_binary")
 	info("%s: host %s port %d url %s buffered %s" % [who, ws.get_connected_host(),
 			ws.get_connected_port(), ws.get_requested_url(), amount])
 
@@ -80,6 +227,9 @@ func run_server() -> void:
 	expect_eq(p.create_server(port), OK_, "create_server")
 	mp.multiplayer_peer = p
 	p.peer_disconnected.connect(_record.bind(p, "srv"))
+	mp.peer_packet.connect(_on_peer_packet.bind(p, ""))
+	if p.has_signal("data_received"):
+		p.data_received.connect(_on_data_received.bind("srv"))
 	flag("server_ready")
 	var ids := {}
 	for n in ["A", "B"]:
@@ -106,12 +256,21 @@ func run_server() -> void:
 		ws = null
 	await barrier("open_checked")
 
+	# send: to A and B through get_peer(id), then from A and B through their get_peer(1).
+	check(var_to_bytes(VAR)[0] == RAW_CMD, "var_starts_with_raw_command", "%s" % var_to_bytes(VAR))
+	for n in ["A", "B"]:
+		await send_all(p.get_peer(ids[n]), n, "s2c")
+	for n in ["A", "B"]:
+		await receive_all("srv:%d" % ids[n], ids[n], n, "c2s")
+	await barrier("sent")
+
 	# step1: the server closes A with 4001 "bye".
 	var ws_a: Object = p.get_peer(ids["A"])
 	if ws_a != null:
 		ws_a.close(4001, "bye")
 		expect_in(ws_a.get_ready_state(), [2, 3], "srv_A_state_after_close_call")
 		info("server: A state right after close(): %d" % ws_a.get_ready_state())
+		check_closed_handle(ws_a, "srv_A_after_close_call")
 	ws_a = null
 	if check(await wait_until(func() -> bool: return got("peer", "peer_disconnected").has(ids["A"]),
 			5.0, "peer_disconnected(A)"), "srv_A_peer_disconnected", "events %s" % [events]):
@@ -151,8 +310,10 @@ func run_server() -> void:
 		expect_eq(k.get_close_code(), 4002, "srv_B_kept_close_code_after")
 		expect_eq(k.get_close_reason(), "client bye", "srv_B_kept_close_reason_after")
 		expect_eq(k.get_ready_state(), 3, "srv_B_kept_state_after")
+		check_closed_handle(k, "srv_B_kept")
 	await barrier("step2")
 	expect_eq(got("peer", "peer_disconnected").size(), 2, "srv_two_peer_disconnected")
+	expect_eq(data_received, [], "srv_no_data_received_with_godot_protocol")
 	await barrier("done", 15.0)
 
 
@@ -165,10 +326,13 @@ func run_client() -> void:
 		cs[n] = c
 		watch(c, "p" + n)
 		c.peer_disconnected.connect(_record.bind(c, n))
+		if c.has_signal("data_received"):
+			c.data_received.connect(_on_data_received.bind(n))
 		var u := url("/handle?x=1") if n == "A" else url()
 		expect_eq(c.create_client(u), OK_, "create_client_" + n)
 		var mp := attach_multiplayer(c, "/root/C" + n)
 		watch(mp, "mp" + n)
+		mp.peer_packet.connect(_on_peer_packet.bind(c, n))
 	var all_in := func() -> bool:
 		return count("mpA", "connected_to_server") == 1 and count("mpB", "connected_to_server") == 1
 	if not check(await wait_until(all_in, 5.0, "A and B connected"), "A_B_connected",
@@ -183,6 +347,13 @@ func run_client() -> void:
 		check_open_handle(ws, "cli_" + n, port, u)
 		kept["%s:1" % n] = ws
 	await barrier("open_checked")
+
+	# send: from the server through get_peer(id), then to it through get_peer(1).
+	for n in ["A", "B"]:
+		await receive_all(n, 1, n, "s2c")
+	for n in ["A", "B"]:
+		await send_all(cs[n].get_peer(1), n, "c2s")
+	await barrier("sent")
 
 	# step1: the server closes A with 4001 "bye".
 	var t_a := Time.get_ticks_msec()
@@ -212,6 +383,7 @@ func run_client() -> void:
 		expect_eq(k.get_close_code(), 4001, "A_kept_close_code_after")
 		expect_eq(k.get_close_reason(), "bye", "A_kept_close_reason_after")
 		expect_eq(k.get_ready_state(), 3, "A_kept_state_after")
+		check_closed_handle(k, "A_kept")
 	expect_eq(cs["B"].get_connection_status(), CONNECTED, "B_unaffected_by_A")
 	await barrier("step1")
 
@@ -240,7 +412,9 @@ func run_client() -> void:
 		expect_eq(k.get_close_code(), 4002, "B_kept_close_code")
 		expect_eq(k.get_close_reason(), "client bye", "B_kept_close_reason")
 		expect_eq(cs["B"].get_connection_status(), DISCONNECTED, "B_status_disconnected")
+		check_closed_handle(k, "B_kept")
 	await barrier("step2")
+	expect_eq(data_received, [], "cli_no_data_received_with_godot_protocol")
 
 	# step3: a Python server (run_tests.py peer_handle_hook) sends close 4003 "raw bye", reads
 	# the client's close reply and then keeps the TCP connection open without reading: the
