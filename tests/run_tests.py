@@ -796,6 +796,23 @@ def raw_mode_hook(ctx: Ctx) -> list:
         expect_frame(ws, "send_text_is_text_frame", 1, b"hi")
         expect_frame(ws, "put_packet_is_binary_frame", 2, RAW_BIN2)
         expect_frame(ws, "broadcast_send_text_is_text_frame", 1, b"all")
+        # get_peer(id) on the server: send_text, put_packet, send(.., WRITE_MODE_TEXT), send(..),
+        # send([]) (an empty message; put_packet([]) sends nothing), put_var(7), then 65535 bytes
+        # (the oversize sends before it returned ERR_OUT_OF_MEMORY and sent nothing), "h-last".
+        expect_frame(ws, "handle_send_text_is_text_frame", 1, b"h-text")
+        expect_frame(ws, "handle_put_packet_is_binary_frame", 2, RAW_BIN)
+        expect_frame(ws, "handle_send_write_mode_text_is_text_frame", 1, b"h-send-text")
+        expect_frame(ws, "handle_send_is_binary_frame", 2, RAW_BIN2)
+        expect_frame(ws, "handle_send_empty_is_empty_binary_frame", 2, b"")
+        expect_frame(ws, "handle_put_var_is_var_to_bytes", 2,
+                     (2).to_bytes(4, "little") + (7).to_bytes(4, "little"))
+        try:
+            op, data, _, _ = ws.recv_frame()
+            check(op == 2 and data == b"a" * 65535, "handle_put_packet_65535",
+                  f"opcode {op}, {len(data)} bytes {data[:20]!r}")
+        except (EOFError, OSError) as e:
+            check(False, "handle_put_packet_65535", f"no frame: {e}")
+        expect_frame(ws, "handle_last_text_frame", 1, b"h-last")
         ctx.barrier("godot_client_done")
         if not ctx.wait_flag("bar_godot_client_done.server", 20):
             return checks + [(False, "py.godot_client_done", "the server never got there")]

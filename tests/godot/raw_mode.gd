@@ -10,8 +10,23 @@
 ##            its own; packets both ways (binary and send_text, was_string_packet on each side);
 ##            send_text(0, "all") reaches both clients as text; get_peer_ids() is both ids,
 ##            sorted
+##            data_received(id) once per message on both (server: the raw client's 2, the Godot
+##            client's 2 + a burst of 5 + 2 through its get_peer(1); client: data_received(1)
+##            per message from the server), each emitted when the message is already readable
+##   handle   get_peer(raw id) sends to the raw client: send_text -> opcode 1, put_packet ->
+##            opcode 2, send(.., WRITE_MODE_TEXT) -> 1, send(..) -> 2, send([]) -> an empty
+##            binary message, put_packet([]) -> OK and nothing (PacketPeer), put_var(7) -> 2 with
+##            var_to_bytes(7); send(invalid UTF-8, TEXT) -> 30 ERR_INVALID_DATA; 65536 bytes
+##            through put_packet / send / send_text -> 6 each and nothing sent; 65535 bytes (once
+##            the queue is empty) -> OK; the raw client reads exactly these frames in order
+##            (raw_mode_hook). The Godot client's
+##            get_peer(1).send_text / send(.., BINARY) reach the server as text / binary.
 ##   close    the Python client closes with 4100 "raw done" -> client_close_request(id, 4100,
-##            "raw done"), peer_disconnected(id), client_disconnected(id, true)
+##            "raw done"), peer_disconnected(id), client_disconnected(id, true); its kept handle
+##            then: state 3, put_packet / send_text -> 1 FAILED, get_packet_error() 1
+##   stop     stop() (Godot 3's name, an alias of close()): is_listening() false,
+##            DISCONNECTED, no signal; the kept handle of the Godot client: state 3, send_text
+##            -> 1 FAILED; that client sees the server gone; a new client fails to connect
 ## Roles: server (one class alone, the rust class).
 extends "res://tests/lib/base.gd"
 
@@ -21,6 +36,11 @@ const BIN2 := [9, 8, 7, 6, 5, 4]
 
 ## Every signal of the server peer, in emission order: [name, args...].
 var siglog: Array = []
+## data_received: [who, id, packets readable at that moment]
+var received: Array = []
+
+const FAILED_ := 1
+const ERR_INVALID_DATA := 30
 
 
 func _on_pc(id: int) -> void:
@@ -41,6 +61,15 @@ func _on_cd(id: int, clean: bool) -> void:
 
 func _on_cr(id: int, code: int, reason: String) -> void:
 	siglog.append(["client_close_request", id, code, reason])
+
+
+func _on_dr(id: int, who: String, p: Object) -> void:
+	received.append([who, id, p.get_available_packet_count()])
+
+
+## data_received calls recorded for `who` from `id`.
+func dr_count(who: String, id: int) -> int:
+	return received.filter(func(e: Array) -> bool: return e[0] == who and e[1] == id).size()
 
 
 func ids_of(sig: String) -> Array:
@@ -71,6 +100,7 @@ func run() -> void:
 	s.client_connected.connect(_on_cc)
 	s.client_disconnected.connect(_on_cd)
 	s.client_close_request.connect(_on_cr)
+	s.data_received.connect(_on_dr.bind("srv", s))
 	expect_eq(s.create_server(port), OK_, "create_server")
 	polled.append(s)
 	flag("server_ready")
@@ -107,6 +137,7 @@ func run() -> void:
 	var c: Object = make_peer()
 	c.godot_protocol = false
 	watch(c, "cli")
+	c.data_received.connect(_on_dr.bind("cli", c))
 	expect_eq(c.create_client(url()), OK_, "godot_create_client")
 	polled.append(c)
 	if check(await wait_status(c, CONNECTED, 5.0), "godot_client_connected",
@@ -152,6 +183,64 @@ func run() -> void:
 			expect_eq(c2[2], true, "godot_client_text_was_string_packet")
 			expect_eq(c.get_peer(1).was_string_packet(), true,
 					"godot_client_text_peer_was_string_packet")
+		# The Godot client through its handle, then a burst of 5 read in one go.
+		var ch: Object = c.get_peer(1)
+		expect_eq(ch.send_text("handle-text"), OK_, "godot_handle_send_text")
+		var g3: Array = await next_packet(s, "handle text from the Godot client")
+		if check(not g3.is_empty(), "godot_handle_text_arrived", "nothing within 5 s"):
+			expect_eq(g3[0], gid, "godot_handle_text_source")
+			expect_eq(g3[1], "handle-text".to_utf8_buffer(), "godot_handle_text_payload")
+			expect_eq(g3[2], true, "godot_handle_text_was_string_packet")
+		expect_eq(ch.send(PackedByteArray(BIN), 1), OK_, "godot_handle_send_binary")
+		var g4: Array = await next_packet(s, "handle binary from the Godot client")
+		if check(not g4.is_empty(), "godot_handle_binary_arrived", "nothing within 5 s"):
+			expect_eq(g4[1], PackedByteArray(BIN), "godot_handle_binary_payload")
+			expect_eq(g4[2], false, "godot_handle_binary_was_string_packet")
+		for i in 5:
+			c.put_packet(PackedByteArray([i]))
+		var five := func() -> bool: return s.get_available_packet_count() >= 5
+		if check(await wait_until(five, 5.0, "the burst of 5"), "godot_burst_arrived",
+				"%d packets" % s.get_available_packet_count()):
+			expect_eq(drain(s), [[gid, PackedByteArray([0])],
+					[gid, PackedByteArray([1])], [gid, PackedByteArray([2])],
+					[gid, PackedByteArray([3])], [gid, PackedByteArray([4])]], "godot_burst_payloads")
+		# One data_received per message, each when the message was readable.
+		expect_eq(dr_count("srv", rid), 2, "data_received_raw_client_count")
+		expect_eq(dr_count("srv", gid), 9, "data_received_godot_client_count")
+		expect_eq(dr_count("cli", 1), 2, "data_received_on_client_count")
+		expect_eq(received.filter(func(e: Array) -> bool: return e[2] < 1), [],
+				"data_received_when_readable")
+		expect_eq(received.filter(func(e: Array) -> bool: return e[0] == "cli" and e[1] != 1), [],
+				"data_received_on_client_id_1")
+
+	# handle: get_peer(rid) sends to the raw client (raw_mode_hook reads the exact frames).
+	var h: Object = s.get_peer(rid)
+	expect_eq(h.send_text("h-text"), OK_, "handle_send_text")
+	expect_eq(h.put_packet(PackedByteArray(BIN)), OK_, "handle_put_packet")
+	expect_eq(h.send("h-send-text".to_utf8_buffer(), 0), OK_, "handle_send_write_mode_text")
+	expect_eq(h.send(PackedByteArray(BIN2)), OK_, "handle_send_default_binary")
+	expect_eq(h.send(PackedByteArray()), OK_, "handle_send_empty")
+	expect_eq(h.put_packet(PackedByteArray()), OK_, "handle_put_packet_empty_is_a_no_op")
+	expect_eq(h.put_var(7), OK_, "handle_put_var")
+	expect_eq(h.send(PackedByteArray([0xff, 0xfe]), 0), ERR_INVALID_DATA,
+			"handle_send_text_invalid_utf8")
+	var big := PackedByteArray()
+	big.resize(65536)
+	big.fill(97)
+	expect_eq(h.put_packet(big), ERR_OUT_OF_MEMORY, "handle_put_packet_65536")
+	expect_eq(h.send(big, 0), ERR_OUT_OF_MEMORY, "handle_send_65536")
+	expect_eq(h.send_text(big.get_string_from_ascii()), ERR_OUT_OF_MEMORY, "handle_send_text_65536")
+	# Exactly outbound_buffer_size fits once what was queued before has been written.
+	var flushed := func() -> bool: return h.get_current_outbound_buffered_amount() == 0
+	check(await wait_until(flushed, 5.0, "the raw client's queue to empty"), "handle_queue_flushed",
+			"%d bytes still queued" % h.get_current_outbound_buffered_amount())
+	big.resize(65535)
+	expect_eq(h.put_packet(big), OK_, "handle_put_packet_65535")
+	# Until those 65535 bytes are written the queue is full (ERR_OUT_OF_MEMORY, not shown:
+	# how long that lasts depends on the runtime).
+	check(await wait_until(flushed, 5.0, "the 65535 bytes to be written"),
+			"handle_queue_flushed_again", "%d bytes still queued" % h.get_current_outbound_buffered_amount())
+	expect_eq(h.send_text("h-last"), OK_, "handle_send_text_last")
 	await barrier("godot_client_done")
 
 	# close: the Python client leaves with 4100 "raw done".
@@ -162,5 +251,36 @@ func run() -> void:
 		expect_eq(log_of(rid), [["peer_connected", rid], ["client_connected", rid, ""],
 				["client_close_request", rid, 4100, "raw done"], ["peer_disconnected", rid],
 				["client_disconnected", rid, true]], "raw_signals_close")
+		expect_eq(h.get_ready_state(), 3, "handle_state_closed")
+		expect_eq(h.put_packet(PackedByteArray(BIN)), FAILED_, "handle_put_packet_closed")
+		expect_eq(h.send_text("late"), FAILED_, "handle_send_text_closed")
+		expect_eq(h.get_packet(), PackedByteArray(), "handle_get_packet_closed")
+		expect_eq(h.get_packet_error(), FAILED_, "handle_get_packet_error_closed")
 	expect_eq(s.get_available_packet_count(), 0, "nothing_else_received")
+
+	# stop: Godot 3's name for closing the server.
+	var gids: PackedInt32Array = s.get_peer_ids()
+	var hg: Object = s.get_peer(gids[0]) if gids.size() == 1 else null
+	var logged := siglog.size()
+	s.stop()
+	expect_eq(s.is_listening(), false, "stop_not_listening")
+	expect_eq(s.get_connection_status(), DISCONNECTED, "stop_status_disconnected")
+	expect_eq(s.get_unique_id(), 0, "stop_unique_id_0")
+	expect_eq(s.get_peer_ids(), PackedInt32Array(), "stop_no_peers")
+	if check(hg != null, "stop_godot_client_handle", "peers before stop(): %s" % [gids]):
+		expect_eq(hg.get_ready_state(), 3, "stop_handle_state_closed")
+		expect_eq(hg.send_text("after stop"), FAILED_, "stop_handle_send_text_failed")
+	hg = null
+	check(await wait_status(c, DISCONNECTED, 3.0), "stop_godot_client_disconnected",
+			"status %d" % c.get_connection_status())
+	await frames(3)
+	expect_eq(siglog.slice(logged), [], "stop_no_signals")
+	var late: Object = make_peer()
+	late.godot_protocol = false
+	watch(late, "late")
+	expect_eq(late.create_client(url()), OK_, "stop_new_client_create")
+	polled.append(late)
+	check(await wait_status(late, DISCONNECTED, 3.0), "stop_new_client_fails",
+			"status %d" % late.get_connection_status())
+	expect_eq(got("late", "peer_connected"), [], "stop_new_client_never_connected")
 	await barrier("done", 15.0)
