@@ -11,6 +11,12 @@ with a private key is committed).
   bundle.pem                   other1 + other2 + root, in that order (the server's CA last)
   others.pem                   other1 + other2 (nothing that leads to the server)
   bundle.crt, others.crt       copies, for Godot's resource loader (`load("….crt")`)
+and, for what a client must refuse as mbedTLS does (each with its key as <name>_key.pem):
+  pin.pem                      a CA:FALSE leaf (no keyUsage), trusted alone by the client
+  forged_by_pin.pem            a leaf for localhost signed with pin's key
+  badku_chain.pem              leaf + an intermediate with CA:TRUE but keyUsage digitalSignature
+  root0.pem, len0_chain.pem    a root with pathlen 0; leaf + an intermediate under it
+  ec_nods.pem                  an ECDSA leaf under root whose keyUsage lacks digitalSignature
 """
 
 from __future__ import annotations
@@ -91,9 +97,32 @@ def make_pki(d: str) -> None:
     self_signed(d, "other2", "rwsmp unrelated CA 2", kind="ec")
     concat(d, "bundle.pem", "other1.pem", "other2.pem", "root.pem")
     concat(d, "others.pem", "other1.pem", "other2.pem")
+    _refusals(d)
     # Godot loads .crt files as X509Certificate resources.
     shutil.copy(os.path.join(d, "bundle.pem"), os.path.join(d, "bundle.crt"))
     shutil.copy(os.path.join(d, "others.pem"), os.path.join(d, "others.crt"))
+
+
+def _refusals(d: str) -> None:
+    """Chains the built-in (mbedTLS) refuses; see the module docs."""
+    san = "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+    signed(d, "pin", "localhost", "inter", "basicConstraints=critical,CA:FALSE\n" + san)
+    signed(d, "forged_by_pin", "rwsmp forged (SAN localhost)", "pin", LEAF_EXT)
+    signed(d, "badku_inter", "rwsmp intermediate without keyCertSign", "root",
+           "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature\n")
+    signed(d, "badku_leaf", "localhost", "badku_inter", LEAF_EXT)
+    concat(d, "badku_chain.pem", "badku_leaf.pem", "badku_inter.pem")
+    self_signed(d, "root0", "rwsmp test root pathlen 0",
+                "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    signed(d, "inter0", "rwsmp intermediate under pathlen 0", "root0",
+           "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    signed(d, "len0_leaf", "localhost", "inter0", LEAF_EXT)
+    concat(d, "len0_chain.pem", "len0_leaf.pem", "inter0.pem")
+    signed(d, "ec_nods", "localhost", "root",
+           "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,keyAgreement\n"
+           "extendedKeyUsage=serverAuth\n" + san, "ec")
+    for name in ("forged_by_pin", "badku_leaf", "len0_leaf", "ec_nods"):
+        shutil.copy(os.path.join(d, f"{name}.key"), os.path.join(d, f"{name}_key.pem"))
 
 
 def pki_hook(ctx) -> list:

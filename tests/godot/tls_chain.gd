@@ -9,6 +9,11 @@
 ## network/tls/certificate_bundle_override naming the bundle (rust client only: the built-in
 ## reads the setting once at engine start), the full-chain server connects.
 ##
+## Refused in every pairing, as mbedTLS refuses them: a certificate signed with the key of a
+## trusted CA:FALSE leaf (a pin is an exact match, not a CA); an intermediate with CA:TRUE and
+## keyUsage without keyCertSign; a root with pathlen 0 above an intermediate; an ECDSA leaf
+## whose keyUsage lacks digitalSignature (the built-in server cannot even use that one).
+##
 ## Bundles are loaded as resources (`load("…/bundle.crt")`). A bundle loaded with
 ## `X509Certificate.load()` cannot be read whole by an extension (Godot's save_to_string()
 ## repeats the first certificate): the built-in client connects, the rust client trusts only the
@@ -17,7 +22,12 @@
 extends "res://tests/lib/base.gd"
 
 const SERVERS := {0: ["rsa_key.pem", "rsa_fullchain.pem"], 1: ["rsa_key.pem", "rsa_leaf.pem"],
-		2: ["ec_key.pem", "ec_fullchain.pem"]}
+		2: ["ec_key.pem", "ec_fullchain.pem"],
+		# What mbedTLS refuses and a verifier must not trust more than (security review):
+		3: ["forged_by_pin_key.pem", "forged_by_pin.pem"],
+		4: ["badku_leaf_key.pem", "badku_chain.pem"],
+		5: ["len0_leaf_key.pem", "len0_chain.pem"],
+		6: ["ec_nods_key.pem", "ec_nods.pem"]}
 const BUNDLE_OVERRIDE := "network/tls/certificate_bundle_override"
 
 
@@ -66,6 +76,10 @@ func run_client() -> void:
 	await attempt("bundle_rsa_leaf_only", 1, TLSOptions.client(bundle), false)
 	await attempt("bundle_ec_fullchain", 2, TLSOptions.client(bundle), true)
 	await attempt("unrelated_cas", 0, TLSOptions.client(others), false)
+	await attempt("signed_by_pinned_leaf", 3, TLSOptions.client(trusted("pin.pem")), false)
+	await attempt("intermediate_without_keycertsign", 4, TLSOptions.client(root), false)
+	await attempt("root_pathlen_0", 5, TLSOptions.client(trusted("root0.pem")), false)
+	await attempt("ecdsa_leaf_without_digitalsignature", 6, TLSOptions.client(root), false)
 	mark("bundle_by_method")
 	await attempt("bundle_by_method", 0, TLSOptions.client(trusted("bundle.pem")), is_builtin())
 	mark("end")

@@ -53,13 +53,13 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, ServerName};
-use tokio_rustls::rustls::{self, CertificateError, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{self, CertificateError, ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 pub use capture::ChainCapture;
 pub use stream::MaybeTls;
 pub use tokio_rustls::rustls::pki_types::CertificateDer;
-use verifier::{NameCheck, Trust, Verifier};
+use verifier::{Anchors, NameCheck, Trust, Verifier};
 
 /// The one crypto provider every config here is built with.
 fn provider() -> Arc<CryptoProvider> {
@@ -70,14 +70,10 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Mozilla's roots (webpki-roots), used when a `wss://` client is given no TLS options.
-fn platform_roots() -> Arc<RootCertStore> {
-    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+fn platform_roots() -> Arc<Anchors> {
+    static ROOTS: OnceLock<Arc<Anchors>> = OnceLock::new();
     ROOTS
-        .get_or_init(|| {
-            Arc::new(RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            })
-        })
+        .get_or_init(|| Arc::new(Anchors::public(webpki_roots::TLS_SERVER_ROOTS.to_vec())))
         .clone()
 }
 
@@ -157,13 +153,7 @@ impl fmt::Debug for ClientTls {
 impl ClientTls {
     /// `null` options: Mozilla's roots and the URL's host.
     pub fn platform() -> Result<ClientTls, String> {
-        Self::build(
-            Trust::Anchors {
-                roots: platform_roots(),
-                pinned: Vec::new(),
-            },
-            NameCheck::UrlHost,
-        )
+        Self::build(Trust::Anchors(platform_roots()), NameCheck::UrlHost)
     }
 
     /// `TLSOptions.client(trusted_ca_pem, common_name_override)` when `unsafe_client` is
@@ -176,19 +166,10 @@ impl ClientTls {
     ) -> Result<ClientTls, String> {
         let trust = match trusted_ca_pem {
             None if unsafe_client => Trust::Nothing,
-            None => Trust::Anchors {
-                roots: platform_roots(),
-                pinned: Vec::new(),
-            },
+            None => Trust::Anchors(platform_roots()),
             Some(pem) => {
-                let pinned = parse_certs(pem, "the trusted CA chain")?;
-                let mut roots = RootCertStore::empty();
-                // A certificate that cannot be a trust anchor can still be pinned.
-                roots.add_parsable_certificates(pinned.iter().cloned());
-                Trust::Anchors {
-                    roots: Arc::new(roots),
-                    pinned,
-                }
+                let certs = parse_certs(pem, "the trusted CA chain")?;
+                Trust::Anchors(Arc::new(Anchors::trusted(certs)))
             }
         };
         let name = if unsafe_client {

@@ -12,6 +12,16 @@ const SET: u8 = 0x31;
 const OID: u8 = 0x06;
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+const OID_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
+const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+const BOOLEAN: u8 = 0x01;
+const INTEGER: u8 = 0x02;
+const BIT_STRING: u8 = 0x03;
+const OCTET_STRING: u8 = 0x04;
+
+/// keyUsage bits (RFC 5280 §4.2.1.3), numbered from the first bit of the BIT STRING.
+pub(super) const KU_DIGITAL_SIGNATURE: u16 = 1 << 0;
+pub(super) const KU_KEY_CERT_SIGN: u16 = 1 << 5;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct CertInfo {
@@ -22,14 +32,24 @@ pub(super) struct CertInfo {
     pub not_after: u64,
     pub common_names: Vec<String>,
     pub has_san: bool,
+    /// X.509 version: 1, 2 or 3.
+    pub version: u8,
+    /// basicConstraints cA.
+    pub ca: bool,
+    /// basicConstraints pathLenConstraint.
+    pub path_len: Option<u32>,
+    /// keyUsage bits (`KU_*`), `None` without the extension (any use allowed).
+    pub key_usage: Option<u16>,
 }
 
 impl CertInfo {
     pub fn parse(der: &[u8]) -> Option<CertInfo> {
         let cert = Der(der).expect(SEQUENCE)?;
         let mut tbs = Der(Der(cert).expect(SEQUENCE)?);
+        let mut version = 1;
         if tbs.peek() == Some(0xa0) {
-            tbs.next()?; // version
+            let (_, v) = Der(tbs.next()?.1).next()?;
+            version = 1 + *v.last()?;
         }
         tbs.next()?; // serial
         tbs.expect(SEQUENCE)?; // signature algorithm
@@ -39,7 +59,17 @@ impl CertInfo {
         let not_after = time(validity.next()?)?;
         let subject = tbs.expect(SEQUENCE)?;
         tbs.expect(SEQUENCE)?; // subject public key info
-        let mut has_san = false;
+        let mut info = CertInfo {
+            self_issued: issuer == subject,
+            not_before,
+            not_after,
+            common_names: common_names(subject)?,
+            has_san: false,
+            version,
+            ca: false,
+            path_len: None,
+            key_usage: None,
+        };
         while let Some((tag, body)) = tbs.next() {
             if tag != 0xa3 {
                 continue; // issuer/subject unique ids
@@ -47,18 +77,37 @@ impl CertInfo {
             let mut extensions = Der(Der(body).expect(SEQUENCE)?);
             while !extensions.0.is_empty() {
                 let mut ext = Der(extensions.expect(SEQUENCE)?);
-                if ext.expect(OID)? == OID_SUBJECT_ALT_NAME {
-                    has_san = true;
+                let oid = ext.expect(OID)?;
+                if ext.peek() == Some(BOOLEAN) {
+                    ext.next()?; // critical
+                }
+                let value = ext.expect(OCTET_STRING)?;
+                match oid {
+                    OID_SUBJECT_ALT_NAME => info.has_san = true,
+                    OID_KEY_USAGE => info.key_usage = Some(key_usage(value)?),
+                    OID_BASIC_CONSTRAINTS => {
+                        let mut bc = Der(Der(value).expect(SEQUENCE)?);
+                        if bc.peek() == Some(BOOLEAN) {
+                            info.ca = bc.next()?.1.first().is_some_and(|&b| b != 0);
+                        }
+                        if bc.peek() == Some(INTEGER) {
+                            let n = bc.next()?.1;
+                            if n.len() > 4 || n.first().is_some_and(|&b| b & 0x80 != 0) {
+                                return None;
+                            }
+                            info.path_len = Some(n.iter().fold(0, |a, &b| (a << 8) | u32::from(b)));
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
-        Some(CertInfo {
-            self_issued: issuer == subject,
-            not_before,
-            not_after,
-            common_names: common_names(subject)?,
-            has_san,
-        })
+        Some(info)
+    }
+
+    /// Whether the key may be used for `bits` (`KU_*`); true without a keyUsage extension.
+    pub fn allows(&self, bits: u16) -> bool {
+        self.key_usage.is_none_or(|ku| ku & bits == bits)
     }
 
     pub fn check_validity(&self, now: UnixTime) -> Result<(), rustls::Error> {
@@ -80,6 +129,17 @@ impl CertInfo {
         }
         Ok(())
     }
+}
+
+/// A keyUsage BIT STRING as `KU_*` bits (bit 0 = the first bit of the first byte).
+fn key_usage(value: &[u8]) -> Option<u16> {
+    let bits = Der(value).expect(BIT_STRING)?;
+    let (_unused, bytes) = bits.split_first()?;
+    let mut out = 0u16;
+    for (i, &byte) in bytes.iter().take(2).enumerate() {
+        out |= u16::from(byte.reverse_bits()) << (8 * i);
+    }
+    Some(out)
 }
 
 /// Every CN attribute of a Name (SEQUENCE OF SET OF {type, value}).
