@@ -214,6 +214,10 @@ def build_tests(peer_labels: list[str]) -> list[Test]:
                           [Proc("server", "browser.gd", cls, {"timeout": 150})],
                           hook=browser_hook, hook_party=True, process_timeout=160.0))
         if cls == RUST:
+            tests.append(Test("slow_consumer[rust]", [Proc("main", "slow_consumer.gd", cls)],
+                              hook=slow_consumer_hook, hook_party=True,
+                              stderr_expect=[StderrExpect("main", "slow", r"closed \(1008\)")]))
+        if cls == RUST:
             # trusted_proxies behind a real nginx (tests/proxy_hook.py); clients of both classes.
             tests.append(Test("proxy[rust]", [Proc("server", "proxy.gd", cls),
                                               Proc("client", "proxy.gd", cls)],
@@ -865,6 +869,38 @@ def _read_value(ctx: Ctx, key: str) -> str:
             return f.read().strip()
     except OSError:
         return "?"
+
+
+def slow_consumer_hook(ctx: Ctx) -> list:
+    """tests/godot/slow_consumer.gd: a client that never reads but sends unsolicited pongs
+    (port+0), then one that never reads at all (port+1, 4 KiB receive buffer)."""
+    checks = []
+    held = []
+    try:
+        if not ctx.wait_flag("servers_ready", 15):
+            return [(False, "py.servers_ready", "never flagged")]
+        spammer = hostile_hook.Client(ctx.port, rcvbuf=4096)
+        spammer.handshake()
+        held.append(spammer)
+        end = time.monotonic() + 6
+        pongs = 0
+        while time.monotonic() < end and not ctx.stop.is_set():
+            if os.path.exists(os.path.join(ctx.dir, "flag_pongs_done")):
+                break
+            if spammer.send(rawws.encode_frame(10, b"alive", key=os.urandom(4))):
+                break  # the server closed the connection
+            pongs += 1
+            time.sleep(0.1)
+        checks.append((True, "py.pongs_info", f"{pongs} unsolicited pongs sent"))
+        slow = hostile_hook.Client(ctx.port + 1, rcvbuf=4096)
+        slow.handshake()
+        held.append(slow)
+        ctx.wait_flag("done_slow", 30)
+    finally:
+        ctx.barrier("done")
+        for c in held:
+            c.close()
+    return checks
 
 
 def heartbeat_hook(ctx: Ctx, parts: str) -> list:

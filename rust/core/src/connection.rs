@@ -36,10 +36,21 @@ pub enum ReadyState {
 pub enum SendError {
     /// The peer's outbound queue is at `max_queued_packets` or `outbound_buffer_size`.
     Full,
+    /// A broadcast found this peer too slow (see [`Connection::send_broadcast`]): it is being
+    /// closed with [`SLOW_PEER_CODE`] and will be reported.
+    TooSlow,
 }
+
+/// Close code for a peer that cannot keep up with broadcasts (RFC 6455: policy violation).
+pub const SLOW_PEER_CODE: u16 = 1008;
+/// A broadcast may queue up to this many times a peer's limits while it catches up.
+const BROADCAST_OVERCOMMIT: usize = 2;
 
 /// How long to wait for the other side's close frame after we sent ours.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long our queued close may wait behind data the peer does not read before the
+/// connection is dropped anyway.
+const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// With the `fault-injection` feature (tests only), a text message with exactly this content
 /// makes its connection task panic, to prove a panic closes only that connection.
 #[cfg(feature = "fault-injection")]
@@ -51,7 +62,8 @@ const PEER_CLOSE_GRACE: Duration = Duration::from_millis(100);
 pub(crate) enum Outgoing {
     /// A message; `true` for a text frame.
     Data(Bytes, bool),
-    Ping,
+    /// A heartbeat ping; its payload (the token's 8 bytes) must come back in the pong.
+    Ping(u64),
     /// Answer a ping with this payload.
     Pong(Bytes),
     /// Answer the latest ping of a flood (its payload waits in `Connection::pong`).
@@ -113,8 +125,19 @@ pub struct Connection {
     /// Our close frame is queued for the writer (as opposed to a close the other side began).
     close_queued: AtomicBool,
     heartbeat: Option<Duration>,
-    /// When the unanswered heartbeat ping was queued, in µs since `created` (0 = none).
+    /// When the unanswered heartbeat ping was queued, in µs since `created` (0 = none). Also
+    /// its payload: only a pong carrying it answers the ping (RFC 6455 §5.5.3), so unsolicited
+    /// pongs cannot keep a peer that reads nothing alive.
     ping_sent_us: AtomicU64,
+    /// Since when (µs since `created`) a broadcast has had this peer over its limits; 0 while
+    /// within them. The writer clears it once the queue is back within the limits.
+    over_since_us: AtomicU64,
+    /// Wakes the task when our close is queued, so it ends within `CLOSE_LINGER` even if the
+    /// writer is stuck on a peer that reads nothing.
+    close_wake: Notify,
+    /// Closed by a broadcast as too slow: its close frame cannot get through, so the
+    /// connection is dropped after `CLOSE_LINGER` rather than `CLOSE_FLUSH_LIMIT`.
+    too_slow: AtomicBool,
     /// Round-trip time of the last answered ping, in µs (0 = not measured yet).
     rtt_us: AtomicU64,
     created: std::time::Instant,
@@ -170,6 +193,9 @@ impl Connection {
             close_queued: AtomicBool::new(false),
             heartbeat: config.heartbeat_interval,
             ping_sent_us: AtomicU64::new(0),
+            over_since_us: AtomicU64::new(0),
+            close_wake: Notify::new(),
+            too_slow: AtomicBool::new(false),
             rtt_us: AtomicU64::new(0),
             created: std::time::Instant::now(),
             opened_unix_ms: std::time::SystemTime::now()
@@ -294,8 +320,45 @@ impl Connection {
         if !self.has_room(data.len()) {
             return Err(SendError::Full);
         }
+        self.enqueue(data, text);
+        Ok(())
+    }
+
+    /// A broadcast's copy for this peer. A full queue does not refuse it, so one slow peer
+    /// cannot stop every broadcast: the queue may grow to `BROADCAST_OVERCOMMIT` times its
+    /// limits while the peer catches up. A peer that would go past that, or that has been
+    /// over its limits for longer than `patience`, is closed with [`SLOW_PEER_CODE`] (and
+    /// reported) instead of getting this message: nothing accepted is lost silently.
+    pub fn send_broadcast(
+        &self,
+        data: Bytes,
+        text: bool,
+        patience: Duration,
+    ) -> Result<(), SendError> {
+        if self.has_room(data.len()) || self.ready_state() != ReadyState::Open {
+            return self.send(data, text).or(Ok(()));
+        }
+        let now = self.micros();
+        let since = self.over_since_us.load(Ordering::Acquire);
+        let fits = self.out_count.load(Ordering::Acquire) < self.max_queued * BROADCAST_OVERCOMMIT
+            && self.out_bytes.load(Ordering::Acquire) + data.len()
+                <= self.out_limit * BROADCAST_OVERCOMMIT;
+        let waited = since != 0 && now.saturating_sub(since) > patience.as_micros() as u64;
+        if !fits || waited {
+            self.too_slow.store(true, Ordering::Release);
+            self.close(SLOW_PEER_CODE, "too slow: outbound queue full");
+            return Err(SendError::TooSlow);
+        }
+        if since == 0 {
+            self.over_since_us.store(now, Ordering::Release);
+        }
+        self.enqueue(data, text);
+        Ok(())
+    }
+
+    fn enqueue(&self, data: Bytes, text: bool) {
         if self.ready_state() != ReadyState::Open {
-            return Ok(());
+            return;
         }
         self.out_bytes.fetch_add(data.len(), Ordering::AcqRel);
         self.out_count.fetch_add(1, Ordering::AcqRel);
@@ -304,7 +367,6 @@ impl Connection {
         // The receiver lives as long as the task; if it is gone the connection is over.
         let _ = self.outbound.send(Outgoing::Data(data, text));
         self.out_wake.notify_one();
-        Ok(())
     }
 
     /// Starts the closing handshake after everything already queued has been sent.
@@ -316,6 +378,7 @@ impl Connection {
         self.close_queued.store(true, Ordering::Release);
         let _ = self.outbound.send(Outgoing::Close(code, reason.to_owned()));
         self.out_wake.notify_one();
+        self.close_wake.notify_one();
     }
 
     /// Drops the connection at once, without a close frame and without reporting it.
@@ -429,8 +492,9 @@ pub(crate) async fn run<S>(
                         break End::Closed;
                     }
                     // Outstanding from now, even if a full socket delays writing it.
-                    conn.ping_sent_us.store(conn.micros(), Ordering::Release);
-                    let _ = conn.outbound.send(Outgoing::Ping);
+                    let token = conn.micros();
+                    conn.ping_sent_us.store(token, Ordering::Release);
+                    let _ = conn.outbound.send(Outgoing::Ping(token));
                     conn.out_wake.notify_one();
                 }
                 end = &mut reader, if reader_end.is_none() => {
@@ -454,6 +518,16 @@ pub(crate) async fn run<S>(
                     // The socket is gone; the reader's cause, if any, is the one to report.
                     Err(_) => break reader_end.take().unwrap_or(End::Closed),
                 },
+                // Our close is queued: the connection ends within a bound even if the peer
+                // reads nothing and the close frame never gets written.
+                _ = conn.close_wake.notified(), if linger.is_none() => {
+                    let bound = if conn.too_slow.load(Ordering::Acquire) {
+                        CLOSE_LINGER
+                    } else {
+                        CLOSE_FLUSH_LIMIT
+                    };
+                    linger = Some(tokio::time::Instant::now() + bound);
+                }
                 _ = sleep_until_opt(linger), if linger.is_some() => {
                     break reader_end.take().unwrap_or(End::Closed);
                 }
@@ -542,7 +616,12 @@ where
                         break;
                     }
                 }
-                Outgoing::Ping => frame::encode(&mut batch, frame::OP_PING, &[], masker.as_mut()),
+                Outgoing::Ping(token) => frame::encode(
+                    &mut batch,
+                    frame::OP_PING,
+                    &token.to_le_bytes(),
+                    masker.as_mut(),
+                ),
                 Outgoing::Pong(payload) => {
                     conn.pongs_queued.fetch_sub(1, Ordering::AcqRel);
                     frame::encode(&mut batch, frame::OP_PONG, &payload, masker.as_mut());
@@ -567,6 +646,9 @@ where
             batch.clear();
             conn.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
             conn.out_count.fetch_sub(count, Ordering::AcqRel);
+            if conn.has_room(0) {
+                conn.over_since_us.store(0, Ordering::Release);
+            }
             conn.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
             conn.packets_out.fetch_add(count as u64, Ordering::Relaxed);
         }
@@ -666,9 +748,16 @@ where
                 }
                 continue;
             }
-            Ok(Some(Incoming::Pong(_))) => {
-                let sent = conn.ping_sent_us.swap(0, Ordering::AcqRel);
-                if sent != 0 {
+            Ok(Some(Incoming::Pong(payload))) => {
+                // Only the answer to our outstanding ping counts; other pongs are ignored.
+                let sent = conn.ping_sent_us.load(Ordering::Acquire);
+                if sent != 0
+                    && payload[..] == sent.to_le_bytes()
+                    && conn
+                        .ping_sent_us
+                        .compare_exchange(sent, 0, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
                     let rtt = conn.micros().saturating_sub(sent).max(1);
                     conn.rtt_us.store(rtt, Ordering::Release);
                 }

@@ -859,7 +859,8 @@ async fn a_server_that_never_reads_fills_the_queue_and_nothing_more() {
                 accepted += payload.len();
                 refused_in_a_row = 0;
             }
-            Err(SendError::Full) => {
+            Err(e) => {
+                assert!(matches!(e, SendError::Full), "{e:?}");
                 refused_in_a_row += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

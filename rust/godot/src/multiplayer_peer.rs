@@ -99,9 +99,20 @@ pub struct RustWebSocketMultiplayerPeer {
     /// Seconds between heartbeat pings on every connection (0 = off, the default). A peer
     /// whose pong has not arrived by the next ping is dropped and reported with
     /// `peer_disconnected` (on a client: the server is gone), so dead peers and cut links are
-    /// found within two intervals. Applies to connections made after it is set.
+    /// found within two intervals. Only a pong that answers the outstanding ping counts. Taken
+    /// when create_server/create_client runs.
     #[var(set = set_heartbeat_interval)]
     heartbeat_interval: f64,
+    /// Server broadcasts (`put_packet` to target 0 or -id) and a peer that does not keep up:
+    /// its queue may grow to twice `outbound_buffer_size` / `max_queued_packets` while it
+    /// catches up, so one slow peer never holds back the others. A peer that has stayed over
+    /// its limits for longer than this many seconds (default 3.0; 0 = at once), or would go
+    /// past twice them, is closed with code 1008 "too slow: outbound queue full" and reported
+    /// with `peer_disconnected`; the broadcast still returns OK for the others. A `put_packet`
+    /// to one peer keeps returning `ERR_OUT_OF_MEMORY` at the limits.
+    #[var(set = set_slow_peer_timeout)]
+    #[init(val = 3.0)]
+    slow_peer_timeout: f64,
     /// `true` (default): Godot's multiplayer protocol, wire-compatible with
     /// [WebSocketMultiplayerPeer] (the server sends each client its id first). `false`: plain
     /// WebSocket for non-Godot peers (browsers, bots, dashboards): no greeting; the server
@@ -632,6 +643,17 @@ impl RustWebSocketMultiplayerPeer {
     }
 
     #[func]
+    fn set_slow_peer_timeout(&mut self, seconds: f64) {
+        if !(seconds >= 0.0 && seconds.is_finite()) {
+            godot_error!(
+                "slow_peer_timeout must be 0 or a positive number of seconds, got {seconds}"
+            );
+            return;
+        }
+        self.slow_peer_timeout = seconds;
+    }
+
+    #[func]
     fn set_heartbeat_interval(&mut self, interval: f64) {
         if !(interval >= 0.0 && interval.is_finite()) {
             godot_error!("heartbeat_interval must be 0 (off) or a positive number of seconds, got {interval}");
@@ -878,20 +900,24 @@ impl RustWebSocketMultiplayerPeer {
                 }
             };
         }
-        // Broadcast: all or nothing, so a full queue never loses a packet silently. Only
-        // this thread adds to the queues, so room checked here is still there below.
+        // Broadcast: a peer too slow for it is closed and reported rather than holding back
+        // the others (see slow_peer_timeout).
         let excluded = -target;
-        let targets = || self.peers.iter().filter(move |(id, _)| **id != excluded);
-        if let Some((id, entry)) = targets().find(|(_, e)| !e.conn.has_room(data.len())) {
-            godot_error!(
-                "put_packet: outbound queue to peer {id} is full ({} packets, {} bytes queued); nothing was sent",
-                entry.conn.outbound_queued(),
-                entry.conn.outbound_buffered()
-            );
-            return Error::ERR_OUT_OF_MEMORY;
-        }
-        for (_, entry) in targets() {
-            let _ = entry.conn.send(data.clone(), text);
+        let patience = Duration::from_secs_f64(self.slow_peer_timeout);
+        for (id, entry) in self.peers.iter().filter(|(id, _)| **id != excluded) {
+            if entry
+                .conn
+                .send_broadcast(data.clone(), text, patience)
+                .is_err()
+            {
+                godot_warn!(
+                    "put_packet: peer {id} is closed (1008): its outbound queue stayed full \
+                     ({} packets, {} bytes queued) for more than slow_peer_timeout ({} s)",
+                    entry.conn.outbound_queued(),
+                    entry.conn.outbound_buffered(),
+                    self.slow_peer_timeout
+                );
+            }
         }
         Error::OK
     }

@@ -22,7 +22,7 @@ pub(crate) fn check_size(len: usize, limit: usize, what: &str) -> Result<(), Err
 pub(crate) fn queue(conn: &Connection, data: Bytes, text: bool, what: &str) -> Error {
     match conn.send(data, text) {
         Ok(()) => Error::OK,
-        Err(SendError::Full) => {
+        Err(SendError::Full | SendError::TooSlow) => {
             godot_error!(
                 "{what}: outbound queue to peer {} is full ({} packets, {} bytes queued)",
                 conn.id(),
