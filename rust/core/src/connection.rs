@@ -18,8 +18,24 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PeerConfig;
 use crate::events::{Event, InboundPacket};
+use crate::fence::HeadFence;
 use crate::frame::{self, FrameError, FrameReader, Incoming};
+use crate::shared_tcp::SharedTcp;
+use crate::tls::MaybeTls;
 use crate::Bytes;
+
+/// Who may write to the socket now: nobody (the next writer takes it), the main thread (a
+/// direct send in progress), or the task (it has queued frames or a partial write to finish).
+const OWNER_IDLE: u8 = 0;
+const OWNER_MAIN: u8 = 1;
+const OWNER_TASK: u8 = 2;
+
+/// The main thread's way to the socket of a plain `ws://` connection.
+struct Direct {
+    tcp: Arc<tokio::net::TcpStream>,
+    /// A client masks its frames with keys of its own (the task has its own masker).
+    masker: Option<Mutex<frame::Masker>>,
+}
 
 /// WebSocket ready states, numbered as Godot's `WebSocketPeer.State`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +151,17 @@ pub struct Connection {
     /// Wakes the task when our close is queued, so it ends within `CLOSE_LINGER` even if the
     /// writer is stuck on a peer that reads nothing.
     close_wake: Notify,
+    /// Set by the task for plain TCP: sends go to the socket from the caller's thread when
+    /// nothing is queued.
+    /// Taken away when the task ends, so the socket closes with it.
+    direct: Mutex<Option<Direct>>,
+    /// `OWNER_*`: who may write to the socket now.
+    write_owner: AtomicU8,
+    /// The rest of a frame the main thread could not write at once, with the payload size it
+    /// still counts in `out_bytes`: the task writes it before anything else.
+    carry: Mutex<Option<(Vec<u8>, usize)>>,
+    /// The main thread has woken the writer and it has not run since: no further wake.
+    wake_pending: AtomicBool,
     /// Closed by a broadcast as too slow: its close frame cannot get through, so the
     /// connection is dropped after `CLOSE_LINGER` rather than `CLOSE_FLUSH_LIMIT`.
     too_slow: AtomicBool,
@@ -196,6 +223,10 @@ impl Connection {
             over_since_us: AtomicU64::new(0),
             close_wake: Notify::new(),
             too_slow: AtomicBool::new(false),
+            direct: Mutex::new(None),
+            write_owner: AtomicU8::new(OWNER_IDLE),
+            carry: Mutex::new(None),
+            wake_pending: AtomicBool::new(false),
             rtt_us: AtomicU64::new(0),
             created: std::time::Instant::now(),
             opened_unix_ms: std::time::SystemTime::now()
@@ -364,9 +395,76 @@ impl Connection {
         self.out_count.fetch_add(1, Ordering::AcqRel);
         // A text frame must hold UTF-8; other bytes go out as binary.
         let text = text && std::str::from_utf8(&data).is_ok();
+        if self.send_direct(&data, text) {
+            return;
+        }
         // The receiver lives as long as the task; if it is gone the connection is over.
         let _ = self.outbound.send(Outgoing::Data(data, text));
+        self.wake_writer();
+    }
+
+    /// Wakes the writer once until it has run.
+    fn wake_writer(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.out_wake.notify_one();
+        }
+    }
+
+    /// Writes one data frame to the socket from this thread, if it is plain TCP, nothing else
+    /// of ours is queued and nobody is writing. What the kernel does not take at once is
+    /// handed to the task, which writes it before anything else. `false`: queue it instead.
+    fn send_direct(&self, data: &[u8], text: bool) -> bool {
+        let direct = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(direct) = direct.as_ref() else {
+            return false;
+        };
+        // Only this message counted: nothing queued ahead of it.
+        if self.out_count.load(Ordering::Acquire) != 1
+            || self
+                .write_owner
+                .compare_exchange(OWNER_IDLE, OWNER_MAIN, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return false;
+        }
+        let op = if text {
+            frame::OP_TEXT
+        } else {
+            frame::OP_BINARY
+        };
+        let mut buf = Vec::with_capacity(data.len() + 14);
+        match &direct.masker {
+            Some(m) => {
+                let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+                frame::encode(&mut buf, op, data, Some(&mut m));
+            }
+            None => frame::encode(&mut buf, op, data, None),
+        }
+        let written = match direct.tcp.try_write(&buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            // A broken socket: the task finds the error on its own write or read.
+            Err(_) => 0,
+        };
+        if written == buf.len() {
+            self.out_bytes.fetch_sub(data.len(), Ordering::AcqRel);
+            self.out_count.fetch_sub(1, Ordering::AcqRel);
+            self.bytes_out
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.packets_out.fetch_add(1, Ordering::Relaxed);
+            self.write_owner.store(OWNER_IDLE, Ordering::Release);
+            // A pong or ping queued by the task while we wrote: let it go now.
+            if !self.outbound.is_empty() {
+                self.out_wake.notify_one();
+            }
+            return true;
+        }
+        // The task owns the socket until the rest is written.
+        buf.drain(..written);
+        *self.carry.lock().unwrap_or_else(|e| e.into_inner()) = Some((buf, data.len()));
+        self.write_owner.store(OWNER_TASK, Ordering::Release);
         self.out_wake.notify_one();
+        true
     }
 
     /// Starts the closing handshake after everything already queued has been sent.
@@ -443,14 +541,46 @@ enum End {
 
 /// Drives one open connection until it closes, then reports [`Event::Disconnected`].
 /// `reader` may hold bytes already read (the client reads its id with it).
-pub(crate) async fn run<S>(
+pub(crate) async fn run(
     conn: Arc<Connection>,
-    stream: S,
+    stream: HeadFence<MaybeTls>,
+    mut reader: FrameReader,
+    outbound: Receiver<Outgoing>,
+    events: Sender<Event>,
+) {
+    // The fence has done its work: what it still holds goes to the frame reader.
+    let Some((stream, rest)) = stream.into_parts() else {
+        return;
+    };
+    reader.prime(&rest);
+    match stream {
+        MaybeTls::Plain(tcp) => {
+            let tcp = Arc::new(tcp);
+            let masker = (!reader.is_server()).then(|| Mutex::new(frame::Masker::new()));
+            *conn.direct.lock().unwrap_or_else(|e| e.into_inner()) = Some(Direct {
+                tcp: tcp.clone(),
+                masker,
+            });
+            let (rd, wr) = (SharedTcp(tcp.clone()), SharedTcp(tcp));
+            drive(conn, rd, wr, reader, outbound, events).await;
+        }
+        tls => {
+            let (rd, wr) = tokio::io::split(tls);
+            drive(conn, rd, wr, reader, outbound, events).await;
+        }
+    }
+}
+
+async fn drive<R, W>(
+    conn: Arc<Connection>,
+    mut rd: R,
+    mut wr: W,
     mut reader: FrameReader,
     outbound: Receiver<Outgoing>,
     events: Sender<Event>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
     let mut report = EndReport {
         conn: &conn,
@@ -459,7 +589,6 @@ pub(crate) async fn run<S>(
     };
     // A client masks what it sends; a server does not.
     let mask = !reader.is_server();
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let cancel = conn.cancel.clone();
     let end = {
         let writer = write_loop(&conn, &mut wr, &outbound, mask);
@@ -535,6 +664,7 @@ pub(crate) async fn run<S>(
         }
     };
     // Drop the socket before reporting, so the other side sees the close first.
+    conn.direct.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(rd);
     drop(wr);
     report.failure = match end {
@@ -597,6 +727,26 @@ where
     let mut batch = Vec::new();
     let mut masker = mask.then(frame::Masker::new);
     loop {
+        // Take the socket (or keep it, handed over by a partial direct send). While the main
+        // thread writes, wait: it wakes us when it is done and something is queued.
+        if conn
+            .write_owner
+            .compare_exchange(OWNER_IDLE, OWNER_TASK, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+            && conn.write_owner.load(Ordering::Acquire) != OWNER_TASK
+        {
+            conn.out_wake.notified().await;
+            continue;
+        }
+        conn.wake_pending.store(false, Ordering::Release);
+        let carried = conn.carry.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((rest, payload)) = carried {
+            sink.write_all(&rest).await?;
+            conn.out_bytes.fetch_sub(payload, Ordering::AcqRel);
+            conn.out_count.fetch_sub(1, Ordering::AcqRel);
+            conn.bytes_out.fetch_add(payload as u64, Ordering::Relaxed);
+            conn.packets_out.fetch_add(1, Ordering::Relaxed);
+        }
         let mut bytes = 0usize;
         let mut count = 0usize;
         let mut close = None;
@@ -657,7 +807,12 @@ where
             return Ok(());
         }
         if outbound.is_empty() {
-            // Idle: hold no write buffer while waiting.
+            // Idle: the socket is free for direct sends again.
+            conn.write_owner.store(OWNER_IDLE, Ordering::Release);
+            if !outbound.is_empty() {
+                continue;
+            }
+            // Hold no write buffer while waiting.
             batch = Vec::new();
             conn.out_wake.notified().await;
         }

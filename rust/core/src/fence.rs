@@ -51,6 +51,14 @@ impl<S> HeadFence<S> {
         }
     }
 
+    /// After [`HeadFence::open`]: the stream and the bytes read past the head, not yet handed
+    /// out. `None` on the shell `open` left behind.
+    pub fn into_parts(mut self) -> Option<(S, Vec<u8>)> {
+        let inner = self.inner.take()?;
+        let rest = self.buf.split_off(self.pos.min(self.buf.len()));
+        Some((inner, rest))
+    }
+
     fn scan(&mut self, from: usize) {
         if self.head_end.is_none() {
             let from = from.saturating_sub(3);

@@ -108,6 +108,11 @@ impl FrameReader {
         }
     }
 
+    /// Bytes already read from the stream, to be decoded before anything read later.
+    pub(crate) fn prime(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     pub(crate) fn is_server(&self) -> bool {
         self.server
     }

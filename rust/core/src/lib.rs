@@ -16,6 +16,7 @@ mod frame;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+mod shared_tcp;
 pub mod tls;
 pub mod url;
 
