@@ -1,0 +1,122 @@
+//! The direct send path (a sender's thread writes to the socket when nothing is queued; the
+//! task finishes partial writes): what it could break, against a real tokio-tungstenite client
+//! on 127.0.0.1 that reads late.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rwsmp_core::config::PeerConfig;
+use rwsmp_core::connection::SendError;
+use rwsmp_core::Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use common::connected;
+
+/// A payload of `len` bytes whose first 4 are `seq` (little-endian), the rest a pattern of it.
+fn packet(seq: u32, len: usize) -> Bytes {
+    let mut v: Vec<u8> = (0..len).map(|i| (i as u32 ^ seq) as u8).collect();
+    v[..4].copy_from_slice(&seq.to_le_bytes());
+    Bytes::from(v)
+}
+
+/// Sends with `send`, retrying while the queue is full, from a plain thread (as the game's
+/// main thread does), and returns what was sent.
+fn send_all(conn: &rwsmp_core::connection::Connection, packets: &[Bytes]) {
+    for p in packets {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            match conn.send(p.clone(), false) {
+                Ok(()) => break,
+                Err(SendError::Full) if Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("send failed: {e:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_that_overflows_the_socket_arrives_whole_and_in_order() {
+    let config = PeerConfig {
+        outbound_buffer_size: 1 << 20,
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = common::start(None, config);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx))
+        .await
+        .unwrap();
+    // 60 KiB packets among 16-byte ones: far more than the socket buffers hold while the
+    // client is not reading, so direct writes go partial and the task takes over, again
+    // and again.
+    let packets: Vec<Bytes> = (0..3000u32)
+        .map(|i| packet(i, if i % 5 == 0 { 60 * 1024 } else { 16 }))
+        .collect();
+    let sent = packets.clone();
+    let sender = tokio::task::spawn_blocking(move || send_all(&conn, &sent));
+    // The greeting first (the 4-byte id), then every packet, whole and in order.
+    let _id = ws.next().await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // read late
+    for (i, want) in packets.iter().enumerate() {
+        let got = ws.next().await.unwrap().unwrap();
+        let Message::Binary(got) = got else {
+            panic!("#{i}: {got:?}")
+        };
+        assert!(
+            got[..] == want[..],
+            "#{i}: {} bytes, first {:?}",
+            got.len(),
+            &got[..4]
+        );
+    }
+    sender.await.unwrap();
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_during_a_partial_direct_write_comes_after_the_whole_message() {
+    let config = PeerConfig {
+        outbound_buffer_size: 8 << 20,
+        inbound_buffer_size: 8 << 20,
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = common::start(None, config);
+    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(16 << 20))
+        .max_frame_size(Some(16 << 20));
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://127.0.0.1:{port}/"),
+        Some(ws_config),
+        false,
+    )
+    .await
+    .unwrap();
+    let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx))
+        .await
+        .unwrap();
+    let _id = ws.next().await.unwrap().unwrap();
+    // 4 MiB cannot go into the socket at once while the client does not read.
+    let big = packet(7, 4 << 20);
+    conn.send(big.clone(), false).unwrap();
+    assert!(
+        conn.outbound_buffered() > 0,
+        "the whole 4 MiB went out at once"
+    );
+    conn.close(4000, "bye");
+    let got = ws.next().await.unwrap().unwrap();
+    assert!(got == Message::Binary(big), "the big message is not intact");
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(frame)) => {
+            assert_eq!(frame.code, CloseCode::from(4000));
+            assert_eq!(frame.reason.as_str(), "bye");
+        }
+        other => panic!("expected the close frame, got {other:?}"),
+    }
+    server.close();
+}
