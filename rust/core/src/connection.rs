@@ -29,6 +29,29 @@ use crate::Bytes;
 const OWNER_IDLE: u8 = 0;
 const OWNER_MAIN: u8 = 1;
 const OWNER_TASK: u8 = 2;
+/// A send this soon after the last direct write is queued instead: a burst then goes out in
+/// the task's batched writes (one system call for many frames), not one write per packet.
+const DIRECT_SPACING_US: u64 = 10;
+/// At most this many direct writes per millisecond in the process: a broadcast to hundreds of
+/// peers sends the first ones at once and hands the rest to the tasks, so the game's main
+/// thread does not pay a system call per peer.
+const DIRECT_PER_MS: u32 = 8;
+
+/// The process-wide budget of direct writes (see `DIRECT_PER_MS`).
+fn direct_budget_allows() -> bool {
+    use std::sync::atomic::AtomicU32;
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    static WINDOW_MS: AtomicU64 = AtomicU64::new(0);
+    static USED: AtomicU32 = AtomicU32::new(0);
+    let ms = EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64;
+    if WINDOW_MS.swap(ms, Ordering::Relaxed) != ms {
+        USED.store(0, Ordering::Relaxed);
+    }
+    USED.fetch_add(1, Ordering::Relaxed) < DIRECT_PER_MS
+}
 
 /// The main thread's way to the socket of a plain `ws://` connection.
 struct Direct {
@@ -160,6 +183,8 @@ pub struct Connection {
     /// The rest of a frame the main thread could not write at once, with the payload size it
     /// still counts in `out_bytes`: the task writes it before anything else.
     carry: Mutex<Option<(Vec<u8>, usize)>>,
+    /// When the last direct write happened (µs since `created`).
+    last_direct_us: AtomicU64,
     /// The main thread has woken the writer and it has not run since: no further wake.
     wake_pending: AtomicBool,
     /// Closed by a broadcast as too slow: its close frame cannot get through, so the
@@ -227,6 +252,7 @@ impl Connection {
             write_owner: AtomicU8::new(OWNER_IDLE),
             carry: Mutex::new(None),
             wake_pending: AtomicBool::new(false),
+            last_direct_us: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
             created: std::time::Instant::now(),
             opened_unix_ms: std::time::SystemTime::now()
@@ -418,8 +444,11 @@ impl Connection {
         let Some(direct) = direct.as_ref() else {
             return false;
         };
-        // Only this message counted: nothing queued ahead of it.
+        // Only this message counted: nothing queued ahead of it; and not in a burst.
+        let now = self.micros();
         if self.out_count.load(Ordering::Acquire) != 1
+            || now.saturating_sub(self.last_direct_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
+            || !direct_budget_allows()
             || self
                 .write_owner
                 .compare_exchange(OWNER_IDLE, OWNER_MAIN, Ordering::AcqRel, Ordering::Acquire)
@@ -440,6 +469,7 @@ impl Connection {
             }
             None => frame::encode(&mut buf, op, data, None),
         }
+        self.last_direct_us.store(now, Ordering::Relaxed);
         let written = match direct.tcp.try_write(&buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
@@ -735,6 +765,8 @@ where
             .is_err()
             && conn.write_owner.load(Ordering::Acquire) != OWNER_TASK
         {
+            // Asleep: the next queued send must wake us again.
+            conn.wake_pending.store(false, Ordering::Release);
             conn.out_wake.notified().await;
             continue;
         }
@@ -807,8 +839,10 @@ where
             return Ok(());
         }
         if outbound.is_empty() {
-            // Idle: the socket is free for direct sends again.
+            // Idle: the socket is free for direct sends again, and the next queued send
+            // must wake us.
             conn.write_owner.store(OWNER_IDLE, Ordering::Release);
+            conn.wake_pending.store(false, Ordering::Release);
             if !outbound.is_empty() {
                 continue;
             }

@@ -82,14 +82,14 @@ async fn a_burst_that_overflows_the_socket_arrives_whole_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_during_a_partial_direct_write_comes_after_the_whole_message() {
     let config = PeerConfig {
-        outbound_buffer_size: 8 << 20,
-        inbound_buffer_size: 8 << 20,
+        outbound_buffer_size: 32 << 20,
+        inbound_buffer_size: 32 << 20,
         ..PeerConfig::default()
     };
     let (server, rx, port) = common::start(None, config);
     let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(16 << 20))
-        .max_frame_size(Some(16 << 20));
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
         format!("ws://127.0.0.1:{port}/"),
         Some(ws_config),
@@ -101,12 +101,13 @@ async fn a_close_during_a_partial_direct_write_comes_after_the_whole_message() {
         .await
         .unwrap();
     let _id = ws.next().await.unwrap().unwrap();
-    // 4 MiB cannot go into the socket at once while the client does not read.
-    let big = packet(7, 4 << 20);
+    // 24 MiB cannot go into the socket at once while the client does not read (loopback
+    // buffers grow to several MiB).
+    let big = packet(7, 24 << 20);
     conn.send(big.clone(), false).unwrap();
     assert!(
         conn.outbound_buffered() > 0,
-        "the whole 4 MiB went out at once"
+        "the whole 24 MiB went out at once"
     );
     conn.close(4000, "bye");
     let got = ws.next().await.unwrap().unwrap();
