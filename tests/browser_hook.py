@@ -23,6 +23,7 @@ import time
 
 import cdp
 import provision
+from harness import Checks
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "godot-project", "web")
@@ -66,21 +67,10 @@ def _short(h: str) -> str:
     return h if len(h) <= 48 else f"<{len(h) // 2} bytes {h[:32]}...>"
 
 
-def _put_value(ctx, key: str, value: int) -> None:
-    path = os.path.join(ctx.dir, "val_" + key)
-    with open(path + ".tmp.py", "w") as f:
-        f.write(str(value))
-    os.replace(path + ".tmp.py", path)
-
-
 @provision.needs("chromium")
 def browser_hook(ctx) -> list:
-    checks: list = []
-
-    def check(ok: bool, name: str, detail: str = "") -> bool:
-        checks.append((ok, "py." + name, detail))
-        return ok
-
+    checks = Checks()
+    check = checks.check
     httpd = None
     browser = None
     page = None
@@ -94,8 +84,7 @@ def browser_hook(ctx) -> list:
         t0 = time.monotonic()
         browser.start()
         page = browser.page()
-        checks.append((True, "py.chromium_start_info",
-                       f"chromium ready in {time.monotonic() - t0:.2f}s"))
+        checks.info("chromium_start", f"chromium ready in {time.monotonic() - t0:.2f}s")
         if not ctx.wait_flag("server_ready", 15):
             ctx.flag("browser_failed")
             return checks + [(False, "py.server_ready", "server never signalled server_ready")]
@@ -138,7 +127,7 @@ def browser_hook(ctx) -> list:
         close = res.get("close") or {}
         check(close.get("code") == 1000 and close.get("wasClean") is True, "page_close_1000",
               f"close {close}")
-        checks.append((True, "py.page_close_info", f"browser saw close {close}"))
+        checks.info("page_close", f"browser saw close {close}")
         requests = getattr(httpd, "requests", [])
         check(any("rwsmp-client.js" in r for r in requests), "module_served", str(requests))
     except Exception as e:  # noqa: BLE001 - reported as a failed check with the reason

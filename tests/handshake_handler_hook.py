@@ -8,12 +8,11 @@ tests/run_tests.py as a hook with `hook_party=True` (barrier party "py").
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 
 import rawws
+from harness import Checks
 
 
 class Upgrade(rawws.Client):
@@ -47,40 +46,15 @@ class Upgrade(rawws.Client):
         self.elapsed = time.monotonic() - self.t0
         return head
 
-    def wait_eof(self, timeout: float) -> float | None:
-        """Seconds (from the request) until the server closed the TCP, None if it did not."""
-        self.sock.settimeout(0.05)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                data = self.sock.recv(65536)
-                if not data:
-                    return time.monotonic() - self.t0
-                self.buf += data
-            except socket.timeout:
-                continue
-            except OSError:
-                return time.monotonic() - self.t0
-        return None
-
-
-def _put_value(ctx, key: str, value) -> None:
-    path = os.path.join(ctx.dir, "val_" + key)
-    with open(path + ".tmp.py", "w") as f:
-        f.write(str(value))
-    os.replace(path + ".tmp.py", path)
+    def eof_after_request(self, timeout: float) -> float | None:
+        """Seconds from the request until the server closed the TCP, None if it did not
+        within `timeout` (what arrives meanwhile stays in self.buf)."""
+        return None if self.wait_eof(timeout) is None else time.monotonic() - self.t0
 
 
 def handshake_handler_hook(ctx) -> list:
-    checks: list = []
-
-    def check(ok: bool, name: str, detail: str = "") -> bool:
-        checks.append((bool(ok), "py." + name, detail))
-        return ok
-
-    def info(name: str, detail: str) -> None:
-        checks.append((True, f"py.{name}_info", detail))
-
+    checks = Checks()
+    check, info = checks.check, checks.info
     conns: list[Upgrade] = []
 
     def open_(path: str, **kw) -> Upgrade:
@@ -112,7 +86,7 @@ def handshake_handler_hook(ctx) -> list:
         check(st == want, f"{name}_status", f"got {st!r}, expected {want!r}"
               + (f" ({u.send_error})" if u.send_error else ""))
         if st == want:
-            t = u.wait_eof(3.0)
+            t = u.eof_after_request(3.0)
             check(t is not None, f"{name}_tcp_closed",
                   "TCP still open 3s after the response" if t is None
                   else f"closed {t:.3f}s after the request")
@@ -166,7 +140,7 @@ def _raw_requests(ctx, open_, admitted, refused, check, info) -> None:
     never_result: dict = {}
 
     def watch_never() -> None:
-        never_result["eof"] = never.wait_eof(6.0)
+        never_result["eof"] = never.eof_after_request(6.0)
         never_result["bytes"] = never.buf
 
     th = threading.Thread(target=watch_never, daemon=True)
@@ -195,7 +169,7 @@ def _raw_requests(ctx, open_, admitted, refused, check, info) -> None:
     if admitted(auth, "auth"):
         n_admitted += 1
     # The handler calls back into the server: get_peer_ids() = 2 Godot clients + ours.
-    _put_value(ctx, "peers_expected", 2 + n_admitted)
+    ctx.put_value("peers_expected", 2 + n_admitted)
     if admitted(open_("/peers"), "peers_callback"):
         n_admitted += 1
 

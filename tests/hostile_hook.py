@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Hostile and broken clients, and connection lifecycle, against a Godot server.
 
-Used by tests/run_tests.py (the `hostile_*` and `lifecycle` tests, registered through
-`hostile_tests()`), and runnable on its own for the long runs:
+Used by tests/run_tests.py (the `hostile_*` and `lifecycle` rows of tests/suite.py, whose hook
+is `hook`), and runnable on its own for the long runs:
 
     python3 tests/hostile_hook.py lifecycle --cycles 10000          # the 10 000-cycle soak
     python3 tests/hostile_hook.py frames --peer builtin -v          # any group, either class
@@ -35,6 +35,7 @@ import threading
 import time
 
 import rawws
+from harness import RUST, Checks, process_gone
 
 try:
     import resource  # Unix only; the hooks skip themselves elsewhere (they need /proc too)
@@ -52,7 +53,7 @@ AFTER_SLACK = 20 * MB
 BURST_AFTER_SLACK = 40 * MB
 PEAK_SLACK = 64 * MB
 # Connect/disconnect cycles leave nothing behind: RSS at the middle and end of the run within
-# this of its start (measured: +0.2 MB over 100 000 cycles).
+# this of its start.
 LIFECYCLE_SLACK = 8 * MB
 HANDSHAKE_TIMEOUT = 1.0  # the server's handshake_timeout in these tests (hostile.gd argument)
 LIFECYCLE_CYCLES_SUITE = 10000
@@ -61,8 +62,8 @@ GROUPS = ("http", "frames", "flow", "conns", "lifecycle")
 
 
 # ------------------------------------------------------------------------------------------
-# Wire helpers: the normal protocol is tests/rawws.py's; the cases below build what a normal
-# client would not send with `frame` and `upgrade_request`.
+# Wire helpers: the client is tests/rawws.py's; the cases below build what a normal client
+# would not send with `frame` and `upgrade_request`.
 
 frame = rawws.encode_frame  # any opcode, flags, length field and mask key
 Closed = rawws.Closed
@@ -75,92 +76,6 @@ def upgrade_request(port: int, version: str | None = "13", key: str | None = Non
     make the variants case_bad_upgrade sends (key "" = no key line, version None = none)."""
     return (rawws.request_head(port, key=key, version=version, method=method, upgrade=upgrade,
                                http=http) + extra + "\r\n").encode()
-
-
-class Client(rawws.Client):
-    """A raw TCP / WebSocket client that can misbehave."""
-
-    RECV_SIZE = 262144
-
-    def __init__(self, port: int, timeout: float = 5.0, rcvbuf: int | None = None):
-        super().__init__(port, timeout=timeout, rcvbuf=rcvbuf, nodelay=True)
-
-    def handshake(self, godot: bool = True, timeout: float = 5.0) -> int:
-        """Full upgrade; with godot, reads the 4-byte id greeting and returns the id."""
-        status = self.upgrade(timeout=timeout)
-        if not status.startswith("HTTP/1.1 101"):
-            raise Closed(f"upgrade refused: {status!r}")
-        if self.headers.get("sec-websocket-accept") != self.expected_accept:
-            raise Closed(f"wrong Sec-WebSocket-Accept: {self.headers}")
-        if not godot:
-            return 0
-        op, data, _, _ = self.recv_frame(timeout)
-        if op != 2 or len(data) != 4:
-            raise Closed(f"greeting: opcode {op}, {data[:16]!r}")
-        return int.from_bytes(data, "little", signed=True)
-
-    def read_close(self, timeout: float = 5.0) -> tuple[int | None, str, str]:
-        """Reads frames until the server's close frame: (code, reason, how). code None = the
-        connection ended without one (how says how), -1 = a close frame without a code."""
-        end = time.monotonic() + timeout
-        try:
-            while True:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return None, "", "no close frame within %.1fs" % timeout
-                op, data, _, _ = self.recv_frame(left)
-                if op == 8:
-                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else -1
-                    return code, data[2:].decode("utf-8", "replace"), "close frame"
-        except Closed as e:
-            return None, "", str(e)
-        except socket.timeout:
-            return None, "", "no close frame within %.1fs" % timeout
-        except OSError as e:
-            return None, "", f"{type(e).__name__}: {e}"
-
-    def wait_eof(self, timeout: float) -> float | None:
-        """Seconds until the server closes the TCP connection (EOF or reset), None if not."""
-        t0 = time.monotonic()
-        try:
-            while time.monotonic() - t0 < timeout:
-                self.sock.settimeout(max(0.01, timeout - (time.monotonic() - t0)))
-                self.buf = b""
-                self.fill()
-        except Closed:
-            return time.monotonic() - t0
-        except socket.timeout:
-            return None
-        except OSError:
-            return time.monotonic() - t0
-        return None
-
-    def send(self, data: bytes) -> str:
-        """sendall; '' or why it failed (the server may close while we write)."""
-        try:
-            self.sock.sendall(data)
-            return ""
-        except socket.timeout:
-            return "send timed out"
-        except OSError as e:
-            return f"{type(e).__name__}"
-
-    def close_cleanly(self, timeout: float = 5.0) -> tuple[int | None, float | None]:
-        """Close handshake from our side: (server's close code, seconds until its TCP close)."""
-        self.send(frame(8, (1000).to_bytes(2, "big") + b"bye"))
-        code, _, _ = self.read_close(timeout)
-        return code, self.wait_eof(timeout)
-
-    def abort(self) -> None:
-        """Close with a TCP reset."""
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        self.sock.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,14 +109,6 @@ def fd_count(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return -1
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 def mb(n: int) -> str:
@@ -246,7 +153,7 @@ def raise_nofile(want: int, pid: int | None = None) -> tuple[int, int]:
 
 
 class Harness:
-    """Talks to tests/godot/hostile.gd and records checks and table rows."""
+    """Talks to tests/godot/hostile.gd and records checks (`checks`) and table rows."""
 
     def __init__(self, ctx, cls: str, group: str):
         self.after_slack = AFTER_SLACK
@@ -254,28 +161,20 @@ class Harness:
         self.cls = cls
         self.rust = cls == "rust"
         self.group = group
-        self.checks: list = []
+        self.checks = Checks()
         self.rows: list[dict] = []
         self.n = 0
         self.pid = 0
         self.baseline = 0
 
-    # -- checks
-    def check(self, ok: bool, name: str, detail: str = "") -> bool:
-        self.checks.append((bool(ok), "py." + name, detail))
-        return bool(ok)
-
     def expect(self, ok: bool, name: str, detail: str, strict: bool = True) -> bool:
         """A check on the rust class; for the built-in (the comparison) a failure is only
-        reported, as an `_info` note, where the built-in is known to behave worse."""
+        recorded (shown with -v, not in the PASS note: the case row says it) where the
+        built-in is known to behave worse."""
         if ok or strict:
-            return self.check(ok, name, detail)
-        # Not an `_info` name: shown with -v, not in the PASS note (the case row says it).
+            return self.checks.check(ok, name, detail)
         self.checks.append((True, f"py.{name}.builtin_differs", detail))
         return False
-
-    def info(self, name: str, detail: str) -> None:
-        self.checks.append((True, f"py.{name}_info", detail))
 
     # -- talking to the server
     def cmd(self, op: str, **kw) -> dict:
@@ -318,27 +217,21 @@ class Harness:
         """Waits for the server (pid) and the normal client; takes the RSS baseline after one
         warm-up connection."""
         if not self.ctx.wait_flag("server_ready", 20):
-            return self.check(False, "server_ready", "the server never signalled server_ready")
-        try:
-            with open(os.path.join(self.ctx.dir, "val_pid_server")) as f:
-                self.pid = int(f.read().strip())
-            with open(f"/proc/{self.pid}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except (OSError, ValueError) as e:
-            return self.check(False, "server_pid", f"no pid: {e}")
-        if not self.check(b"godot" in cmdline.lower(), "server_pid", f"pid {self.pid}: "
-                          f"{cmdline[:120]!r}"):
+            return self.checks.check(False, "server_ready", "the server never signalled server_ready")
+        pid, why = self.ctx.godot_pid("server")
+        if not self.checks.check(pid is not None, "server_pid", why):
             return False
+        self.pid = pid
         ok, rx = self.wait_normal_progress(5, 15.0)
-        if not self.check(ok, "normal_client_running", f"echoes so far {rx}"):
+        if not self.checks.check(ok, "normal_client_running", f"echoes so far {rx}"):
             return False
-        c = Client(self.ctx.port)
+        c = rawws.Client(self.ctx.port)
         c.handshake()
         c.close_cleanly()
         c.close()
         time.sleep(0.3)
         self.baseline = rss_bytes(self.pid)
-        self.info("baseline", f"{self.cls} server RSS baseline {mb(self.baseline)}, "
+        self.checks.info("baseline", f"{self.cls} server RSS baseline {mb(self.baseline)}, "
                   f"{thread_count(self.pid)} threads")
         return True
 
@@ -355,22 +248,22 @@ class Harness:
             observed = fn()
         except Exception as e:  # noqa: BLE001 - a broken case fails, with the reason
             observed = f"hook error {type(e).__name__}: {e}"
-            self.check(False, f"{name}.ran", observed)
+            self.checks.check(False, f"{name}.ran", observed)
         took = time.monotonic() - t0
         peak = sampler.stop()
         rx1 = self.normal()["rx"]
-        survived = alive(self.pid)
-        self.check(survived, f"{name}.server_alive",
+        survived = not process_gone(self.pid)
+        self.checks.check(survived, f"{name}.server_alive",
                    f"pid {self.pid} " + ("alive" if survived else "gone"))
         ok, rx2 = self.wait_normal_progress(rx1 + 3, 5.0)
-        self.check(ok, f"{name}.normal_client_after",
+        self.checks.check(ok, f"{name}.normal_client_after",
                    f"normal client echoes {rx1} -> {rx2} in the 5 s after the case")
         time.sleep(0.2)
         rss1 = rss_bytes(self.pid)
         slack = self.after_slack
-        self.check(rss1 - self.baseline <= slack, f"{name}.rss_after",
+        self.checks.check(rss1 - self.baseline <= slack, f"{name}.rss_after",
                    f"RSS after {mb(rss1)}, baseline {mb(self.baseline)} (slack {mb(slack)})")
-        self.check(peak - self.baseline <= PEAK_SLACK, f"{name}.rss_peak",
+        self.checks.check(peak - self.baseline <= PEAK_SLACK, f"{name}.rss_peak",
                    f"RSS peak {mb(peak)}, baseline {mb(self.baseline)} (slack {mb(PEAK_SLACK)})")
         nm = self.normal()
         row = {"class": self.cls, "group": self.group, "case": name, "expected": expected,
@@ -379,7 +272,7 @@ class Harness:
                "rss_before": rss0, "rss_peak": peak, "rss_after": rss1,
                "baseline": self.baseline}
         self.rows.append(row)
-        self.info(name, f"{observed} | normal client +{rx1 - rx0} echoes during {took:.2f}s | "
+        self.checks.info(name, f"{observed} | normal client +{rx1 - rx0} echoes during {took:.2f}s | "
                   f"RSS {mb(rss0)} -> peak {mb(peak)} -> {mb(rss1)}")
         return row
 
@@ -388,9 +281,9 @@ class Harness:
         try:
             final = rss_bytes(self.pid)
             if self.pid:
-                self.check(final - self.baseline <= self.after_slack, "rss_end",
+                self.checks.check(final - self.baseline <= self.after_slack, "rss_end",
                            f"RSS at the end {mb(final)}, baseline {mb(self.baseline)}")
-                self.info("rss_end", f"{self.cls} server RSS baseline {mb(self.baseline)} -> "
+                self.checks.info("rss_end", f"{self.cls} server RSS baseline {mb(self.baseline)} -> "
                           f"end {mb(final)}; normal client longest wait for an echo "
                           f"{self.normal().get('stall_ms')} ms")
                 self.rows.append({"class": self.cls, "group": self.group, "case": "_end",
@@ -400,7 +293,7 @@ class Harness:
             if self.pid:
                 self.cmd("end")
         except (TimeoutError, OSError) as e:
-            self.check(False, "end", str(e))
+            self.checks.check(False, "end", str(e))
         finally:
             self.ctx.barrier("done")
             _write_report(self.rows)
@@ -431,7 +324,7 @@ _REPORT_LOCK = threading.Lock()
 def _http_case(h: Harness, payload: bytes, name: str, want_status: str | None,
                within: float) -> str:
     """Sends `payload`, reads the response head and times the server's TCP close."""
-    c = Client(h.ctx.port)
+    c = rawws.Client(h.ctx.port)
     t0 = time.monotonic()
     err = c.send(payload)
     status = c.read_head(within + 1.0)
@@ -498,7 +391,7 @@ def case_slowloris(h: Harness, n: int = 20) -> str:
         s.close()
     times = sorted(closed.values())
     lo, hi = HANDSHAKE_TIMEOUT * 0.8, HANDSHAKE_TIMEOUT + 1.5
-    h.check(len(times) == n, "slowloris.all_closed", f"{len(times)} of {n} closed")
+    h.checks.check(len(times) == n, "slowloris.all_closed", f"{len(times)} of {n} closed")
     if times:
         h.expect(lo <= times[0] and times[-1] <= hi, "slowloris.closed_at_handshake_timeout",
                  f"closed after {times[0]:.3f}-{times[-1]:.3f}s (expected {lo:.1f}-{hi:.1f}s)",
@@ -536,7 +429,7 @@ def _frame_case(h: Harness, name: str, payload: bytes, codes: tuple[int, ...],
     """Handshakes, sends `payload`, expects a close frame with one of `codes` and the TCP
     closed by the server, and the server's peer_disconnected for that client."""
     strict = h.rust if strict is None else strict
-    c = Client(h.ctx.port)
+    c = rawws.Client(h.ctx.port)
     pid = c.handshake()
     t0 = time.monotonic()
     err = ""
@@ -598,7 +491,7 @@ def case_invalid_utf8(h: Harness) -> str:
                         ("fragmented", frame(1, b"ok", fin=False) + frame(0, b"\xc3\x28"))):
         out.append(label + ": " + _frame_case(h, f"utf8_{label}", data, (1007,)))
     # A valid character split across fragments is one good text message.
-    c = Client(h.ctx.port)
+    c = rawws.Client(h.ctx.port)
     pid = c.handshake()
     c.send(frame(1, b"h\xc3", fin=False) + frame(0, b"\xa9llo", fin=True))
     end = time.monotonic() + 5
@@ -609,10 +502,10 @@ def case_invalid_utf8(h: Harness) -> str:
             break
         time.sleep(0.05)
     first = bytes.fromhex(pk["first"][0]) if pk.get("first") else None
-    h.check(first == "héllo".encode(), "utf8_split_valid.delivered",
+    h.checks.check(first == "héllo".encode(), "utf8_split_valid.delivered",
             f"got {first!r}, expected {'héllo'.encode()!r}")
     if h.rust and pk.get("text"):
-        h.check(pk["text"][0] is True, "utf8_split_valid.was_string_packet", str(pk["text"]))
+        h.checks.check(pk["text"][0] is True, "utf8_split_valid.was_string_packet", str(pk["text"]))
     code, _ = c.close_cleanly()
     c.close()
     out.append(f"split valid: delivered {first!r}")
@@ -630,7 +523,7 @@ def case_huge_length(h: Harness) -> str:
 def case_ping_between_fragments(h: Harness) -> str:
     """RFC 6455 5.4: control frames may come between fragments; the pong answers the ping and
     the message is the fragments alone (the built-in glues the ping payload in)."""
-    c = Client(h.ctx.port)
+    c = rawws.Client(h.ctx.port)
     pid = c.handshake()
     c.send(frame(2, b"ab", fin=False) + frame(9, b"PP") + frame(0, b"cd", fin=True))
     pong = None
@@ -650,7 +543,7 @@ def case_ping_between_fragments(h: Harness) -> str:
             break
         time.sleep(0.05)
     got = [bytes.fromhex(x) for x in pk.get("first", [])]
-    h.check(pong == b"PP", "ping_between_fragments.pong", f"pong {pong!r}")
+    h.checks.check(pong == b"PP", "ping_between_fragments.pong", f"pong {pong!r}")
     h.expect(got == [b"abcd"], "ping_between_fragments.message",
              f"server got {got!r}, expected [b'abcd']", strict=h.rust)
     c.close_cleanly()
@@ -670,7 +563,7 @@ def case_empty_continuation_flood(h: Harness, seconds: float = 2.0) -> str:
     """0-byte continuation frames for `seconds`: the message never grows, so no size limit
     applies; the server must stay responsive and its memory flat. Then FIN ends the message
     (one empty packet) and the client closes."""
-    c = Client(h.ctx.port)
+    c = rawws.Client(h.ctx.port)
     pid = c.handshake()
     one = frame(0, b"", fin=False, key=b"\0\0\0\0")
     chunk = one * 10000
@@ -714,7 +607,7 @@ def case_never_reads(h: Harness) -> str:
     """The server sends to a client that never reads: put_packet must start failing with
     ERR_OUT_OF_MEMORY (6) with the server's memory bounded; once the client reads, every
     packet accepted arrives, in order."""
-    c = Client(h.ctx.port, rcvbuf=4096)
+    c = rawws.Client(h.ctx.port, rcvbuf=4096)
     pid = c.handshake()
     size = 1000
     r = h.cmd("fill", id=pid, size=size, max=50000, ms=8000, retry_ms=1000)
@@ -722,10 +615,10 @@ def case_never_reads(h: Harness) -> str:
     h.expect(r["err"] == 6, "never_reads.put_packet_error",
              f"put_packet returned {r['err']} after {r['sent']} packets ({r['ms']} ms)",
              strict=h.rust)
-    h.check(r["live"], "never_reads.still_connected",
+    h.checks.check(r["live"], "never_reads.still_connected",
             "connected" if r["live"] else "the server dropped the slow client")
     if h.rust:
-        h.check(r["retry_fail"] >= 1, "never_reads.retries_refused",
+        h.checks.check(r["retry_fail"] >= 1, "never_reads.retries_refused",
                 f"{r['retry_ok']} of {r['retry_ok'] + r['retry_fail']} retries accepted")
     # Now read everything: exactly the accepted packets, in order.
     got = 0
@@ -755,7 +648,7 @@ def case_never_reads(h: Harness) -> str:
             extra += op == 2
     except (Closed, OSError):
         pass
-    h.check(extra == 0, "never_reads.nothing_extra", f"{extra} packets beyond those accepted")
+    h.checks.check(extra == 0, "never_reads.nothing_extra", f"{extra} packets beyond those accepted")
     code, _ = c.close_cleanly()
     c.close()
     return (f"put_packet OK x{r['sent']} ({r['sent'] * size // 1024} KiB) until it stayed "
@@ -771,7 +664,7 @@ def case_fast_sender(h: Harness, n: int = 50000, size: int = 16, big_n: int = 20
     order (small ones, then near-limit ones)."""
     out = []
     for label, count, sz in (("small", n, size), ("large", big_n, big)):
-        c = Client(h.ctx.port, timeout=30)
+        c = rawws.Client(h.ctx.port, timeout=30)
         pid = c.handshake()
         h.cmd("order_begin", id=pid)
         key = b"\0\0\0\0"
@@ -788,7 +681,7 @@ def case_fast_sender(h: Harness, n: int = 50000, size: int = 16, big_n: int = 20
         sent_s = time.monotonic() - t0
         r = h.cmd("order_report", id=pid, expect=count, timeout=20)
         took = time.monotonic() - t0
-        h.check(r["count"] == count and r["bad"] == 0, f"fast_sender_{label}.no_loss_in_order",
+        h.checks.check(r["count"] == count and r["bad"] == 0, f"fast_sender_{label}.no_loss_in_order",
                 f"received {r['count']} of {count}, {r['bad']} out of order {r['first_bad']}")
         c.close_cleanly()
         c.close()
@@ -810,7 +703,7 @@ def case_burst(h: Harness, n: int = 2000) -> str:
     wanted = n
     n = min(n, lim[0] - 200, srv_lim[0] - 200)  # a low hard limit: fewer sockets, said so
     if n < wanted:
-        h.info("burst_reduced", f"RLIMIT_NOFILE hard limits allow {n} sockets, not {wanted}")
+        h.checks.info("burst_reduced", f"RLIMIT_NOFILE hard limits allow {n} sockets, not {wanted}")
     st0 = h.cmd("stats")
     fds0 = fd_count(h.pid)
     sel = selectors.DefaultSelector()
@@ -890,28 +783,28 @@ def case_burst(h: Harness, n: int = 2000) -> str:
     sel.close()
     settle = h.cmd("wait_live", count=1, timeout=10)
     st2 = h.cmd("stats")
-    h.check(settle["ok"], "burst.peers_back_to_one",
+    h.checks.check(settle["ok"], "burst.peers_back_to_one",
             f"{settle['live']} peers still connected 10 s after the drop")
-    h.check(st2["connected"] - st0["connected"] == st2["disconnected"] - st0["disconnected"],
+    h.checks.check(st2["connected"] - st0["connected"] == st2["disconnected"] - st0["disconnected"],
             "burst.every_peer_disconnected",
             f"+{st2['connected'] - st0['connected']} peer_connected, "
             f"+{st2['disconnected'] - st0['disconnected']} peer_disconnected")
-    h.check(upgraded >= 1, "burst.some_upgraded", f"{upgraded} upgraded")
+    h.checks.check(upgraded >= 1, "burst.some_upgraded", f"{upgraded} upgraded")
     # A new client is served at once.
     t1 = time.monotonic()
     try:
-        c = Client(h.ctx.port)
+        c = rawws.Client(h.ctx.port)
         c.handshake(timeout=3)
         code, _ = c.close_cleanly()
         c.close()
         fresh = f"a new client connected in {time.monotonic() - t1:.3f}s"
-        h.check(time.monotonic() - t1 < 3, "burst.new_client_served", fresh)
+        h.checks.check(time.monotonic() - t1 < 3, "burst.new_client_served", fresh)
     except (Closed, OSError) as e:
         fresh = f"a new client failed: {e}"
-        h.check(False, "burst.new_client_served", fresh)
+        h.checks.check(False, "burst.new_client_served", fresh)
     time.sleep(0.5)
     fds1 = fd_count(h.pid)
-    h.check(fds1 <= fds0 + 5, "burst.fds_released", f"server fds {fds0} -> {fds_peak} -> {fds1}")
+    h.checks.check(fds1 <= fds0 + 5, "burst.fds_released", f"server fds {fds0} -> {fds_peak} -> {fds1}")
     return (f"{n} sockets (nofile {lim[0]}, server {srv_lim[0]}): {opened} TCP-connected, "
             f"{upgraded} upgraded, {refused} closed/refused before the upgrade, in {open_s:.2f}s; "
             f"+{st1['connected'] - st0['connected']} peer_connected before the drop; all dropped "
@@ -930,7 +823,7 @@ def lifecycle(h: Harness, cycles: int) -> str:
     codes: dict = {}
     for i in range(cycles):
         try:
-            c = Client(h.ctx.port)
+            c = rawws.Client(h.ctx.port)
             c.handshake()
             code, eof = c.close_cleanly()
             codes[code] = codes.get(code, 0) + 1
@@ -945,10 +838,10 @@ def lifecycle(h: Harness, cycles: int) -> str:
     time.sleep(0.5)
     samples.append(("end", rss_bytes(h.pid), thread_count(h.pid), fd_count(h.pid)))
     st1 = h.cmd("stats")
-    h.check(failures == 0, "lifecycle.every_cycle_completed",
+    h.checks.check(failures == 0, "lifecycle.every_cycle_completed",
             f"{failures} of {cycles} failed; first: {first_failure}")
-    h.check(codes.get(1000, 0) == cycles, "lifecycle.close_answered_1000", str(codes))
-    h.check(settle["ok"] and st1["connected"] - st0["connected"] == cycles
+    h.checks.check(codes.get(1000, 0) == cycles, "lifecycle.close_answered_1000", str(codes))
+    h.checks.check(settle["ok"] and st1["connected"] - st0["connected"] == cycles
             and st1["disconnected"] - st0["disconnected"] == cycles,
             "lifecycle.signals_balanced",
             f"+{st1['connected'] - st0['connected']} peer_connected, "
@@ -956,11 +849,11 @@ def lifecycle(h: Harness, cycles: int) -> str:
             f"{settle['live']} live")
     (_, r0, t0_, f0), (_, r1, t1_, f1) = samples[0], samples[-1]
     rss_mid, thr_mid = samples[1][1], samples[1][2]
-    h.check(r1 - r0 <= LIFECYCLE_SLACK and rss_mid - r0 <= LIFECYCLE_SLACK, "lifecycle.rss_flat",
+    h.checks.check(r1 - r0 <= LIFECYCLE_SLACK and rss_mid - r0 <= LIFECYCLE_SLACK, "lifecycle.rss_flat",
             f"RSS {mb(r0)} / {mb(rss_mid)} / {mb(r1)} (slack {mb(LIFECYCLE_SLACK)})")
-    h.check(t1_ <= t0_ + 2 and thr_mid <= t0_ + 2, "lifecycle.threads_flat",
+    h.checks.check(t1_ <= t0_ + 2 and thr_mid <= t0_ + 2, "lifecycle.threads_flat",
             f"threads {t0_} / {thr_mid} / {t1_}")
-    h.check(f1 <= f0 + 5, "lifecycle.fds_flat", f"fds {f0} / {samples[1][3]} / {f1}")
+    h.checks.check(f1 <= f0 + 5, "lifecycle.fds_flat", f"fds {f0} / {samples[1][3]} / {f1}")
     h.rows.append({"class": h.cls, "group": h.group, "case": "_lifecycle", "cycles": cycles,
                    "seconds": round(took, 2), "samples": samples, "failures": failures})
     return (f"{cycles} cycles in {took:.1f}s ({cycles / took:.0f}/s), {failures} failed; "
@@ -971,16 +864,29 @@ def lifecycle(h: Harness, cycles: int) -> str:
 # ------------------------------------------------------------------------------------------
 # Groups and registration
 
-# case name -> regex the rust server's stderr must match after `@@MARK name`
+# Per group: case name -> regex the rust server's stderr must match after `@@MARK name`
+# (tests/suite.py puts them into the hostile rows).
 RUST_LOG = {
-    "unmasked": r"protocol error",
-    "reserved": r"protocol error",
-    "fragmented_control": r"protocol error",
-    "invalid_utf8": r"(?i)invalid UTF-8",
-    "huge_length": r"exceeds inbound_buffer_size",
-    "continuation_flood": r"exceeds inbound_buffer_size",
-    "never_reads": r"outbound queue to peer \d+ is full",
+    "frames": {
+        "unmasked": r"protocol error",
+        "reserved": r"protocol error",
+        "fragmented_control": r"protocol error",
+        "invalid_utf8": r"(?i)invalid UTF-8",
+        "huge_length": r"exceeds inbound_buffer_size",
+        "continuation_flood": r"exceeds inbound_buffer_size",
+    },
+    "flow": {"never_reads": r"outbound queue to peer \d+ is full"},
 }
+# The Godot side's arguments (tests/godot/hostile.gd): its watchdog and handshake_timeout.
+GODOT_ARGS = {"timeout": 27, "handshake_timeout": HANDSHAKE_TIMEOUT}
+
+
+def hook(ctx) -> list:
+    """The test hook: the group and cycles come from the test's arguments (ctx.args), the
+    class from the server process."""
+    cls = "rust" if ctx.classes.get("server") == RUST else "builtin"
+    kw = {"cycles": int(ctx.args["cycles"])} if "cycles" in ctx.args else {}
+    return hostile_hook(ctx, cls, ctx.args["group"], **kw)
 
 
 def hostile_hook(ctx, cls: str, group: str, cycles: int = LIFECYCLE_CYCLES_SUITE) -> list:
@@ -1022,51 +928,19 @@ def hostile_hook(ctx, cls: str, group: str, cycles: int = LIFECYCLE_CYCLES_SUITE
             # Again: memory kept after the first burst must be reused, not grow per burst.
             again = h.case("burst_2000_again", "the same, and no further RSS growth",
                            lambda: case_burst(h))
-            h.check(again["rss_after"] - first["rss_after"] <= 8 * MB, "burst.no_growth",
+            h.checks.check(again["rss_after"] - first["rss_after"] <= 8 * MB, "burst.no_growth",
                     f"RSS after the first burst {mb(first['rss_after'])}, after the second "
                     f"{mb(again['rss_after'])}")
         elif group == "lifecycle":
             h.case(f"lifecycle_{cycles}", "RSS, threads, fds flat",
                    lambda: lifecycle(h, cycles))
         else:
-            h.check(False, "group", f"unknown group {group}")
+            h.checks.check(False, "group", f"unknown group {group}")
     except Exception as e:  # noqa: BLE001
-        h.check(False, "hook", f"{type(e).__name__}: {e}")
+        h.checks.check(False, "hook", f"{type(e).__name__}: {e}")
     finally:
         h.finish()
     return h.checks
-
-
-# Groups per class in the suite. The built-in runs the cheap ones as a comparison (its
-# documented weaknesses are notes, not failures); the 2000-socket burst is rust only (the
-# built-in accepts one connection per poll with a listen backlog of 8).
-SUITE = {"rust": [("http", {}), ("frames", {}), ("flow", {}), ("conns", {}),
-                  ("lifecycle", {"cycles": LIFECYCLE_CYCLES_SUITE})],
-         "builtin": [("http", {}), ("frames", {}), ("flow", {}), ("lifecycle", {"cycles": 2000})]}
-
-
-def hostile_tests(short: str, ns) -> list:
-    """Test definitions for tests/run_tests.py: `ns` is the run_tests module (its Test, Proc,
-    StderrExpect and class names)."""
-    cls = ns.RUST if short == "rust" else ns.BUILTIN
-    tests = []
-    for group, kw in SUITE[short]:
-        name = f"lifecycle[{short}]" if group == "lifecycle" else f"hostile_{group}[{short}]"
-        extra = {"timeout": 27, "handshake_timeout": HANDSHAKE_TIMEOUT}
-        procs = [ns.Proc("server", "hostile.gd", cls, dict(extra)),
-                 ns.Proc("client", "hostile.gd", cls, dict(extra))]
-        hook = (lambda g, c, k: lambda ctx: hostile_hook(ctx, c, g, **k))(group, short, kw)
-        t = ns.Test(name, procs, hook=hook, hook_party=True)
-        if short == "rust":
-            t.stderr_expect = [ns.StderrExpect("server", case, regex)
-                               for case, regex in RUST_LOG.items()
-                               if _group_of(case) == group]
-        tests.append(t)
-    return tests
-
-
-def _group_of(case: str) -> str:
-    return "flow" if case == "never_reads" else "frames"
 
 
 # ------------------------------------------------------------------------------------------
@@ -1080,27 +954,27 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cycles", type=int, default=10000, help="lifecycle cycles (default 10000)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import godot_bin  # noqa: E402
-    import run_tests  # noqa: E402  (imports this file again as hostile_hook: harmless)
+    import harness  # noqa: E402
+    import steps  # noqa: E402
 
     godot = godot_bin.godot_path()
-    for w in run_tests.prepare_project(godot):
+    for w in steps.prepare_project(godot):
         print(f"# warning: {w}")
     limit = 60.0 + (args.cycles / 50.0 if args.group == "lifecycle" else 60.0)
-    cls = run_tests.RUST if args.peer == "rust" else run_tests.BUILTIN
-    extra = {"timeout": limit, "handshake_timeout": HANDSHAKE_TIMEOUT}
+    cls = harness.CLASSES[args.peer]
+    extra = {**GODOT_ARGS, "timeout": limit}
     kw = {"cycles": args.cycles} if args.group == "lifecycle" else {}
     name = (f"lifecycle_{args.cycles}[{args.peer}]" if args.group == "lifecycle"
             else f"hostile_{args.group}[{args.peer}]")
-    test = run_tests.Test(name, [run_tests.Proc("server", "hostile.gd", cls, dict(extra)),
-                                 run_tests.Proc("client", "hostile.gd", cls, dict(extra))],
-                          hook=lambda ctx: hostile_hook(ctx, args.peer, args.group, **kw),
-                          hook_party=True, process_timeout=limit + 30)
+    test = harness.Test(name, [harness.Proc("server", "hostile.gd", cls, dict(extra)),
+                               harness.Proc("client", "hostile.gd", cls, dict(extra))],
+                        hook=lambda ctx: hostile_hook(ctx, args.peer, args.group, **kw),
+                        hook_party=True, process_timeout=limit + 30)
     work = tempfile.mkdtemp(prefix="rwsmp-hostile-")
     port = random.randrange(10000, 31000)
-    r = run_tests.run_godot_test(test, godot, port, work, args.verbose)
-    run_tests.print_result(r)
+    r = harness.run_godot_test(test, godot, port, work, args.verbose)
+    harness.print_result(r)
     print(f"{int(r.ok)} passed, {int(not r.ok)} failed")
     return 0 if r.ok else 1
 

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from harness import Checks
+
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
 TC = "/usr/sbin/tc" if os.path.exists("/usr/sbin/tc") else "tc"
 HERE = os.path.abspath(__file__)
@@ -72,20 +74,10 @@ def _out(*cmd: str) -> str:
         return ""
 
 
-def _put(ctx, key: str, text: str) -> None:
-    path = os.path.join(ctx.dir, "val_" + key)
-    with open(path + ".tmp.py", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp.py", path)
-
-
 def link_cut_hook(ctx) -> list:
     netns, va, vb, addr_a, addr_b = names(ctx.port)
-    checks: list = []
-
-    def check(ok: bool, name: str, detail: str = "") -> bool:
-        checks.append((ok, "py." + name, detail))
-        return ok
+    checks = Checks()
+    check = checks.check
 
     def cleanup() -> None:
         _run(IP, "link", "del", va)  # also removes the peer end
@@ -108,17 +100,17 @@ def link_cut_hook(ctx) -> list:
             if not ok:
                 # No CAP_NET_ADMIN (a container without it can still `ip netns add`, but not
                 # make the veth): a failure on CI, a skip elsewhere.
-                _put(ctx, "netns", "0")
+                ctx.put_value("netns", "0")
                 msg = (f"`{' '.join(step)}` failed ({err}): this test needs CAP_NET_ADMIN "
                        f"(root, iproute2)")
                 if os.environ.get("CI", "").lower() == "true":
                     check(False, "netns_setup", msg + "; CI=true, so this is a failure")
                 else:
-                    checks.append((True, "py.link_cut_skip_info", "SKIPPED: " + msg))
+                    checks.info("link_cut_skip", "SKIPPED: " + msg)
                 return checks
-        _put(ctx, "srv_addr", f'"{addr_a}"')
-        _put(ctx, "cli_addr", f'"{addr_b}"')
-        _put(ctx, "netns", "1")
+        ctx.put_value("srv_addr", f'"{addr_a}"')
+        ctx.put_value("cli_addr", f'"{addr_b}"')
+        ctx.put_value("netns", "1")
         ok = ctx.wait_flag("ready_to_cut", 25)
         if not check(ok, "ready_to_cut", "" if ok else "the scenario never asked for the cut"):
             return checks
@@ -145,18 +137,11 @@ def link_cut_hook(ctx) -> list:
             drops.append(int(m.group(1)) if m else -1)
         check(all(d > 0 for d in drops), "packets_dropped",
               f"qdisc drop counters {drops} (root side, netns side)")
-        vals = {}
-        for k in ("srv_detect_ms", "cli_detect_ms"):
-            try:
-                with open(os.path.join(ctx.dir, "val_" + k)) as f:
-                    vals[k] = f.read().strip().strip('"')
-            except OSError:
-                vals[k] = "-"
-        checks.append((True, "py.link_cut_info",
-                       f"{' '.join(qdisc)} on both ends ({drops[0]}+{drops[1]} packets "
-                       f"dropped); server dropped the client {vals['srv_detect_ms']} ms "
-                       f"after the cut, "
-                       f"client: {vals['cli_detect_ms']}"))
+        vals = {k: ctx.read_value(k).strip('"') for k in ("srv_detect_ms", "cli_detect_ms")}
+        vals = {k: "-" if v == "?" else v for k, v in vals.items()}
+        checks.info("link_cut", f"{' '.join(qdisc)} on both ends ({drops[0]}+{drops[1]} "
+                    f"packets dropped); server dropped the client {vals['srv_detect_ms']} ms "
+                    f"after the cut, client: {vals['cli_detect_ms']}")
     finally:
         cleanup()
         p = _out(IP, "netns", "list")

@@ -27,6 +27,7 @@ import threading
 import time
 
 import provision
+from harness import Checks
 
 MISSING_MESSAGE = ("no nginx: {} (tests/provision.py provides Debian's privately with apt-get; "
                    "or set $NGINX to an nginx binary)")
@@ -76,7 +77,7 @@ def _listening(port: int) -> bool:
 
 @provision.needs("nginx")
 def proxy_hook(ctx) -> list:
-    checks: list = []
+    checks = Checks()
     try:
         nginx = provision.path("nginx")
     except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
@@ -111,8 +112,7 @@ def proxy_hook(ctx) -> list:
             return [(False, "py.nginx_start",
                      f"nginx did not start (exit code {proc.poll()}): "
                      + " | ".join(stderr_lines[-10:]))]
-        checks.append((True, "py.nginx_start_info",
-                       f"nginx ready in {time.monotonic() - t0:.2f}s"))
+        checks.info("nginx_start", f"nginx ready in {time.monotonic() - t0:.2f}s")
         ctx.flag("proxy_ready")
         ctx.barrier("done")
         # Keep nginx until both Godot processes have exited (run_tests sets ctx.stop then).
@@ -131,8 +131,8 @@ def proxy_hook(ctx) -> list:
             if n101 >= 11:
                 break
             time.sleep(0.05)
-        checks.append((n101 == 11, "py.nginx_upgrades_logged",
-                       f"{n101} WebSocket upgrades in nginx's access log, expected 11"))
+        checks.check(n101 == 11, "nginx_upgrades_logged",
+                     f"{n101} WebSocket upgrades in nginx's access log, expected 11")
     finally:
         ctx.barrier("done")
         if proc is not None and proc.poll() is None:
@@ -145,5 +145,5 @@ def proxy_hook(ctx) -> list:
         errors = [ln for ln in stderr_lines if "[emerg]" in ln or "[alert]" in ln
                   or "[crit]" in ln]
         if errors:
-            checks.append((False, "py.nginx_errors", " | ".join(errors[:5])))
+            checks.check(False, "nginx_errors", " | ".join(errors[:5]))
     return checks

@@ -1,19 +1,24 @@
-"""The normal WebSocket protocol (RFC 6455) for the Python test hooks, standard library only.
-
-Used by tests/run_tests.py (RawWs, RawWsServerSide), tests/handshake_handler_hook.py (Upgrade),
-tests/hostile_hook.py (Client, and `frame`) and tests/cdp.py (the DevTools connection):
+"""The WebSocket protocol (RFC 6455) for the Python test hooks: the one raw client and server
+end they all use, standard library only.
 
     c = Client(port)                    # a TCP connection to 127.0.0.1:port
     status = c.upgrade("/path", ["X-Token: abc"])   # the request, then the response head
     c.headers["sec-websocket-accept"] == c.expected_accept
+    peer_id = c.handshake()             # or: upgrade, check the 101, read the 4-byte id
     c.send_frame(2, b"data")            # masked, as a client sends
     op, data, masked, fin = c.recv_frame(5.0)
+    code, reason, how = c.read_close()  # frames until the other side's close frame
+    c.wait_eof(1.0)                     # seconds until the TCP connection closes, or None
+
+    srv = ServerConn(accept(listen(port), 5.0))  # the server end of a connection
+    srv.read_request(); srv.accept(777777)            # 101, then Godot's 4-byte id greeting
 
 Pieces: `upgrade_request` / `request_head` (the request, with extra header lines),
 `Conn.read_head` (a response head: status line and headers), `encode_frame` (one frame, any
 opcode, flags, length field and mask), `parse_frame` (the first complete frame in a buffer).
 What the hostile tests send on purpose (bad frames, bad requests, trickled bytes) is built at
-their call sites, with these functions' options or by hand.
+their call sites, with these functions' options or by hand. Users: tests/wire_hooks.py,
+tests/hostile_hook.py, tests/handshake_handler_hook.py, tests/process_hooks.py, tests/cdp.py.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import base64
 import hashlib
 import os
 import socket
+import struct
+import time
 from typing import NamedTuple
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -140,7 +147,7 @@ def parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
 class Conn:
     """One end of a TCP connection speaking HTTP/1.1 then WebSocket, with a receive buffer."""
 
-    RECV_SIZE = 65536
+    RECV_SIZE = 262144
     MASK_FRAMES = True  # a client masks what it sends (RFC 6455 5.1); a server end does not
 
     def __init__(self, sock: socket.socket):
@@ -195,6 +202,63 @@ class Conn:
     def send_frame(self, opcode: int, payload: bytes = b"", fin: bool = True) -> None:
         self.sock.sendall(encode_frame(opcode, payload, fin=fin, mask=self.MASK_FRAMES))
 
+    def send(self, data: bytes) -> str:
+        """sendall of raw bytes: "" or why it failed (the other side may close while we
+        write)."""
+        try:
+            self.sock.sendall(data)
+            return ""
+        except socket.timeout:
+            return "send timed out"
+        except OSError as e:
+            return f"{type(e).__name__}"
+
+    def read_close(self, timeout: float = 5.0) -> tuple[int | None, str, str]:
+        """Reads frames until the other side's close frame: (code, reason, how). code None =
+        the connection ended without one (how says how), -1 = a close frame without a code."""
+        end = time.monotonic() + timeout
+        try:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None, "", "no close frame within %.1fs" % timeout
+                op, data, _, _ = self.recv_frame(left)
+                if op == 8:
+                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else -1
+                    return code, data[2:].decode("utf-8", "replace"), "close frame"
+        except Closed as e:
+            return None, "", str(e)
+        except socket.timeout:
+            return None, "", "no close frame within %.1fs" % timeout
+        except OSError as e:
+            return None, "", f"{type(e).__name__}: {e}"
+
+    def wait_eof(self, timeout: float) -> float | None:
+        """Seconds until the other side closes the TCP connection (EOF or reset), None if it is
+        still open after `timeout`. What arrives meanwhile is added to self.buf."""
+        t0 = time.monotonic()
+        try:
+            while True:
+                left = timeout - (time.monotonic() - t0)
+                if left <= 0:
+                    return None
+                self.sock.settimeout(max(0.01, left))
+                self.fill()
+        except Closed:
+            return time.monotonic() - t0
+        except socket.timeout:  # before OSError: it is one
+            return None
+        except OSError:
+            return time.monotonic() - t0
+
+    def abort(self) -> None:
+        """Close with a TCP reset."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close()
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -206,7 +270,7 @@ class Client(Conn):
     """A client connection to host:port (not yet upgraded)."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0,
-                 rcvbuf: int | None = None, nodelay: bool = False):
+                 rcvbuf: int | None = None, nodelay: bool = True):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             if rcvbuf:
@@ -224,9 +288,90 @@ class Client(Conn):
         self.key = new_key()
         self.expected_accept = accept_key(self.key)
 
+    @classmethod
+    def open(cls, port: int, timeout: float = 5.0, **kw) -> "Client":
+        """A client already upgraded (status_line, headers and expected_accept are there to
+        check); Closed if no response came."""
+        c = cls(port, timeout=timeout, **kw)
+        if not c.upgrade(timeout=timeout):
+            c.close()
+            raise Closed("no response to the upgrade request")
+        return c
+
     def upgrade(self, path: str = "/", headers: list[str] | tuple = (),
                 timeout: float | None = 5.0) -> str:
         """Sends the upgrade request (with self.key) and reads the response head: its status
         line, "" if none came (see read_head)."""
         self.sock.sendall(upgrade_request(self.port, path, self.key, headers, self.host))
         return self.read_head(timeout)
+
+    def handshake(self, godot: bool = True, timeout: float = 5.0) -> int:
+        """The whole upgrade, checked (101 and the accept key, else Closed); with `godot`,
+        reads the 4-byte id greeting of Godot's protocol and returns the id."""
+        status = self.upgrade(timeout=timeout)
+        if not status.startswith("HTTP/1.1 101"):
+            raise Closed(f"upgrade refused: {status!r}")
+        if self.headers.get("sec-websocket-accept") != self.expected_accept:
+            raise Closed(f"wrong Sec-WebSocket-Accept: {self.headers}")
+        if not godot:
+            return 0
+        op, data, _, _ = self.recv_frame(timeout)
+        if op != 2 or len(data) != 4:
+            raise Closed(f"greeting: opcode {op}, {data[:16]!r}")
+        return int.from_bytes(data, "little", signed=True)
+
+    def close_cleanly(self, timeout: float = 5.0) -> tuple[int | None, float | None]:
+        """Close handshake from our side: (the other side's close code, seconds until it
+        closed the TCP connection)."""
+        self.send(encode_frame(8, (1000).to_bytes(2, "big") + b"bye"))
+        code, _, _ = self.read_close(timeout)
+        return code, self.wait_eof(timeout)
+
+
+class ServerConn(Conn):
+    """The server end of an accepted TCP connection: reads the upgrade request, answers it the
+    way Godot's server does (101, then the 4-byte little-endian id), sends unmasked frames."""
+
+    MASK_FRAMES = False
+
+    def __init__(self, sock: socket.socket):
+        super().__init__(sock)
+        self.request_line = ""
+        self.request_headers: list[tuple[str, str]] = []
+
+    def read_request(self) -> None:
+        self.request_line, self.request_headers = self.take_head()
+
+    def header(self, name: str) -> list[str]:
+        return [v for k, v in self.request_headers if k.lower() == name.lower()]
+
+    def accept(self, peer_id: int) -> None:
+        accept = accept_key((self.header("sec-websocket-key") or [""])[0])
+        self.sock.sendall((f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                           ).encode())
+        self.send_frame(2, peer_id.to_bytes(4, "little"))
+
+
+def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """A TCP listener on host:port (SO_REUSEADDR, backlog 8)."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(8)
+    return ls
+
+
+def accept(ls: socket.socket, timeout: float, stop=None) -> socket.socket | None:
+    """The next connection to `ls` (with a 5 s timeout of its own), or None after `timeout`
+    seconds or once `stop` (a threading.Event) is set."""
+    ls.settimeout(0.1)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not (stop is not None and stop.is_set()):
+        try:
+            conn, _ = ls.accept()
+            conn.settimeout(5)
+            return conn
+        except socket.timeout:
+            continue
+    return None

@@ -1,0 +1,137 @@
+"""Python sides of the scenarios that watch or freeze the Godot processes themselves, by the pid
+each publishes (`put_value("pid_<role>", ...)`): how fast a process exits after quit(), and
+what its peers see while it is stopped with SIGSTOP.
+
+    quit_live_<mode>  times the quitting process's exit (tests/godot/quit_live.gd)
+    heartbeat         freezes a client or the server with SIGSTOP (tests/godot/heartbeat.gd)
+
+Hooks of tests/suite.py's table: each takes a harness.Ctx and returns harness.Checks. Linux
+only (/proc, SIGSTOP); heartbeat skips itself with a note elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import time
+
+from harness import Checks, Ctx, proc_state, process_gone
+from wire_hooks import stalled_sockets
+
+
+def _wait_exit(pid: int, limit: float) -> tuple[bool, float]:
+    """(whether `pid` exited within `limit` seconds, seconds waited)."""
+    t0 = time.monotonic()
+    while not process_gone(pid) and time.monotonic() - t0 < limit:
+        time.sleep(0.005)
+    return process_gone(pid), time.monotonic() - t0
+
+
+def quit_live_hook(ctx: Ctx) -> list:
+    """tests/godot/quit_live.gd: the quitting process must exit < 2 s after calling quit()."""
+    mode = ctx.args["mode"]
+    checks = Checks()
+    quitter = "client" if mode == "client_first" else "server"
+    socks: list = []
+    try:
+        if mode == "pending":
+            if not ctx.wait_flag("server_ready", 15):
+                return [(False, "py.server_ready", "server never signalled server_ready")]
+            socks += stalled_sockets(ctx.port)
+            ctx.flag("raw_open")
+        if not ctx.wait_flag("quitting_" + quitter, 25):
+            return [(False, f"py.{quitter}_quit", f"the {quitter} never called quit()")]
+        pid, why = ctx.godot_pid(quitter)
+        if pid is None:
+            return [(False, f"py.{quitter}_pid", why)]
+        gone, took = _wait_exit(pid, 10)
+        checks.check(gone and took < 2.0, f"{quitter}_exit_within_2s",
+                     f"exited {took:.3f}s after quit()" if gone
+                     else "still running 10s after quit()")
+        checks.info(f"{quitter}_exit", f"{quitter} exited {took:.3f}s after quit()")
+    finally:
+        for s in socks:
+            s.close()
+    return checks
+
+
+def heartbeat_hook(ctx: Ctx) -> list:
+    """tests/godot/heartbeat.gd: freezes a process with SIGSTOP when the scenario asks (part a:
+    the "frozen" client, part b: the server), tells it with a flag once the process is stopped,
+    and resumes it (SIGCONT) once the other side has checked its detection. Part a also times
+    the resumed client's exit."""
+    parts = ctx.args["parts"]
+    if platform.system() != "Linux" or not hasattr(signal, "SIGSTOP"):
+        ctx.put_value("sigstop", 0)
+        return [(True, "py.heartbeat_skip_info",
+                 f"SKIPPED: freezing a process needs SIGSTOP and /proc (Linux); "
+                 f"this is {platform.system()}")]
+    ctx.put_value("sigstop", 1)
+    checks = Checks()
+    stopped: set[int] = set()
+
+    def freeze(role: str) -> int | None:
+        pid, why = ctx.godot_pid(role)
+        if not checks.check(pid is not None, f"{role}_pid", why):
+            return None
+        os.kill(pid, signal.SIGSTOP)
+        stopped.add(pid)
+        end = time.monotonic() + 2
+        while proc_state(pid) not in ("T", "t") and time.monotonic() < end:
+            time.sleep(0.001)
+        state = proc_state(pid)
+        checks.check(state in ("T", "t"), f"{role}_stopped", f"/proc state {state!r} after SIGSTOP")
+        return pid
+
+    def resume(pid: int, flag_name: str) -> None:
+        ctx.flag(flag_name)  # first, so the process sees it as soon as it runs again
+        os.kill(pid, signal.SIGCONT)
+        stopped.discard(pid)
+
+    try:
+        if "a" in parts:
+            if not ctx.wait_flag("freeze_client", 25):
+                return checks + [(False, "py.freeze_client", "the server never asked")]
+            pid = freeze("frozen")
+            if pid is None:
+                return checks
+            t_stop = time.monotonic()
+            ctx.flag("client_frozen")
+            ok = ctx.wait_flag("a_detected", 10)
+            checks.check(ok, "a_detected",
+                         "" if ok else "the server did not finish part a within 10 s of the freeze")
+            held = time.monotonic() - t_stop
+            resume(pid, "client_resumed")
+            gone, took = _wait_exit(pid, 10)
+            if not gone:
+                os.kill(pid, signal.SIGKILL)
+            checks.check(gone and took < 5.0, "a_frozen_client_exits_after_resume",
+                         f"exited {took:.3f}s after SIGCONT" if gone
+                         else "still running 10 s after SIGCONT (killed)")
+            checks.info("a", f"a: server dropped the frozen client "
+                        f"{ctx.read_value('a_detect_ms')} ms after the freeze "
+                        f"(frozen {held:.2f}s, exited {took:.2f}s after SIGCONT)")
+        if "b" in parts:
+            if not ctx.wait_flag("freeze_server", 30):
+                return checks + [(False, "py.freeze_server", "the client never asked")]
+            pid = freeze("server")
+            if pid is None:
+                return checks
+            t_stop = time.monotonic()
+            ctx.flag("server_frozen")
+            ok = ctx.wait_flag("b_detected", 10)
+            checks.check(ok, "b_detected",
+                         "" if ok else "the client did not finish part b within 10 s of the freeze")
+            held = time.monotonic() - t_stop
+            resume(pid, "server_resumed")
+            checks.info("b", f"b: client saw server_disconnected "
+                        f"{ctx.read_value('b_detect_ms')} ms after the server froze "
+                        f"(frozen {held:.2f}s)")
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    return checks
