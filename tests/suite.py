@@ -124,22 +124,22 @@ TABLE = [
     # trusted_proxies behind a real nginx; clients of both classes.
     Row("proxy", pairings="rust-alone", hook=proxy_hook, hook_party=True, rust_stderr={
         "server": {"cidr_typo": r"host bits set; the network is 0\.0\.0\.0/0"}}),
-    Row("tls_local", "tls", roles=("main",), pairings="alone", rust_stderr={"main": {
+    Row("tls_local", roles=("main",), pairings="alone", rust_stderr={"main": {
         "tls_server_opts_on_client": r"TLSOptions\.client",
         "tls_client_opts_on_server": r"TLSOptions\.server",
         "tls_key_mismatch": r"(?i)does not match"}}),
 
     # --- a server and a client, in every selected pairing
     Row("connect"),
-    Row("bytes_and_order", "bytes"),
+    Row("bytes_and_order"),
     Row("targets"),
     Row("rpc"),
     Row("disconnect"),
-    Row("refuse_new_connections", "refuse"),
-    Row("errors_connected", "errors", rust_stderr={
+    Row("refuse_new_connections"),
+    Row("errors_connected", rust_stderr={
         "server": {"server_too_big": r"(?i)65536|too (big|large)|buffer|limit"},
         "client": {"client_too_big": r"(?i)65536|too (big|large)|buffer|limit"}}),
-    Row("handshake_timeout", "handshake", hook=wire_hooks.handshake_timeout_hook,
+    Row("handshake_timeout", hook=wire_hooks.handshake_timeout_hook,
         hook_party=True),
     Row("protocols"),
     Row("tls", rust_stderr={"client": TLS_REFUSED}),

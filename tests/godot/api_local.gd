@@ -4,7 +4,7 @@
 extends "res://tests/lib/base.gd"
 
 
-func run() -> void:
+func run_main() -> void:
 	await defaults_and_setters()
 	fresh_peer()
 	bad_urls()

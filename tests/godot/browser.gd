@@ -26,7 +26,7 @@ func _browser_gone() -> bool:
 	return has_flag("browser_failed")
 
 
-func run() -> void:
+func run_server() -> void:
 	# Must match PACKETS in godot-project/web/index.html and tests/browser_hook.py.
 	var from_page: Array = [bytes([1, 2, 3]), "hello from the browser".to_utf8_buffer(),
 			bytes([0x00, 0xFF, 0x80, 0x7F]), pat(300, 7, 1), pat(20000, 31, 7)]

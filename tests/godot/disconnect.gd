@@ -14,13 +14,6 @@ extends "res://tests/lib/base.gd"
 const NAMES := ["A", "B", "C", "D"]
 
 
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
-
-
 func run_server() -> void:
 	var p: Object = make_peer()
 	watch(p, "peer")

@@ -10,7 +10,7 @@ var handler_done := false
 var freed := false
 
 
-func run() -> void:
+func run_main() -> void:
 	server = ClassDB.instantiate(peer_class)
 	var tracker := WeakRef.new()
 	tracker = weakref(server)

@@ -12,7 +12,7 @@
 ## Every call is logged (path, query, headers, address, port, ...) and checked here.
 ##   client  Godot clients of both classes: /token?token=bad -> SceneMultiplayer
 ##           connection_failed; /token?token=good -> connected, a packet each way
-##   py      (run_tests.py handshake_handler_hook) raw HTTP clients read the status lines; then
+##   py      (tests/handshake_handler_hook.py) raw HTTP clients read the status lines; then
 ##           the handler is removed and a raw client is admitted without a call
 ## Roles: server, client (and "py", the hook, as a barrier party).
 extends "res://tests/lib/base.gd"
@@ -24,13 +24,6 @@ var log_calls: Array = []
 var held: Array = []
 var late_answered_at := 0
 var late_after_accept := false
-
-
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
 
 
 func teardown() -> void:

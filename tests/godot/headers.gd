@@ -1,4 +1,4 @@
-## headers: `handshake_headers`, one class on its own against Python (run_tests.py headers_hook).
+## headers: `handshake_headers`, one class on its own against Python (tests/wire_hooks.py headers_hook).
 ##   client  handshake_headers ["X-Token: abc123", "X-Extra: two words"] connecting to a Python
 ##           WebSocket server (port+1) that records the request, answers 101 + the 4-byte id
 ##           (777777) -> connected with id 777777, a packet each way; the hook asserts both
@@ -9,7 +9,7 @@
 extends "res://tests/lib/base.gd"
 
 
-func run() -> void:
+func run_main() -> void:
 	# Client side.
 	if not await wait_flag("raw_srv_ready"):
 		return

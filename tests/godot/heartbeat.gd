@@ -1,5 +1,5 @@
 ## heartbeat: RustWebSocketMultiplayerPeer.heartbeat_interval (0.5 s here) finds a peer that is
-## still connected but no longer answers, because run_tests.py heartbeat_hook freezes its
+## still connected but no longer answers, because tests/process_hooks.py heartbeat_hook freezes its
 ## process with SIGSTOP. Argument parts= says what runs: "a" with a rust server, "b" with a rust
 ## client ("ab" for rust-srv/rust-cli).
 ##   a   server heartbeat_interval 0.5 with two clients, "frozen" (its own process) and
@@ -38,15 +38,12 @@ func run() -> void:
 		check(true, "skipped_no_sigstop")
 		info("SKIPPED: this platform has no SIGSTOP (see the hook's note)")
 		return
-	match role:
-		"server":
-			await run_server()
-		"frozen":
-			await run_frozen()
-			# Leaves at once (the hook times its exit); the others' barrier "done" counts it in.
-			flag("bar_done." + role)
-		_:
-			await run_client()
+	if role == "frozen":
+		await run_frozen()
+		# Leaves at once (the hook times its exit); the others' barrier "done" counts it in.
+		flag("bar_done." + role)
+	else:
+		await super()
 
 
 func _on_cd(id: int, clean: bool) -> void:

@@ -41,13 +41,6 @@ var echoed: int = 0
 var echo_fail: int = 0
 
 
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
-
-
 # --------------------------------------------------------------------------------------------
 # Server
 

@@ -5,7 +5,7 @@
 ## are "0:0:0:0:0:0:0:1" on both sides (the built-in's spelling of ::1); the client's
 ## get_requested_url() is the URL given. An IPv4 client to 127.0.0.1:port+1 (S2 listens on ::1
 ## only) fails with connection_failed.
-## Skipped (with a PASS note from run_tests.py ipv6_hook) when the machine has no ::1.
+## Skipped (with a PASS note from tests/wire_hooks.py ipv6_hook) when the machine has no ::1.
 ## Roles: server, client.
 extends "res://tests/lib/base.gd"
 
@@ -22,10 +22,7 @@ func run() -> void:
 		check(true, "ipv6_skipped", "")
 		info("SKIPPED: no IPv6 loopback on this machine")
 		return
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
+	await super()
 
 
 func run_server() -> void:

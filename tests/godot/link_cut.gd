@@ -19,6 +19,8 @@ const MAX_MS := 1500
 
 var cd_log: Array = []
 var packets: Array = []
+## The server's address on the veth (the hook's `srv_addr`).
+var srv_addr: String = ""
 
 
 func run() -> void:
@@ -33,10 +35,8 @@ func run() -> void:
 	var addr: Variant = await get_value("srv_addr", 5.0)
 	if not check(addr is String, "srv_addr", "got %s" % [addr]):
 		return
-	if role == "server":
-		await run_server(addr)
-	else:
-		await run_client(addr)
+	srv_addr = addr
+	await super()
 	await barrier("done", 15.0)
 
 
@@ -55,7 +55,8 @@ func event_ms(key: String, sig: String, arg: Variant) -> int:
 	return -1
 
 
-func run_server(addr: String) -> void:
+func run_server() -> void:
+	var addr := srv_addr
 	var p: Object = make_peer()
 	watch(p, "peer")
 	if is_rust():
@@ -98,7 +99,8 @@ func run_server(addr: String) -> void:
 	flag("server_checked")
 
 
-func run_client(addr: String) -> void:
+func run_client() -> void:
+	var addr := srv_addr
 	if not await wait_flag("server_ready", 15.0):
 		put_value("id_client", 0)
 		return

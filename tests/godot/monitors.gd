@@ -28,7 +28,7 @@ func near(actual: float, expected: float, name: String) -> bool:
 	return check(ok, name, "got %.1f, expected %.1f +-20%%" % [actual, expected])
 
 
-func run() -> void:
+func run_main() -> void:
 	var s: Object = make_peer()
 	watch(s, "S")
 	s.heartbeat_interval = 0.1

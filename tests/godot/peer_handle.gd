@@ -27,7 +27,7 @@
 ##   step2    client B calls get_peer(1).close(4002, "client bye") -> the server sees 4002 /
 ##            "client bye" for B when its peer_disconnected(B) is emitted (and B reads its own
 ##            4002 / "client bye" in its handler)
-##   step3    client C against a Python server (run_tests.py peer_handle_hook, port+5) that sends
+##   step3    client C against a Python server (tests/wire_hooks.py peer_handle_hook, port+5) that sends
 ##            close 4003 "raw bye", reads the reply and keeps the TCP open: peer_disconnected(1)
 ##            within 3 s, 4003 / "raw bye" in the handler
 ## In the handlers both get_peer(id) (may already be null) and a handle kept from before are
@@ -61,13 +61,6 @@ const SENDS := [
 	["put_var", "", false],
 	["put_packet_after_oom", "after-oom", false],
 ]
-
-
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
 
 
 func teardown() -> void:
@@ -416,7 +409,7 @@ func run_client() -> void:
 	await barrier("step2")
 	expect_eq(data_received, [], "cli_no_data_received_with_godot_protocol")
 
-	# step3: a Python server (run_tests.py peer_handle_hook) sends close 4003 "raw bye", reads
+	# step3: a Python server (tests/wire_hooks.py peer_handle_hook) sends close 4003 "raw bye", reads
 	# the client's close reply and then keeps the TCP connection open without reading: the
 	# built-in client reports peer_disconnected(1) once the close frames are exchanged.
 	if not await wait_flag("raw_srv_ready"):

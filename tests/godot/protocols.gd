@@ -32,13 +32,6 @@ const GOOD_AFTER := [
 ]
 
 
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
-
-
 func run_server() -> void:
 	var servers: Array = []
 	var mps: Array = []

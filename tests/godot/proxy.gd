@@ -54,12 +54,10 @@ var _servers: Array = []
 
 
 func run() -> void:
-	if role == "server":
-		if not check(is_rust(), "server_class", "proxy needs %s as the server" % RUST_CLASS):
-			return
-		await run_server()
-	else:
-		await run_client()
+	if role == "server" and not check(is_rust(), "server_class",
+			"proxy needs %s as the server" % RUST_CLASS):
+		return
+	await super()
 
 
 func teardown() -> void:

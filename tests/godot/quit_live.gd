@@ -1,5 +1,5 @@
 ## quit_live: a process calls quit() while connected, without close() and with the peer still
-## set as root.multiplayer.multiplayer_peer (no clean-up at all). run_tests.py quit_live_hook
+## set as root.multiplayer.multiplayer_peer (no clean-up at all). tests/process_hooks.py quit_live_hook
 ## measures, from the moment quit() is called to the process's exit, that it takes < 2 s; the
 ## runner requires exit code 0 and no "leaked" messages. Modes (argument mode=):
 ##   server_first  the server quits with a client connected; the client sees server_disconnected
@@ -16,10 +16,7 @@ var quitting_live := false
 func run() -> void:
 	mode = args.get("mode", "server_first")
 	put_value("pid_" + role, OS.get_process_id())
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
+	await super()
 
 
 ## The quitting process skips every clean-up of base.gd: the peer stays attached and open.

@@ -1,5 +1,5 @@
 ## raw_mode: RustWebSocketMultiplayerPeer with godot_protocol = false (plain WebSocket) against
-## a Python raw client (run_tests.py raw_mode_hook, barrier party "py") and a Godot rust client
+## a Python raw client (tests/wire_hooks.py raw_mode_hook, barrier party "py") and a Godot rust client
 ## that also has godot_protocol = false, both in one server process.
 ##   raw      no 4-byte id greeting: the first frame the Python client reads is the packet the
 ##            server sends it after client_connected(id, ""); a text frame "hello" arrives as
@@ -90,7 +90,7 @@ func next_packet(p: Object, what: String) -> Array:
 	return [src, pkt, p.was_string_packet()]
 
 
-func run() -> void:
+func run_server() -> void:
 	var s: Object = make_peer()
 	expect_eq(s.godot_protocol, true, "godot_protocol_default_true")
 	s.godot_protocol = false

@@ -17,13 +17,6 @@ func make_test_node(parent: Node) -> Node:
 	return n
 
 
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
-
-
 func run_server() -> void:
 	var p: Object = make_peer()
 	var mp := root.multiplayer as SceneMultiplayer

@@ -6,7 +6,7 @@ extends "res://tests/lib/base.gd"
 const ERR_INVALID_DATA := 30
 
 
-func run() -> void:
+func run_main() -> void:
 	var server: Object = make_peer()
 	var client: Object = make_peer()
 	expect_eq(client.send_bytes(1, PackedByteArray([1])), ERR_UNCONFIGURED, "unconnected_3")

@@ -43,13 +43,6 @@ var seen: Dictionary = {}
 var received: Dictionary = {"A": [], "B": []}
 
 
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
-
-
 func teardown() -> void:
 	seen.clear()
 

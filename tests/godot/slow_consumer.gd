@@ -1,5 +1,5 @@
 ## slow_consumer: peers that read nothing cannot hold the server hostage (rust server alone;
-## the Python side is slow_consumer_hook in tests/run_tests.py).
+## the Python side is slow_consumer_hook in tests/wire_hooks.py).
 ##
 ## port+0: heartbeat_interval 0.5 s. A raw client that never reads but sends a pong every
 ## 100 ms is dropped within the heartbeat's two intervals: only a pong carrying the outstanding
@@ -14,7 +14,7 @@ extends "res://tests/lib/base.gd"
 const SIZE := 1000
 
 
-func run() -> void:
+func run_main() -> void:
 	var hb: Object = make_peer()
 	hb.heartbeat_interval = 0.5
 	expect_eq(hb.create_server(port), OK_, "create_heartbeat_server")

@@ -7,7 +7,7 @@
 ##   a   the rust server (heartbeat_interval 0.3) stalls 1.5 s; the client sent 200 packets
 ##   b   the rust client (heartbeat_interval 0.3) stalls 1.5 s; the server sent 200 packets
 ## The other side has no heartbeat: with one, it would drop the stalled side after two
-## intervals without a pong, as Godot's WebSocketPeer heartbeat does (run_tests.py runs a with
+## intervals without a pong, as Godot's WebSocketPeer heartbeat does (tests/suite.py runs a with
 ## a rust server, b with a built-in server and a rust client).
 ## Roles: server, client.
 extends "res://tests/lib/base.gd"
@@ -27,23 +27,9 @@ func run() -> void:
 	if (role == "server" and "a" in parts) or (role == "client" and "b" in parts):
 		p.heartbeat_interval = INTERVAL
 		p.max_queued_packets = 16
-	if role == "server":
-		expect_eq(p.create_server(port), OK_, "create_server")
-		polled.append(p)
-		flag("server_ready")
-		if not check(await wait_signal_count("peer", "peer_connected", 1, 10.0), "connected",
-				"no client"):
-			return
-		other = got("peer", "peer_connected")[0]
-	else:
-		if not await wait_flag("server_ready"):
-			return
-		expect_eq(p.create_client(url()), OK_, "create_client")
-		polled.append(p)
-		if not check(await wait_status(p, CONNECTED, 10.0), "connected", "client not connected"):
-			return
-		other = 1
-	p.set_target_peer(other)
+	other = await connect_raw(p, "peer")
+	if other == 0:
+		return
 	for part in ["a", "b"]:
 		if not part in parts:
 			continue

@@ -11,13 +11,6 @@ const TAG_ID := 0x49       # 'I' [tag, index, id u32]
 const TAG_TGT := 0x54      # 'T' [tag, index, id u32], sent with a client target_peer set
 
 
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
-
-
 static func msg(text: String) -> PackedByteArray:
 	return text.to_utf8_buffer()
 

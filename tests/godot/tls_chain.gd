@@ -18,7 +18,7 @@
 ## `X509Certificate.load()` cannot be read whole by an extension (Godot's save_to_string()
 ## repeats the first certificate): the built-in client connects, the rust client trusts only the
 ## first CA, fails, and warns saying why ("bundle_by_method"; the warning is checked by
-## run_tests.py).
+## tests/suite.py).
 extends "res://tests/lib/base.gd"
 
 const SERVERS := {0: ["rsa_key.pem", "rsa_fullchain.pem"], 1: ["rsa_key.pem", "rsa_leaf.pem"],
@@ -37,10 +37,7 @@ func run() -> void:
 		return
 	if not check(has_flag("certs_ready"), "certificates_made", "see py.make_certificates"):
 		return
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
+	await super()
 
 
 func run_server() -> void:

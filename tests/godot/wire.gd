@@ -1,4 +1,4 @@
-## wire: a server of one class against raw WebSocket clients written in Python (run_tests.py
+## wire: a server of one class against raw WebSocket clients written in Python (tests/wire_hooks.py
 ## wire_hook), which check the wire protocol itself: the 101 response, the first message (4-byte
 ## little-endian id, binary), a message over inbound_buffer_size closing that connection with 1009,
 ## text frames delivered as packets, an empty binary message (delivered as an empty packet by the
@@ -7,7 +7,7 @@
 extends "res://tests/lib/base.gd"
 
 
-func run() -> void:
+func run_server() -> void:
 	var p: Object = make_peer()
 	watch(p, "peer")
 	expect_eq(p.create_server(port), OK_, "create_server")

@@ -5,7 +5,8 @@
 ## A scenario is run as
 ##   godot --headless --path godot-project -s res://tests/<name>.gd -- role=server peer_class=... \
 ##         port=NNNN dir=/tmp/... parties=server,client timeout=20
-## It overrides `run()` (a coroutine) and uses `role`/`peer_class`/`port`.
+## It defines run_server() / run_client() / run_main() (coroutines) for its roles, which run()
+## calls as `role` says, and uses `role`/`peer_class`/`port`.
 ##
 ## Output protocol (stdout, one line each), read by tests/run_tests.py:
 ##   @@CHECK ok <role>.<name>
@@ -78,9 +79,32 @@ func _main() -> void:
 	finish()
 
 
-## Override in the scenario.
+## The scenario's body: run_server(), run_client() or run_main() as `role` says. Override those
+## (a scenario has the roles it defines). A scenario that must do something first for every
+## role overrides run() too and ends it with `await super()`.
 func run() -> void:
-	pass
+	match role:
+		"server":
+			await run_server()
+		"client":
+			await run_client()
+		"main":
+			await run_main()
+		_:
+			check(false, "role", "no run() for role %s in this scenario" % role)
+
+
+func run_server() -> void:
+	check(false, "role", "this scenario has no server role")
+
+
+func run_client() -> void:
+	check(false, "role", "this scenario has no client role")
+
+
+## One process alone (a single class, or a server and clients in one process).
+func run_main() -> void:
+	check(false, "role", "this scenario has no main role")
 
 
 ## Override to release scenario-specific objects (called before peers are closed).
@@ -282,6 +306,31 @@ func make_peer(cls: String = "") -> Object:
 	var p: Object = ClassDB.instantiate(cls if cls != "" else peer_class)
 	peers.append(p)
 	return p
+
+
+## Connects `p` (watched under `key`) as this role's side of a raw pair (no SceneMultiplayer),
+## polled every frame: the server listens on `port`, flags "server_ready" and waits for one
+## client; the client waits for that flag and connects. Returns the other side's id (the
+## client's, or 1) and makes it `p`'s target; 0 when that failed (a failed check says why).
+func connect_raw(p: Object, key: String) -> int:
+	var other := 1
+	if role == "server":
+		expect_eq(p.create_server(port), OK_, "create_server")
+		polled.append(p)
+		flag("server_ready")
+		if not check(await wait_signal_count(key, "peer_connected", 1, 10.0), "connected",
+				"no client"):
+			return 0
+		other = got(key, "peer_connected")[0]
+	else:
+		if not await wait_flag("server_ready"):
+			return 0
+		expect_eq(p.create_client(url()), OK_, "create_client")
+		polled.append(p)
+		if not check(await wait_status(p, CONNECTED, 10.0), "connected", "client not connected"):
+			return 0
+	p.set_target_peer(other)
+	return other
 
 
 ## Closes a peer and forgets it (signals disconnected) so nothing keeps it alive.

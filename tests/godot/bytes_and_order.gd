@@ -20,23 +20,9 @@ var other: int = 0           # the remote peer id
 func run() -> void:
 	p = make_peer()
 	watch(p, "peer")
-	if role == "server":
-		expect_eq(p.create_server(port), OK_, "create_server")
-		polled.append(p)
-		flag("server_ready")
-		if not check(await wait_signal_count("peer", "peer_connected", 1, 10.0), "peer_connected",
-				"no client"):
-			return
-		other = got("peer", "peer_connected")[0]
-		p.set_target_peer(other)
-	else:
-		if not await wait_flag("server_ready"):
-			return
-		expect_eq(p.create_client(url()), OK_, "create_client")
-		polled.append(p)
-		if not check(await wait_status(p, CONNECTED, 10.0), "connected", "client not connected"):
-			return
-		other = 1
+	other = await connect_raw(p, "peer")
+	if other == 0:
+		return
 	await lockstep()
 	await stream()
 	await barrier("done")

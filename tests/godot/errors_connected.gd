@@ -19,13 +19,6 @@ static func text(s: String) -> PackedByteArray:
 	return s.to_utf8_buffer()
 
 
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
-
-
 func run_server() -> void:
 	var s: Object = make_peer()
 	watch(s, "peer")

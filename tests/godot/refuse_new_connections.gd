@@ -5,13 +5,6 @@
 extends "res://tests/lib/base.gd"
 
 
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
-
-
 func run_server() -> void:
 	var p: Object = make_peer()
 	watch(p, "peer")

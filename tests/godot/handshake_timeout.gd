@@ -1,17 +1,10 @@
-## handshake_timeout: the server has handshake_timeout 1.0. The Python side (run_tests.py
-## handshake_hook) opens a silent TCP socket and one that sends half an HTTP request, and
+## handshake_timeout: the server has handshake_timeout 1.0. The Python side (tests/wire_hooks.py
+## handshake_timeout_hook) opens a silent TCP socket and one that sends half an HTTP request, and
 ## measures that the server drops both after ~1 s; meanwhile a Godot client connects promptly.
 ## Client side: handshake_timeout 1.0 against a Python listener that accepts and never answers
 ## -> DISCONNECTED + SceneMultiplayer connection_failed after ~1 s.
 ## Roles: server, client (and "py", the hook, as a barrier party).
 extends "res://tests/lib/base.gd"
-
-
-func run() -> void:
-	if role == "server":
-		await run_server()
-	else:
-		await run_client()
 
 
 func run_server() -> void:
