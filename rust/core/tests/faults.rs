@@ -10,25 +10,7 @@ use rwsmp_core::events::Event;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{next_event, start};
-
-async fn client(
-    port: u16,
-) -> (
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    i32,
-) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
-        .await
-        .expect("connect");
-    let id = match ws.next().await {
-        Some(Ok(Message::Binary(b))) if b.len() == 4 => {
-            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        }
-        other => panic!("no id: {other:?}"),
-    };
-    (ws, id)
-}
+use common::{greeted_client as client, next_event, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_connection_task_closes_only_its_connection() {

@@ -1,15 +1,24 @@
-//! Helpers shared by the integration tests: a server on 127.0.0.1 and event waiting.
+//! Helpers shared by the integration tests: a server on 127.0.0.1, clients (ours and
+//! tokio-tungstenite's), and event waiting.
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use futures_util::StreamExt;
+use rwsmp_core::client::Client;
 use rwsmp_core::config::PeerConfig;
 use rwsmp_core::connection::Connection;
 use rwsmp_core::events::Event;
 use rwsmp_core::server::{BindAddress, Server};
 use rwsmp_core::tls::ServerTls;
+use rwsmp_core::url::WsUrl;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A tokio-tungstenite client connection.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub fn rt() -> tokio::runtime::Handle {
     rwsmp_core::runtime::handle().expect("runtime")
@@ -22,6 +31,41 @@ pub fn start(tls: Option<ServerTls>, config: PeerConfig) -> (Server, Receiver<Ev
     let server = Server::start(&rt(), 0, loopback, config, tx, tls).expect("bind");
     let port = server.local_port();
     (server, rx, port)
+}
+
+/// A plain `ws://` server on 127.0.0.1 (see [`start`]).
+pub fn start_plain(config: PeerConfig) -> (Server, Receiver<Event>, u16) {
+    start(None, config)
+}
+
+/// A tokio-tungstenite client connected to `ws://127.0.0.1:port/`, before the id greeting.
+pub async fn raw_client(port: u16) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .expect("connect");
+    ws
+}
+
+/// [`raw_client`] after the server's id greeting, with that id.
+pub async fn greeted_client(port: u16) -> (Ws, i32) {
+    let mut ws = raw_client(port).await;
+    let id = match ws.next().await {
+        Some(Ok(Message::Binary(b))) if b.len() == 4 => {
+            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        }
+        other => panic!("no id: {other:?}"),
+    };
+    (ws, id)
+}
+
+/// Our client connecting to `url` with the default configuration, and its event queue.
+pub fn connect_client(url: &str) -> (Client, Receiver<Event>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let url = WsUrl::parse(url).expect("url");
+    (
+        Client::connect(&rt(), url, PeerConfig::default(), tx, None),
+        rx,
+    )
 }
 
 /// Waits (up to 5 s) for the next event that `pick` accepts, skipping others.

@@ -1,0 +1,79 @@
+//! Where a server listens: the dual-stack wildcard, and a port in use (reported at once, and
+//! free again once `close()` returns).
+
+use futures_util::StreamExt;
+use rwsmp_core::config::PeerConfig;
+use rwsmp_core::server::{BindAddress, Server};
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{connect_client, connected, rt, start_plain as start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_bind_is_dual_stack() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let server =
+        Server::start(&rt(), 0, BindAddress::Any, PeerConfig::default(), tx, None).expect("bind *");
+    let port = server.local_port();
+    for url in [
+        format!("ws://127.0.0.1:{port}/"),
+        format!("ws://[::1]:{port}/"),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(
+            matches!(ws.next().await, Some(Ok(Message::Binary(b))) if b.len() == 4),
+            "{url}: no id"
+        );
+    }
+    let rx2 = rx.clone();
+    let hosts = tokio::task::spawn_blocking(move || {
+        let a = connected(&rx2).0.info().remote.ip().to_string();
+        let b = connected(&rx2).0.info().remote.ip().to_string();
+        (a, b)
+    })
+    .await
+    .unwrap();
+    // IPv4 clients of the dual-stack socket are reported as plain IPv4, not ::ffff:127.0.0.1.
+    assert_eq!(hosts, ("127.0.0.1".to_string(), "::1".to_string()));
+    // A client given an IPv6 literal URL connects through our own connector too.
+    let (client, crx) = connect_client(&format!("ws://[::1]:{port}"));
+    let id = tokio::task::spawn_blocking(move || connected(&crx).1)
+        .await
+        .unwrap();
+    assert!(id >= 2);
+    client.close();
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_in_use_is_reported() {
+    let (server, _rx, port) = start(PeerConfig::default());
+    let (tx, _rx2) = crossbeam_channel::unbounded();
+    let again = Server::start(
+        &rt(),
+        port,
+        BindAddress::parse("127.0.0.1").unwrap(),
+        PeerConfig::default(),
+        tx,
+        None,
+    );
+    assert!(matches!(
+        again,
+        Err(rwsmp_core::server::StartError::AddressInUse)
+    ));
+    // After close() returns the port is free again.
+    server.close();
+    let (tx, _rx3) = crossbeam_channel::unbounded();
+    let reopened = Server::start(
+        &rt(),
+        port,
+        BindAddress::parse("127.0.0.1").unwrap(),
+        PeerConfig::default(),
+        tx,
+        None,
+    );
+    assert!(reopened.is_ok());
+    reopened.unwrap().close();
+}

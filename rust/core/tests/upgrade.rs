@@ -1,0 +1,147 @@
+//! The server's side of the HTTP upgrade: sub-protocol choice, the handshake timeout, what a
+//! trusted proxy's X-Forwarded-For changes, and requests that are not HTTP or too large.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rwsmp_core::config::PeerConfig;
+use rwsmp_core::events::Event;
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{greeted_client, next_event, raw_client, start_plain as start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subprotocol_mismatch_is_refused_and_match_is_selected() {
+    let config = PeerConfig {
+        supported_protocols: vec!["game-v2".into(), "game-v1".into()],
+        ..PeerConfig::default()
+    };
+    let (server, _rx, port) = start(config);
+    let mut req = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "chat".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    // No protocol at all while the server requires one: refused too.
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+            .await
+            .is_err()
+    );
+    let mut req = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "game-v1, game-v2".parse().unwrap(),
+    );
+    let (_ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("matching protocol");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "game-v1");
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_socket_dropped_at_handshake_timeout() {
+    let config = PeerConfig {
+        handshake_timeout: Duration::from_millis(500),
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = start(config);
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    // Meanwhile a real client connects at once.
+    let _ws = greeted_client(port).await.0;
+    assert!(t0.elapsed() < Duration::from_millis(400));
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buf))
+        .await
+        .expect("not dropped");
+    assert_eq!(n.unwrap_or(0), 0);
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    drop(rx);
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    use rwsmp_core::proxy::TrustedProxy;
+    for (trusted, expected) in [
+        (vec!["127.0.0.1"], "203.0.113.7"),
+        (vec![], "127.0.0.1"),
+        (vec!["10.0.0.0/8"], "127.0.0.1"),
+    ] {
+        let config = PeerConfig {
+            trusted_proxies: trusted
+                .iter()
+                .map(|t| TrustedProxy::parse(t).unwrap())
+                .collect(),
+            ..PeerConfig::default()
+        };
+        let (server, rx, port) = start(config);
+        let mut req = format!("ws://127.0.0.1:{port}/")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "x-forwarded-for",
+            "198.51.100.1, 203.0.113.7".parse().unwrap(),
+        );
+        let (_ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        let ip = next_event(&rx, |e| match e {
+            Event::Connected { conn, .. } => Some(conn.info().remote.ip().to_string()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(ip, expected, "trusted {trusted:?}");
+        server.close();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_huge_headers_are_refused_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let (server, _rx, port) = start(PeerConfig::default());
+    async fn answer(port: u16, bytes: &[u8]) -> (String, Duration) {
+        let t0 = Instant::now();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = s.write_all(bytes).await; // The server may close before all is written.
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        (String::from_utf8_lossy(&out).into_owned(), t0.elapsed())
+    }
+    let (garbage, took) = answer(port, b"\x16\x03\x01\x02\x00garbage that is not HTTP").await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    huge.extend(
+        std::iter::repeat_n(
+            b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+                .as_slice(),
+            50,
+        )
+        .flatten(),
+    );
+    huge.extend(std::iter::repeat_n(b'a', 20_000));
+    let (big, took) = answer(port, &huge).await;
+    assert!(big.starts_with("HTTP/1.1 431"), "{big:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    // The server still serves a real client.
+    let mut ws = raw_client(port).await;
+    assert!(matches!(ws.next().await, Some(Ok(Message::Binary(b))) if b.len() == 4));
+    server.close();
+}
