@@ -110,6 +110,27 @@ def provide_for(hooks) -> None:
             print(f"# warning: no {name}: {e}", flush=True)
 
 
+def python_package(spec: str) -> str:
+    """A PyPI package (`name==version`) installed with pip into `<cache>/pypi/<spec>`, once;
+    returns the directory to put on sys.path. Used for third-party clients in the tests
+    (Python's `websockets`)."""
+    home = os.path.join(cache_dir(), "pypi", spec.replace("=", "-"))
+    done = os.path.join(home, ".installed")
+    if os.path.exists(done):
+        return home
+    os.makedirs(home, exist_ok=True)
+    import fcntl  # Unix only, like the rest of the provisioning
+    with open(os.path.join(home, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(done):
+            log(f"pip install {spec} into {home}")
+            _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                  "--no-warn-script-location", "--target", home, spec])
+            with open(done, "w") as f:
+                f.write(spec)
+    return home
+
+
 # --- the machine's Debian release and apt sources ---------------------------------------------
 
 def _codename() -> str:

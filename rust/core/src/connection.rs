@@ -7,7 +7,7 @@
 //! socket while the game holds too many of this peer's packets (backpressure, not loss).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,25 +32,23 @@ const OWNER_TASK: u8 = 2;
 /// A send this soon after the last direct write is queued instead: a burst then goes out in
 /// the task's batched writes (one system call for many frames), not one write per packet.
 const DIRECT_SPACING_US: u64 = 10;
-/// At most this many direct writes per millisecond in the process: a broadcast to hundreds of
-/// peers sends the first ones at once and hands the rest to the tasks, so the game's main
-/// thread does not pay a system call per peer.
-const DIRECT_PER_MS: u32 = 8;
+/// Direct writes allowed between two `poll()`s of any peer object in the process: a
+/// broadcast to hundreds of peers sends a few at once and hands the rest to the tasks, so the
+/// game's main thread does not pay a system call per peer, while a game that answers in the
+/// frame a packet arrives always sends directly.
+const DIRECT_PER_POLL: u32 = 4;
 
-/// The process-wide budget of direct writes (see `DIRECT_PER_MS`).
+static DIRECT_LEFT: AtomicU32 = AtomicU32::new(DIRECT_PER_POLL);
+
+/// Refills the direct-write budget; the Godot layer calls it from `poll()`.
+pub fn refill_direct_budget() {
+    DIRECT_LEFT.store(DIRECT_PER_POLL, Ordering::Relaxed);
+}
+
 fn direct_budget_allows() -> bool {
-    use std::sync::atomic::AtomicU32;
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    static WINDOW_MS: AtomicU64 = AtomicU64::new(0);
-    static USED: AtomicU32 = AtomicU32::new(0);
-    let ms = EPOCH
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64;
-    if WINDOW_MS.swap(ms, Ordering::Relaxed) != ms {
-        USED.store(0, Ordering::Relaxed);
-    }
-    USED.fetch_add(1, Ordering::Relaxed) < DIRECT_PER_MS
+    DIRECT_LEFT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// The main thread's way to the socket of a plain `ws://` connection.
@@ -187,9 +185,13 @@ pub struct Connection {
     last_direct_us: AtomicU64,
     /// The main thread has woken the writer and it has not run since: no further wake.
     wake_pending: AtomicBool,
-    /// Closed by a broadcast as too slow: its close frame cannot get through, so the
-    /// connection is dropped after `CLOSE_LINGER` rather than `CLOSE_FLUSH_LIMIT`.
+    /// Closed by a broadcast as too slow, or for a protocol error or limit: no long wait for
+    /// the close to get through (`CLOSE_LINGER` rather than `CLOSE_FLUSH_LIMIT`).
     too_slow: AtomicBool,
+    /// The reader failed (protocol error, limit): after our close frame the writer shuts the
+    /// write side down while the reader discards input, so the peer reads the close frame
+    /// instead of a reset (RFC 6455 §7.1.1). Holds the reason for the report.
+    failure: Mutex<Option<String>>,
     /// Round-trip time of the last answered ping, in µs (0 = not measured yet).
     rtt_us: AtomicU64,
     created: std::time::Instant,
@@ -248,6 +250,7 @@ impl Connection {
             over_since_us: AtomicU64::new(0),
             close_wake: Notify::new(),
             too_slow: AtomicBool::new(false),
+            failure: Mutex::new(None),
             direct: Mutex::new(None),
             write_owner: AtomicU8::new(OWNER_IDLE),
             carry: Mutex::new(None),
@@ -699,7 +702,12 @@ async fn drive<R, W>(
     drop(wr);
     report.failure = match end {
         End::Failed(reason) => Some(reason),
-        _ => None,
+        // The linger may end the task while the reader still discards input.
+        _ => conn
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(),
     };
 }
 
@@ -836,6 +844,10 @@ where
         }
         if let Some((code, reason)) = close {
             conn.record_close(code as i32, reason);
+            if conn.failure.lock().map(|f| f.is_some()).unwrap_or(false) {
+                // Nothing follows our close frame: the peer reads it, then our FIN.
+                let _ = sink.shutdown().await;
+            }
             return Ok(());
         }
         if outbound.is_empty() {
@@ -849,6 +861,17 @@ where
             // Hold no write buffer while waiting.
             batch = Vec::new();
             conn.out_wake.notified().await;
+        }
+    }
+}
+
+/// Reads and drops everything until the stream ends or fails.
+async fn discard_until_eof<R: AsyncRead + Unpin>(stream: &mut R) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut scratch).await {
+        if n == 0 {
+            break;
         }
     }
 }
@@ -954,11 +977,17 @@ where
             }
             Err(FrameError::Io(_)) => return End::Closed,
             Err(e) => {
+                *conn.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                conn.too_slow.store(true, Ordering::Release);
                 match e {
                     FrameError::TooBig { .. } => conn.close(1009, "Message too big"),
                     FrameError::Utf8 => conn.close(1007, "Invalid UTF-8"),
                     _ => conn.close(1002, "Protocol error"),
                 }
+                // Dropping the socket now, with the peer's data unread in it, would make the
+                // kernel send a reset that can destroy our close frame before the peer reads
+                // it. Discard input until the peer closes (or the linger ends the task).
+                discard_until_eof(stream).await;
                 return End::Failed(e.to_string());
             }
         };

@@ -946,6 +946,7 @@ fn put<V: ToGodot>(d: &mut VarDictionary, key: &str, value: V) {
 #[godot_api]
 impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
     fn poll(&mut self) {
+        rwsmp_core::connection::refill_direct_budget();
         let epoch = self.epoch;
         let actions = self.drain_events();
         if actions.is_empty() {
