@@ -25,7 +25,7 @@ pub enum Event {
     /// through the ticket before `handshake_timeout`, or it is dropped. (Boxed: rare and
     /// large, it would double the size of every event, packets included.)
     Admission {
-        request: Box<crate::admission::AdmissionRequest>,
+        request: Box<crate::http::UpgradeRequest>,
         ticket: crate::admission::AdmissionTicket,
     },
     /// Something worth telling the developer (printed as a Godot error).

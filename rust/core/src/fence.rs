@@ -11,8 +11,9 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Largest HTTP head let through (a server's 101 response; requests are capped before).
-const MAX_HEAD: usize = 64 * 1024;
+// The largest HTTP head let through: a server's 101 response here; requests are read and
+// capped before, in `http`, with the same limit.
+use crate::http::MAX_HEAD;
 
 pub struct HeadFence<S> {
     inner: Option<S>,

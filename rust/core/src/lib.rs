@@ -13,6 +13,8 @@ pub mod connection;
 pub mod events;
 pub mod fence;
 mod frame;
+mod heartbeat;
+pub mod http;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

@@ -1,5 +1,6 @@
-//! The listening side: accept loop, handshake (bounded by `handshake_timeout`), sub-protocol
-//! choice, peer-id assignment and the 4-byte id greeting of Godot's protocol.
+//! The listening side: binding, the accept loop with its caps on handshakes in progress, each
+//! connection's handshake (its steps in `server::handshake`) bounded by `handshake_timeout`,
+//! peer ids, and the start of each connection's task.
 
 use std::collections::HashSet;
 use std::io;
@@ -9,22 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, Admission};
 use crate::config::PeerConfig;
-use crate::connection::{self, Connection, ConnectionInfo};
+use crate::connection::{self, Connection};
 use crate::events::Event;
-use crate::fence::HeadFence;
-use crate::frame::{self, FrameReader};
-use crate::proxy::client_address;
+use crate::frame::FrameReader;
 use crate::runtime::spawn_guarded;
-use crate::tls::{MaybeTls, ServerTls};
+use crate::tls::ServerTls;
+
+mod handshake;
+use handshake::{handshake, Handshaken};
 
 /// Where to listen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -305,26 +303,9 @@ fn normalize(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Chooses the sub-protocol: the first one the client offers that the server supports.
-/// `Err` when either side has protocols and there is no match.
-fn choose_protocol(offered: &[String], supported: &[String]) -> Result<Option<String>, ()> {
-    if offered.is_empty() && supported.is_empty() {
-        return Ok(None);
-    }
-    offered
-        .iter()
-        .find(|p| supported.contains(p))
-        .cloned()
-        .map(Some)
-        .ok_or(())
-}
-
-fn reject(status: StatusCode, why: &str) -> ErrorResponse {
-    let mut resp = ErrorResponse::new(Some(why.to_string()));
-    *resp.status_mut() = status;
-    resp
-}
-
+/// One accepted connection, from TCP to a peer: the handshake, bounded by `handshake_timeout`
+/// (pending handshakes that stall are dropped silently, as the built-in does), then its
+/// connection task.
 async fn serve(
     stream: TcpStream,
     remote: SocketAddr,
@@ -334,169 +315,37 @@ async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let remote = normalize(remote);
-    // The client's address: `remote`, or what a trusted reverse proxy says it is.
-    let mut client = remote;
-    let config = &shared.config;
-    let mut selected = None;
-    let mut requested_url = String::new();
-    let scheme = if shared.tls.is_some() { "wss" } else { "ws" };
-    let handshake = async {
-        let mut stream = match &shared.tls {
-            Some(tls) => tls.accept(stream).await.ok()?,
-            None => MaybeTls::Plain(stream),
-        };
-        // The request head is read here, bounded (tungstenite's own reader has no size cap),
-        // then replayed into tungstenite.
-        let head = match admission::read_head(&mut stream).await {
-            Ok(head) => head,
-            Err(admission::HeadError::TooLarge) => {
-                admission::write_rejection(&mut stream, 431, "Request Header Fields Too Large")
-                    .await;
-                return None;
-            }
-            Err(admission::HeadError::Malformed) => {
-                admission::write_rejection(&mut stream, 400, "Bad Request").await;
-                return None;
-            }
-            Err(admission::HeadError::Closed) => return None,
-        };
-        // One parse of the request: the upgrade checks, the client's address and the
-        // game's handshake handler all read it.
-        let Ok(mut request) = admission::parse_head(&head, remote) else {
-            admission::write_rejection(&mut stream, 400, "Bad Request").await;
-            return None;
-        };
-        if let Err((status, reason, extra)) = admission::check_upgrade(&request) {
-            admission::write_response(&mut stream, status, reason, extra).await;
-            return None;
-        }
-        let forwarded: Vec<&str> = request.header_values("x-forwarded-for").collect();
-        client = client_address(remote, &forwarded, &config.trusted_proxies);
-        request.remote = client;
-        // With an admission handler, the game sees the request before the upgrade.
-        if shared.ask.load(Ordering::Acquire) {
-            let (ticket, answer) = admission::AdmissionTicket::new();
-            shared
-                .events
-                .send(Event::Admission {
-                    request: Box::new(request),
-                    ticket,
-                })
-                .ok()?;
-            match answer.await {
-                Ok(Admission::Accept) => {}
-                Ok(Admission::Reject { status, reason }) => {
-                    admission::write_rejection(&mut stream, status, &reason).await;
-                    return None;
-                }
-                Err(_) => {
-                    admission::write_rejection(&mut stream, 503, "Service Unavailable").await;
-                    return None;
-                }
-            }
-        }
-        // tungstenite reads the head again from here, and nothing past it.
-        let stream = HeadFence::new(head, stream);
-        // tungstenite fixes the callback's signature, large error type included.
-        #[allow(clippy::result_large_err)]
-        let callback = |req: &Request, mut resp: Response| {
-            let host = req
-                .headers()
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default();
-            requested_url = format!("{scheme}://{host}{}", req.uri());
-            let offered: Vec<String> = req
-                .headers()
-                .get_all("sec-websocket-protocol")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect();
-            let chosen = choose_protocol(&offered, &config.supported_protocols).map_err(|()| {
-                reject(
-                    StatusCode::BAD_REQUEST,
-                    "no matching WebSocket sub-protocol",
-                )
-            })?;
-            let headers = resp.headers_mut();
-            if let Some(p) = &chosen {
-                if let Ok(v) = HeaderValue::from_str(p) {
-                    headers.insert("sec-websocket-protocol", v);
-                }
-            }
-            for (name, value) in &config.handshake_headers {
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value),
-                ) {
-                    headers.append(n, v);
-                }
-            }
-            selected = chosen;
-            Ok(resp)
-        };
-        let mut ws = tokio_tungstenite::accept_hdr_async_with_config(
-            stream,
-            callback,
-            Some(config.ws_config()),
-        )
-        .await
-        .ok()?;
-        if shared.refusing.load(Ordering::Acquire) {
-            return None;
-        }
-        // From here on the frames are ours (see `frame`).
-        let mut stream = ws.get_mut().open();
-        drop(ws);
-        let id = new_id(&shared.ids);
-        if config.godot_protocol {
-            let mut greeting = Vec::with_capacity(6);
-            frame::encode(&mut greeting, frame::OP_BINARY, &id.to_le_bytes(), None);
-            let sent = async {
-                stream.write_all(&greeting).await?;
-                stream.flush().await
-            };
-            if sent.await.is_err() {
-                lock(&shared.ids).remove(&id);
-                return None;
-            }
-        }
-        Some((stream, id))
-    };
-    // Pending handshakes that stall are dropped silently, as the built-in does.
-    let done = tokio::time::timeout(config.handshake_timeout, handshake).await;
+    let done = tokio::time::timeout(
+        shared.config.handshake_timeout,
+        handshake(stream, remote, &shared),
+    )
+    .await;
     drop(slot); // No longer pending, whatever the outcome.
-    let Ok(Some((stream, id))) = done else {
-        return;
-    };
-    let info = ConnectionInfo {
-        remote: client,
-        protocol: selected.unwrap_or_default(),
-        requested_url,
-    };
-    let (conn, outbound) = Connection::new(id, info, config, cancel);
-    if shared
-        .events
-        .send(Event::Connected {
-            conn: conn.clone(),
-            id,
-        })
-        .is_ok()
-    {
-        // A task of its own: the handshake's state (buffers, parser) is freed now instead of
-        // living inside every connection's future (it cost ~2.6 KiB per idle peer).
-        let events = shared.events.clone();
-        spawn_guarded(events.clone(), None, async move {
-            let reader = FrameReader::new(shared.config.max_message(), true);
-            connection::run(conn, stream, reader, outbound, events).await;
-            lock(&shared.ids).remove(&id);
-        });
-    } else {
-        lock(&shared.ids).remove(&id);
+    if let Ok(Some(peer)) = done {
+        start_connection(peer, shared, cancel);
     }
+}
+
+/// Reports the new peer and starts its connection task, in a task of its own: the
+/// handshake's state (buffers, parser) is freed now instead of living inside every
+/// connection's future.
+fn start_connection(peer: Handshaken, shared: Arc<Shared>, cancel: CancellationToken) {
+    let Handshaken { stream, id, info } = peer;
+    let (conn, outbound) = Connection::new(id, info, &shared.config, cancel);
+    let connected = Event::Connected {
+        conn: conn.clone(),
+        id,
+    };
+    if shared.events.send(connected).is_err() {
+        lock(&shared.ids).remove(&id);
+        return;
+    }
+    let events = shared.events.clone();
+    spawn_guarded(events.clone(), None, async move {
+        let reader = FrameReader::new(shared.config.max_message(), true);
+        connection::run(conn, stream, reader, outbound, events).await;
+        lock(&shared.ids).remove(&id);
+    });
 }
 
 fn lock(ids: &Mutex<HashSet<i32>>) -> std::sync::MutexGuard<'_, HashSet<i32>> {
@@ -517,19 +366,6 @@ fn new_id(ids: &Mutex<HashSet<i32>>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn protocol_choice() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(choose_protocol(&[], &[]), Ok(None));
-        assert_eq!(choose_protocol(&s(&["a"]), &[]), Err(()));
-        assert_eq!(choose_protocol(&[], &s(&["a"])), Err(()));
-        assert_eq!(
-            choose_protocol(&s(&["b", "a"]), &s(&["a", "b"])),
-            Ok(Some("b".into()))
-        );
-        assert_eq!(choose_protocol(&s(&["x"]), &s(&["a"])), Err(()));
-    }
 
     #[test]
     fn bind_address() {

@@ -3,7 +3,8 @@
 use std::cell::RefCell;
 
 use godot::prelude::*;
-use rwsmp_core::admission::{Admission, AdmissionRequest, AdmissionTicket};
+use rwsmp_core::admission::{Admission, AdmissionTicket};
+use rwsmp_core::http::UpgradeRequest;
 
 use crate::websocket_peer::godot_ip_string;
 
@@ -16,14 +17,14 @@ use crate::websocket_peer::godot_ip_string;
 #[derive(GodotClass)]
 #[class(tool, no_init, base = RefCounted)]
 pub struct RustWebSocketHandshake {
-    request: AdmissionRequest,
+    request: UpgradeRequest,
     ticket: RefCell<Option<AdmissionTicket>>,
     base: Base<RefCounted>,
 }
 
 #[godot_api]
 impl RustWebSocketHandshake {
-    pub(crate) fn new_gd(request: AdmissionRequest, ticket: AdmissionTicket) -> Gd<Self> {
+    pub(crate) fn new_gd(request: UpgradeRequest, ticket: AdmissionTicket) -> Gd<Self> {
         Gd::from_init_fn(|base| Self {
             request,
             ticket: RefCell::new(Some(ticket)),

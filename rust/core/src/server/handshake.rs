@@ -1,0 +1,248 @@
+//! The server's side of one connection's handshake, step by step: TLS, the request
+//! (`http`), the game's answer (`admission`), tungstenite's upgrade with the sub-protocol
+//! choice, and Godot's id greeting. `serve` runs it within `handshake_timeout`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
+
+use super::{lock, new_id, Shared};
+use crate::admission::{Admission, AdmissionTicket};
+use crate::config::PeerConfig;
+use crate::connection::ConnectionInfo;
+use crate::events::Event;
+use crate::fence::HeadFence;
+use crate::frame;
+use crate::http::{self, UpgradeRequest};
+use crate::proxy::client_address;
+use crate::tls::MaybeTls;
+
+/// A connection whose handshake is done: the stream (frames from here on), its id, what
+/// `get_peer()` reports.
+pub(super) struct Handshaken {
+    pub(super) stream: HeadFence<MaybeTls>,
+    pub(super) id: i32,
+    pub(super) info: ConnectionInfo,
+}
+
+/// TLS (for `wss://`), the request, the game's answer (with a handshake handler), the upgrade
+/// and Godot's id greeting. `None`: the connection is dropped (an HTTP answer already sent
+/// where there is one).
+pub(super) async fn handshake(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Option<Handshaken> {
+    let mut stream = match &shared.tls {
+        Some(tls) => tls.accept(stream).await.ok()?,
+        None => MaybeTls::Plain(stream),
+    };
+    let (head, request) = read_request(&mut stream, remote, &shared.config).await?;
+    let client = request.remote;
+    // With a handshake handler, the game sees the request before the upgrade.
+    if shared.ask.load(Ordering::Acquire) {
+        ask_the_game(&mut stream, request, &shared.events).await?;
+    }
+    // tungstenite reads the head again from here, and nothing past it.
+    let (stream, protocol, requested_url) = upgrade(
+        HeadFence::new(head, stream),
+        shared.tls.is_some(),
+        &shared.config,
+    )
+    .await?;
+    if shared.refusing.load(Ordering::Acquire) {
+        return None;
+    }
+    let (stream, id) = greet(stream, shared).await?;
+    let info = ConnectionInfo {
+        remote: client,
+        protocol,
+        requested_url,
+    };
+    Some(Handshaken { stream, id, info })
+}
+
+/// Reads the request head (bounded: tungstenite's own reader has no size cap) and parses it
+/// once; the upgrade checks, the client's address (`remote`, or what a trusted proxy says it
+/// is) and the handshake handler all read that parse. Returns every byte read (for
+/// tungstenite) and the request, or answers 400 / 426 / 431 and returns `None`.
+async fn read_request(
+    stream: &mut MaybeTls,
+    remote: SocketAddr,
+    config: &PeerConfig,
+) -> Option<(Vec<u8>, UpgradeRequest)> {
+    let head = match http::read_head(stream).await {
+        Ok(head) => head,
+        Err(http::HeadError::TooLarge) => {
+            http::write_rejection(stream, 431, "Request Header Fields Too Large").await;
+            return None;
+        }
+        Err(http::HeadError::Malformed) => {
+            http::write_rejection(stream, 400, "Bad Request").await;
+            return None;
+        }
+        Err(http::HeadError::Closed) => return None,
+    };
+    let Ok(mut request) = http::parse_head(&head, remote) else {
+        http::write_rejection(stream, 400, "Bad Request").await;
+        return None;
+    };
+    if let Err((status, reason, extra)) = http::check_upgrade(&request) {
+        http::write_response(stream, status, reason, extra).await;
+        return None;
+    }
+    let forwarded: Vec<&str> = request.header_values("x-forwarded-for").collect();
+    request.remote = client_address(remote, &forwarded, &config.trusted_proxies);
+    Some((head, request))
+}
+
+/// Sends the request to the main thread's handshake handler and waits for its answer;
+/// `None` once a refusal was answered (its status, or 503 for a ticket dropped unanswered).
+async fn ask_the_game(
+    stream: &mut MaybeTls,
+    request: UpgradeRequest,
+    events: &Sender<Event>,
+) -> Option<()> {
+    let (ticket, answer) = AdmissionTicket::new();
+    let request = Box::new(request);
+    events.send(Event::Admission { request, ticket }).ok()?;
+    match answer.await {
+        Ok(Admission::Accept) => Some(()),
+        Ok(Admission::Reject { status, reason }) => {
+            http::write_rejection(stream, status, &reason).await;
+            None
+        }
+        Err(_) => {
+            http::write_rejection(stream, 503, "Service Unavailable").await;
+            None
+        }
+    }
+}
+
+/// tungstenite's upgrade: the sub-protocol choice (400 when none matches) and the extra
+/// response headers. Returns the stream to read frames from, the protocol chosen and the
+/// URL the client asked for (`ws[s]://` + Host + path).
+async fn upgrade(
+    stream: HeadFence<MaybeTls>,
+    secure: bool,
+    config: &PeerConfig,
+) -> Option<(HeadFence<MaybeTls>, String, String)> {
+    let scheme = if secure { "wss" } else { "ws" };
+    let mut selected = None;
+    let mut requested_url = String::new();
+    // tungstenite fixes the callback's signature, large error type included.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, mut resp: Response| {
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        requested_url = format!("{scheme}://{host}{}", req.uri());
+        let offered: Vec<String> = req
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let chosen = choose_protocol(&offered, &config.supported_protocols).map_err(|()| {
+            reject(
+                StatusCode::BAD_REQUEST,
+                "no matching WebSocket sub-protocol",
+            )
+        })?;
+        let headers = resp.headers_mut();
+        if let Some(p) = &chosen {
+            if let Ok(v) = HeaderValue::from_str(p) {
+                headers.insert("sec-websocket-protocol", v);
+            }
+        }
+        for (name, value) in &config.handshake_headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        selected = chosen;
+        Ok(resp)
+    };
+    let mut ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config.ws_config()))
+            .await
+            .ok()?;
+    // From here on the frames are ours (see `frame`).
+    let stream = ws.get_mut().open();
+    drop(ws);
+    Some((stream, selected.unwrap_or_default(), requested_url))
+}
+
+/// A new id for the connection and, in Godot's protocol, the 4-byte greeting that tells the
+/// client its id.
+async fn greet(
+    mut stream: HeadFence<MaybeTls>,
+    shared: &Shared,
+) -> Option<(HeadFence<MaybeTls>, i32)> {
+    let id = new_id(&shared.ids);
+    if shared.config.godot_protocol {
+        let mut greeting = Vec::with_capacity(6);
+        frame::encode(&mut greeting, frame::OP_BINARY, &id.to_le_bytes(), None);
+        let sent = async {
+            stream.write_all(&greeting).await?;
+            stream.flush().await
+        };
+        if sent.await.is_err() {
+            lock(&shared.ids).remove(&id);
+            return None;
+        }
+    }
+    Some((stream, id))
+}
+
+/// Chooses the sub-protocol: the first one the client offers that the server supports.
+/// `Err` when either side has protocols and there is no match.
+fn choose_protocol(offered: &[String], supported: &[String]) -> Result<Option<String>, ()> {
+    if offered.is_empty() && supported.is_empty() {
+        return Ok(None);
+    }
+    offered
+        .iter()
+        .find(|p| supported.contains(p))
+        .cloned()
+        .map(Some)
+        .ok_or(())
+}
+
+fn reject(status: StatusCode, why: &str) -> ErrorResponse {
+    let mut resp = ErrorResponse::new(Some(why.to_string()));
+    *resp.status_mut() = status;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_choice() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(choose_protocol(&[], &[]), Ok(None));
+        assert_eq!(choose_protocol(&s(&["a"]), &[]), Err(()));
+        assert_eq!(choose_protocol(&[], &s(&["a"])), Err(()));
+        assert_eq!(
+            choose_protocol(&s(&["b", "a"]), &s(&["a", "b"])),
+            Ok(Some("b".into()))
+        );
+        assert_eq!(choose_protocol(&s(&["x"]), &s(&["a"])), Err(()));
+    }
+}
