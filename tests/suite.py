@@ -24,6 +24,7 @@ import netem_hook
 import process_hooks
 import wire_hooks
 from browser_hook import browser_hook
+from failure_close_hook import failure_close_hook
 from handshake_handler_hook import handshake_handler_hook
 from harness import PAIRINGS, RUST, Proc, StderrExpect, Test, short_name
 from proxy_hook import proxy_hook
@@ -99,6 +100,9 @@ TABLE = [
         hook_party=True),
     Row("free_in_signal", roles=("main",), pairings="alone"),
     Row("send_bytes", roles=("main",), pairings="rust-alone"),
+    Row("failure_close", roles=("main",), pairings="rust-alone", hook=failure_close_hook,
+        hook_party=True, process_timeout=90.0,
+        rust_stderr={"main": {"too_big": r"exceeds inbound_buffer_size"}}),
     # Hostile and broken clients, the 2000-socket burst (rust only: the built-in accepts one
     # connection per poll with a listen backlog of 8), connect/disconnect cycles.
     _hostile("http"),
