@@ -20,6 +20,7 @@ use crate::config::PeerConfig;
 use crate::events::{Event, InboundPacket};
 use crate::fence::HeadFence;
 use crate::frame::{self, FrameError, FrameReader, Incoming};
+use crate::heartbeat::{Heartbeat, Tick};
 use crate::shared_tcp::SharedTcp;
 use crate::tls::MaybeTls;
 use crate::Bytes;
@@ -162,10 +163,9 @@ pub struct Connection {
     /// Our close frame is queued for the writer (as opposed to a close the other side began).
     close_queued: AtomicBool,
     heartbeat: Option<Duration>,
-    /// When the unanswered heartbeat ping was queued, in µs since `created` (0 = none). Also
-    /// its payload: only a pong carrying it answers the ping (RFC 6455 §5.5.3), so unsolicited
-    /// pongs cannot keep a peer that reads nothing alive.
-    ping_sent_us: AtomicU64,
+    /// The heartbeat's state (see `heartbeat`): the outstanding ping, whose payload a pong
+    /// must carry to answer it, so unsolicited pongs cannot keep a silent peer alive.
+    beat: Mutex<Heartbeat>,
     /// Since when (µs since `created`) a broadcast has had this peer over its limits; 0 while
     /// within them. The writer clears it once the queue is back within the limits.
     over_since_us: AtomicU64,
@@ -246,7 +246,7 @@ impl Connection {
             silenced: AtomicBool::new(false),
             close_queued: AtomicBool::new(false),
             heartbeat: config.heartbeat_interval,
-            ping_sent_us: AtomicU64::new(0),
+            beat: Mutex::new(Heartbeat::default()),
             over_since_us: AtomicU64::new(0),
             close_wake: Notify::new(),
             too_slow: AtomicBool::new(false),
@@ -356,6 +356,10 @@ impl Connection {
             0 => None,
             us => Some(Duration::from_micros(us)),
         }
+    }
+
+    fn beat_state(&self) -> std::sync::MutexGuard<'_, Heartbeat> {
+        self.beat.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn micros(&self) -> u64 {
@@ -646,18 +650,16 @@ async fn drive<R, W>(
                     // No verdict until the reader has run for a whole interval.
                     let blind = conn.in_paused.load(Ordering::SeqCst)
                         || conn.paused_since_tick.swap(false, Ordering::AcqRel);
-                    if conn.ping_sent_us.load(Ordering::Acquire) != 0 {
-                        if blind {
-                            continue;
-                        }
-                        // The previous ping is still unanswered: the peer (or the path) is dead.
-                        break End::Closed;
-                    }
                     // Outstanding from now, even if a full socket delays writing it.
-                    let token = conn.micros();
-                    conn.ping_sent_us.store(token, Ordering::Release);
-                    let _ = conn.outbound.send(Outgoing::Ping(token));
-                    conn.out_wake.notify_one();
+                    let verdict = conn.beat_state().tick(conn.micros(), blind);
+                    match verdict {
+                        Tick::Ping(token) => {
+                            let _ = conn.outbound.send(Outgoing::Ping(token));
+                            conn.out_wake.notify_one();
+                        }
+                        Tick::Dead => break End::Closed,
+                        Tick::Wait => {}
+                    }
                 }
                 end = &mut reader, if reader_end.is_none() => {
                     // A close frame is queued (ours, an answer to the other side's, or one
@@ -962,15 +964,8 @@ where
             }
             Ok(Some(Incoming::Pong(payload))) => {
                 // Only the answer to our outstanding ping counts; other pongs are ignored.
-                let sent = conn.ping_sent_us.load(Ordering::Acquire);
-                if sent != 0
-                    && payload[..] == sent.to_le_bytes()
-                    && conn
-                        .ping_sent_us
-                        .compare_exchange(sent, 0, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                {
-                    let rtt = conn.micros().saturating_sub(sent).max(1);
+                let rtt = conn.beat_state().pong(&payload, conn.micros());
+                if let Some(rtt) = rtt {
                     conn.rtt_us.store(rtt, Ordering::Release);
                 }
                 continue;
