@@ -30,7 +30,3 @@ impl AdmissionTicket {
         let _ = self.0.send(admission);
     }
 }
-
-// The request type and reason phrases under their former names, for the Godot layer's
-// `multiplayer_peer.rs` until it names them from `http` itself.
-pub use crate::http::{reason_phrase, UpgradeRequest as AdmissionRequest};

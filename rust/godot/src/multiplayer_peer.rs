@@ -1,30 +1,41 @@
-//! `RustWebSocketMultiplayerPeer`: the Godot-facing object. It owns no socket; it drains the
-//! runtime's event queue in `poll()` and pushes outgoing packets onto per-peer queues.
+//! `RustWebSocketMultiplayerPeer`: the Godot-facing object, read here as its API: the
+//! properties, methods and signals with their editor docs (F1), and the `MultiplayerPeer`
+//! virtuals. It owns no socket; `poll()` drains the runtime's event queue and `put_packet`
+//! pushes onto per-peer queues. The work behind the API is in the child modules:
+//!
+//! - `events`: `poll()`, draining the runtime's events and emitting the signals
+//! - `outgoing`: the send arena and the routing of a message to one peer or everyone
+//! - `stats`: `get_peer_stats()`, `get_stats()` and the Performance monitors
+//! - `admission`: the handshake handler's glue
+//! - `session`: `create_server` / `create_client` (checks, TLS options, starting the core)
+//! - `settings`: the properties as the core's `PeerConfig`
+//!
+//! Over 500 lines for one reason: the editor's help for every property, method and signal is
+//! written here, on the API it describes.
+
+mod admission;
+mod events;
+mod outgoing;
+mod session;
+mod settings;
+mod stats;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::BytesMut;
 use crossbeam_channel::Receiver;
 use godot::classes::multiplayer_peer::{ConnectionStatus, TransferMode};
-use godot::classes::{IMultiplayerPeerExtension, MultiplayerPeerExtension, Performance};
+use godot::classes::{IMultiplayerPeerExtension, MultiplayerPeerExtension};
 use godot::global::Error;
 use godot::meta::conv::RawPtr;
 use godot::prelude::*;
-use rwsmp_core::admission::{reason_phrase, Admission, AdmissionRequest, AdmissionTicket};
 use rwsmp_core::client::Client;
-use rwsmp_core::config::{parse_header_lines, PeerConfig};
-use rwsmp_core::connection::Connection;
+use rwsmp_core::connection::{Connection, ConnectionStats};
 use rwsmp_core::events::{Event, InboundPacket};
-use rwsmp_core::proxy::TrustedProxy;
-use rwsmp_core::server::{BindAddress, Server, StartError};
-use rwsmp_core::url::WsUrl;
-use rwsmp_core::{runtime, Bytes};
+use rwsmp_core::server::Server;
+use rwsmp_core::Bytes;
 
-use crate::handshake::RustWebSocketHandshake;
-use crate::send;
-use crate::tls_options::{client_tls, default_client_tls, server_tls, OptTls};
+use crate::tls_options::OptTls;
 use crate::websocket_peer::{godot_ip_string, is_sendable_close_code, RustWebSocketPeer};
 
 /// Bytes of the built-in peer's protocol overhead that `get_max_packet_size` subtracts.
@@ -41,17 +52,6 @@ enum Mode {
 struct PeerEntry {
     conn: Arc<Connection>,
     handle: Option<Gd<RustWebSocketPeer>>,
-}
-
-/// What `poll()` does after it has drained the queue, in order, without holding borrows.
-enum Action {
-    Connected(i32),
-    Disconnected(i32),
-    CloseRequest(i32, i32, String),
-    Admission(AdmissionRequest, AdmissionTicket),
-    ConnectFailed,
-    /// Raw mode: a message from this peer is in `incoming`.
-    DataReceived(i32),
 }
 
 /// A drop-in replacement for Godot's [WebSocketMultiplayerPeer] whose networking runs on a
@@ -144,9 +144,8 @@ pub struct RustWebSocketMultiplayerPeer {
     incoming: VecDeque<InboundPacket>,
     /// The payload last returned by `get_packet`; Godot reads it through our pointer.
     current: Option<Bytes>,
-    /// Where outgoing payloads are copied: one allocation per `SEND_ARENA` bytes of small
-    /// packets instead of one per packet (see [`Self::stage`]).
-    send_arena: BytesMut,
+    /// Where outgoing payloads are copied (see `outgoing`).
+    send_arena: outgoing::SendArena,
     events: Option<Receiver<Event>>,
     /// Bumped by every reset, so `poll()` notices when a signal handler closed the peer.
     epoch: u64,
@@ -155,15 +154,13 @@ pub struct RustWebSocketMultiplayerPeer {
     /// The current session runs without the Godot protocol (`godot_protocol` when create_* ran).
     raw_session: bool,
     /// Traffic of peers already gone, for get_stats().
-    closed_totals: rwsmp_core::connection::ConnectionStats,
+    closed_totals: ConnectionStats,
     /// Client: close code and reason of the connection to the server, once it ended.
     last_close: Option<(i32, String)>,
     /// Called with a RustWebSocketHandshake for each pending connection, if set.
     handshake_handler: Option<Callable>,
-    /// Performance monitor ids registered by add_performance_monitors().
-    monitors: Vec<StringName>,
-    /// Last (time, counter) seen per rate monitor, to turn totals into per-second rates.
-    monitor_samples: HashMap<String, (std::time::Instant, u64)>,
+    /// The Performance monitors registered by add_performance_monitors().
+    monitors: stats::Monitors,
     base: Base<MultiplayerPeerExtension>,
 }
 
@@ -182,67 +179,7 @@ impl RustWebSocketMultiplayerPeer {
         #[opt(default = "*")] bind_address: GString,
         #[opt(default = godot::meta::owned_into_arg(OptTls(None)))] tls_server_options: OptTls,
     ) -> Error {
-        if self.status != ConnectionStatus::DISCONNECTED {
-            godot_error!("create_server: this peer is already active; call close() first");
-            return Error::ERR_ALREADY_IN_USE;
-        }
-        let tls = match &tls_server_options.0 {
-            None => None,
-            Some(tls) if !tls.is_server() => {
-                godot_error!(
-                    "create_server: tls_server_options must come from TLSOptions.server()"
-                );
-                return Error::ERR_INVALID_PARAMETER;
-            }
-            Some(tls) => match server_tls(tls) {
-                Ok(tls) => Some(tls),
-                Err(why) => {
-                    godot_error!("create_server: invalid tls_server_options: {why}");
-                    return Error::ERR_INVALID_PARAMETER;
-                }
-            },
-        };
-        let Ok(port) = u16::try_from(port) else {
-            godot_error!("create_server: invalid port {port}");
-            return Error::ERR_INVALID_PARAMETER;
-        };
-        let Some(bind) = BindAddress::parse(&bind_address.to_string()) else {
-            godot_error!(
-                "create_server: invalid bind address '{bind_address}' (use \"*\" or an IP address)"
-            );
-            return Error::ERR_INVALID_PARAMETER;
-        };
-        let config = match self.config("create_server") {
-            Ok(config) => config,
-            Err(e) => return e,
-        };
-        let rt = match runtime::handle() {
-            Ok(rt) => rt,
-            Err(e) => {
-                godot_error!("create_server: cannot start the network runtime: {e}");
-                return Error::ERR_CANT_CREATE;
-            }
-        };
-        self.start_session();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let server = match Server::start(&rt, port, bind, config, tx, tls) {
-            Ok(server) => server,
-            Err(e) => {
-                godot_error!("create_server: port {port} on '{bind_address}': {e}");
-                return match e {
-                    StartError::AddressInUse => Error::ERR_ALREADY_IN_USE,
-                    StartError::AddressUnavailable => Error::ERR_UNAVAILABLE,
-                    StartError::Io(_) => Error::ERR_CANT_CREATE,
-                };
-            }
-        };
-        server.set_refusing(self.refusing);
-        server.set_admission(self.handshake_handler.is_some());
-        self.mode = Mode::Server(server);
-        self.events = Some(rx);
-        self.status = ConnectionStatus::CONNECTED;
-        self.unique_id = 1;
-        Error::OK
+        self.start_server(port, &bind_address, &tls_server_options)
     }
 
     /// Connects to a `ws://` or `wss://` server (no scheme means `ws://`). For `wss://`,
@@ -256,58 +193,7 @@ impl RustWebSocketMultiplayerPeer {
         url: GString,
         #[opt(default = godot::meta::owned_into_arg(OptTls(None)))] tls_client_options: OptTls,
     ) -> Error {
-        if self.status != ConnectionStatus::DISCONNECTED {
-            godot_error!("create_client: this peer is already active; call close() first");
-            return Error::ERR_ALREADY_IN_USE;
-        }
-        if let Some(tls) = &tls_client_options.0 {
-            if tls.is_server() {
-                godot_error!("create_client: tls_client_options must come from TLSOptions.client() or client_unsafe()");
-                return Error::ERR_INVALID_PARAMETER;
-            }
-        }
-        let parsed = match WsUrl::parse(&url.to_string()) {
-            Ok(parsed) => parsed,
-            Err(why) => {
-                godot_error!("create_client: invalid URL '{url}': {why}");
-                return Error::ERR_INVALID_PARAMETER;
-            }
-        };
-        // Client options with a ws:// URL are accepted and unused, as in the built-in.
-        let tls = match &tls_client_options.0 {
-            Some(tls) if parsed.secure => match client_tls(tls) {
-                Ok(tls) => Some(tls),
-                Err(why) => {
-                    godot_error!("create_client: invalid tls_client_options: {why}");
-                    return Error::ERR_INVALID_PARAMETER;
-                }
-            },
-            None if parsed.secure => match default_client_tls() {
-                Ok(tls) => tls,
-                Err(why) => {
-                    godot_error!("create_client: {why}");
-                    return Error::ERR_INVALID_PARAMETER;
-                }
-            },
-            _ => None,
-        };
-        let config = match self.config("create_client") {
-            Ok(config) => config,
-            Err(e) => return e,
-        };
-        let rt = match runtime::handle() {
-            Ok(rt) => rt,
-            Err(e) => {
-                godot_error!("create_client: cannot start the network runtime: {e}");
-                return Error::ERR_CANT_CREATE;
-            }
-        };
-        self.start_session();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        self.mode = Mode::Client(Client::connect(&rt, parsed, config, tx, tls));
-        self.events = Some(rx);
-        self.status = ConnectionStatus::CONNECTING;
-        Error::OK
+        self.start_client(&url, &tls_client_options)
     }
 
     /// The connection to peer `peer_id` (server: a client's id; client: 1), or null.
@@ -491,26 +377,13 @@ impl RustWebSocketMultiplayerPeer {
     /// heartbeat pings, -1 until measured) and `connected_since_unix_ms`. Empty if unknown.
     #[func]
     fn get_peer_stats(&self, id: i32) -> VarDictionary {
-        let mut d = VarDictionary::new();
-        let Some(entry) = self.peers.get(&id) else {
-            godot_error!("get_peer_stats: peer {id} not found");
-            return d;
-        };
-        let conn = &entry.conn;
-        let s = conn.stats();
-        put(&mut d, "bytes_in", s.bytes_in as i64);
-        put(&mut d, "bytes_out", s.bytes_out as i64);
-        put(&mut d, "packets_in", s.packets_in as i64);
-        put(&mut d, "packets_out", s.packets_out as i64);
-        put(&mut d, "queued_packets_out", conn.outbound_queued() as i64);
-        put(&mut d, "queued_bytes_out", conn.outbound_buffered() as i64);
-        put(
-            &mut d,
-            "rtt_ms",
-            conn.rtt().map_or(-1.0, |r| r.as_secs_f64() * 1000.0),
-        );
-        put(&mut d, "connected_since_unix_ms", s.opened_unix_ms as i64);
-        d
+        match self.peers.get(&id) {
+            Some(entry) => stats::peer_stats(&entry.conn),
+            None => {
+                godot_error!("get_peer_stats: peer {id} not found");
+                VarDictionary::new()
+            }
+        }
     }
 
     /// Totals since create_server/create_client: `peer_count` and, over current and departed
@@ -518,16 +391,7 @@ impl RustWebSocketMultiplayerPeer {
     /// `queued_packets_out` and `queued_bytes_out`.
     #[func]
     fn get_stats(&self) -> VarDictionary {
-        let (t, queued_packets, queued_bytes) = self.totals();
-        let mut d = VarDictionary::new();
-        put(&mut d, "peer_count", self.peers.len() as i64);
-        put(&mut d, "bytes_in", t.bytes_in as i64);
-        put(&mut d, "bytes_out", t.bytes_out as i64);
-        put(&mut d, "packets_in", t.packets_in as i64);
-        put(&mut d, "packets_out", t.packets_out as i64);
-        put(&mut d, "queued_packets_out", queued_packets as i64);
-        put(&mut d, "queued_bytes_out", queued_bytes as i64);
-        d
+        self.stats()
     }
 
     /// Adds Godot [Performance] custom monitors for this peer under `category`, so they plot
@@ -542,80 +406,20 @@ impl RustWebSocketMultiplayerPeer {
         &mut self,
         #[opt(default = "RustWebSocket")] category: GString,
     ) -> Error {
-        let mut perf = Performance::singleton();
-        let ids: Vec<(StringName, &str)> = MONITORS
-            .iter()
-            .map(|name| (StringName::from(&format!("{category}/{name}")), *name))
-            .collect();
-        if let Some((taken, _)) = ids.iter().find(|(id, _)| perf.has_custom_monitor(id)) {
-            godot_error!("add_performance_monitors: a monitor '{taken}' already exists");
-            return Error::ERR_ALREADY_IN_USE;
-        }
-        self.remove_performance_monitors();
-        let callable = Callable::from_object_method(&self.to_gd(), "get_monitor");
-        for (id, name) in ids {
-            let args = varray![name];
-            perf.add_custom_monitor_ex(&id, &callable)
-                .arguments(&args)
-                .done();
-            self.monitors.push(id);
-        }
-        Error::OK
+        self.add_monitors(&category)
     }
 
     /// Removes the monitors added by [method add_performance_monitors].
     #[func]
     fn remove_performance_monitors(&mut self) {
-        if self.monitors.is_empty() {
-            return;
-        }
-        let mut perf = Performance::singleton();
-        for id in self.monitors.drain(..) {
-            if perf.has_custom_monitor(&id) {
-                perf.remove_custom_monitor(&id);
-            }
-        }
+        self.remove_monitors();
     }
 
     /// The value behind monitor `name` (see [method add_performance_monitors]); rates are
     /// per second since the previous call for the same name.
     #[func]
     fn get_monitor(&mut self, name: GString) -> f64 {
-        let name = name.to_string();
-        let (totals, _, queued_bytes) = self.totals();
-        let counter = match name.as_str() {
-            "peers" => return self.peers.len() as f64,
-            "queued_bytes_out" => return queued_bytes as f64,
-            "rtt_ms" => {
-                let rtts: Vec<f64> = self
-                    .peers
-                    .values()
-                    .filter_map(|e| e.conn.rtt())
-                    .map(|r| r.as_secs_f64() * 1000.0)
-                    .collect();
-                return if rtts.is_empty() {
-                    0.0
-                } else {
-                    rtts.iter().sum::<f64>() / rtts.len() as f64
-                };
-            }
-            "bytes_in_per_s" => totals.bytes_in,
-            "bytes_out_per_s" => totals.bytes_out,
-            "packets_in_per_s" => totals.packets_in,
-            "packets_out_per_s" => totals.packets_out,
-            _ => {
-                godot_error!("get_monitor: unknown monitor '{name}'");
-                return 0.0;
-            }
-        };
-        let now = std::time::Instant::now();
-        let previous = self.monitor_samples.insert(name, (now, counter));
-        match previous {
-            Some((then, before)) if now > then && counter >= before => {
-                (counter - before) as f64 / (now - then).as_secs_f64()
-            }
-            _ => 0.0,
-        }
+        self.monitor(name.to_string())
     }
 
     /// Server: `handler` is called on the main thread with a [RustWebSocketHandshake] for
@@ -673,52 +477,6 @@ impl RustWebSocketMultiplayerPeer {
 }
 
 impl RustWebSocketMultiplayerPeer {
-    fn config(&self, what: &str) -> Result<PeerConfig, Error> {
-        let headers: Vec<String> = self
-            .handshake_headers
-            .as_slice()
-            .iter()
-            .map(|h| h.to_string())
-            .collect();
-        let handshake_headers = parse_header_lines(&headers).map_err(|line| {
-            godot_error!("{what}: invalid handshake header '{line}' (expected \"Name: value\")");
-            Error::ERR_INVALID_PARAMETER
-        })?;
-        let positive = |v: i32, name: &str| {
-            usize::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
-                godot_error!("{what}: {name} must be positive, got {v}");
-                Error::ERR_INVALID_PARAMETER
-            })
-        };
-        Ok(PeerConfig {
-            supported_protocols: self
-                .supported_protocols
-                .as_slice()
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-            handshake_headers,
-            handshake_timeout: Duration::from_secs_f64(self.handshake_timeout),
-            inbound_buffer_size: positive(self.inbound_buffer_size, "inbound_buffer_size")?,
-            outbound_buffer_size: positive(self.outbound_buffer_size, "outbound_buffer_size")?,
-            max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
-            godot_protocol: self.godot_protocol,
-            trusted_proxies: self
-                .trusted_proxies
-                .as_slice()
-                .iter()
-                .map(|p| {
-                    TrustedProxy::parse(&p.to_string()).map_err(|why| {
-                        godot_error!("{what}: invalid trusted_proxies entry: {why}");
-                        Error::ERR_INVALID_PARAMETER
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            heartbeat_interval: (self.heartbeat_interval > 0.0)
-                .then(|| Duration::from_secs_f64(self.heartbeat_interval)),
-        })
-    }
-
     /// Drops everything at once: sockets, queued packets, pending handshakes. No signals.
     fn reset(&mut self) {
         match std::mem::take(&mut self.mode) {
@@ -741,116 +499,12 @@ impl RustWebSocketMultiplayerPeer {
         matches!(self.mode, Mode::Client(_))
     }
 
-    /// Drains what the runtime reported into `incoming` and a list of actions.
-    fn drain_events(&mut self) -> Vec<Action> {
-        let mut actions = Vec::new();
-        let Some(rx) = &self.events else {
-            return actions;
-        };
-        // Only what is there now: a fast sender must not keep poll() busy forever.
-        let pending = rx.len();
-        for event in rx.try_iter().take(pending) {
-            match event {
-                Event::Packet(packet) => {
-                    if self.peers.contains_key(&packet.from()) {
-                        if self.raw_session {
-                            actions.push(Action::DataReceived(packet.from()));
-                        }
-                        self.incoming.push_back(packet);
-                    }
-                }
-                Event::Connected { conn, id } => {
-                    let peer_id = if matches!(self.mode, Mode::Client(_)) {
-                        if self.status != ConnectionStatus::CONNECTING {
-                            continue;
-                        }
-                        self.unique_id = id;
-                        self.status = ConnectionStatus::CONNECTED;
-                        1
-                    } else {
-                        id
-                    };
-                    self.peers.insert(peer_id, PeerEntry { conn, handle: None });
-                    actions.push(Action::Connected(peer_id));
-                }
-                Event::Disconnected { id } => {
-                    if self.peers.contains_key(&id) {
-                        actions.push(Action::Disconnected(id));
-                    }
-                }
-                Event::ConnectFailed { reason } => {
-                    if self.status == ConnectionStatus::CONNECTING {
-                        godot_error!("RustWebSocketMultiplayerPeer: connection failed: {reason}");
-                        actions.push(Action::ConnectFailed);
-                    }
-                }
-                Event::CloseRequest { id, code, reason } => {
-                    if self.peers.contains_key(&id) {
-                        actions.push(Action::CloseRequest(id, code, reason));
-                    }
-                }
-                Event::Admission { request, ticket } => {
-                    actions.push(Action::Admission(*request, ticket));
-                }
-                Event::Error { message } => godot_error!("RustWebSocketMultiplayerPeer: {message}"),
-            }
-        }
-        actions
-    }
-
-    fn emit(&mut self, signal: &str, args: &[Variant]) {
-        self.base_mut().emit_signal(signal, args);
-    }
-
-    /// Hands a pending connection to the handshake handler. A bool or an HTTP status returned
-    /// by the handler answers at once; otherwise the handler answers through the object.
-    fn admit(&mut self, request: AdmissionRequest, ticket: AdmissionTicket) {
-        let Some(handler) = self.handshake_handler.clone() else {
-            ticket.answer(Admission::Accept); // The handler was removed meanwhile.
-            return;
-        };
-        let handshake = RustWebSocketHandshake::new_gd(request, ticket);
-        // Through base_mut(): the handler may call back into this peer (e.g. get_peer_ids()).
-        let verdict = {
-            let _reentrant = self.base_mut();
-            handler.call(&[handshake.to_variant()])
-        };
-        if handshake.bind().is_answered() {
-            return;
-        }
-        match verdict.get_type() {
-            VariantType::BOOL if verdict.to::<bool>() => handshake.bind().accept(),
-            VariantType::BOOL => handshake.bind().reject(403, "Forbidden".into()),
-            VariantType::INT => {
-                // reject() reports a status outside 400-599; never panic on odd values.
-                let status = verdict.try_to::<i64>().unwrap_or(0);
-                let status = i32::try_from(status).unwrap_or(0);
-                let phrase = u16::try_from(status).map_or("Rejected", reason_phrase);
-                handshake.bind().reject(status, GString::from(phrase));
-            }
-            _ => {} // Answered later through the handshake object, or at the timeout.
-        }
-    }
-
     /// Drops peer `id` from the table (its traffic goes into the totals) and its socket.
     fn forget_peer(&mut self, id: i32) {
         if let Some(entry) = self.peers.remove(&id) {
             self.closed_totals.add(&entry.conn.stats());
             entry.conn.abort();
         }
-    }
-
-    /// Traffic since create_* (departed peers included) and what is queued out now
-    /// (packets, bytes): what get_stats() and the monitors report.
-    fn totals(&self) -> (rwsmp_core::connection::ConnectionStats, usize, usize) {
-        let mut t = self.closed_totals;
-        let (mut queued_packets, mut queued_bytes) = (0usize, 0usize);
-        for entry in self.peers.values() {
-            t.add(&entry.conn.stats());
-            queued_packets += entry.conn.outbound_queued();
-            queued_bytes += entry.conn.outbound_buffered();
-        }
-        (t, queued_packets, queued_bytes)
     }
 
     /// Clears what belongs to the previous session before a create_* call.
@@ -860,164 +514,13 @@ impl RustWebSocketMultiplayerPeer {
         self.last_close = None;
         self.raw_session = !self.godot_protocol;
     }
-
-    /// Copies an outgoing payload for `target` out of Godot's memory. Small payloads share
-    /// arena chunks, which saves a `malloc` on this thread and a cross-thread `free` on the
-    /// runtime's for each packet; a chunk is freed once every packet in it has been written.
-    /// Only payloads every peer gets share chunks (a client's, whose one peer is the server,
-    /// and a server's broadcasts): a peer that stops reading then pins little more than its
-    /// own queued packets. Mixing one peer's packets with others' would let it pin a whole
-    /// chunk per queued packet.
-    fn stage(&mut self, data: &[u8], target: i32) -> Bytes {
-        let to_everyone = target <= 0 || self.is_client();
-        if !to_everyone || data.len() > SEND_ARENA / 4 {
-            return Bytes::copy_from_slice(data);
-        }
-        if self.send_arena.capacity() - self.send_arena.len() < data.len() {
-            self.send_arena = BytesMut::with_capacity(SEND_ARENA);
-        }
-        self.send_arena.extend_from_slice(data);
-        self.send_arena.split().freeze()
-    }
-
-    fn send(&mut self, target: i32, data: Bytes, text: bool) -> Error {
-        let limit = usize::try_from(self.outbound_buffer_size).unwrap_or(0);
-        if let Err(e) = send::check_size(data.len(), limit, "put_packet") {
-            return e;
-        }
-        if self.is_client() {
-            return match self.peers.get(&1) {
-                Some(entry) => send::queue(&entry.conn, data, text, "put_packet"),
-                None => Error::ERR_UNCONFIGURED,
-            };
-        }
-        if target > 0 {
-            return match self.peers.get(&target) {
-                Some(entry) => send::queue(&entry.conn, data, text, "put_packet"),
-                None => {
-                    godot_error!("put_packet: peer {target} not found");
-                    Error::ERR_INVALID_PARAMETER
-                }
-            };
-        }
-        // Broadcast: a peer too slow for it is closed and reported rather than holding back
-        // the others (see slow_peer_timeout).
-        let excluded = -target;
-        let patience = Duration::from_secs_f64(self.slow_peer_timeout);
-        for (id, entry) in self.peers.iter().filter(|(id, _)| **id != excluded) {
-            if entry
-                .conn
-                .send_broadcast(data.clone(), text, patience)
-                .is_err()
-            {
-                godot_warn!(
-                    "put_packet: peer {id} is closed (1008): its outbound queue stayed full \
-                     ({} packets, {} bytes queued) for more than slow_peer_timeout ({} s)",
-                    entry.conn.outbound_queued(),
-                    entry.conn.outbound_buffered(),
-                    self.slow_peer_timeout
-                );
-            }
-        }
-        Error::OK
-    }
-}
-
-/// Size of one send arena chunk; payloads over a quarter of it get their own allocation.
-/// A chunk is freed once every packet in it is written; one peer object keeps at most one
-/// chunk with room in it (see `stage` for which payloads go there).
-const SEND_ARENA: usize = 256 * 1024;
-
-/// Monitor names, as registered under the category by add_performance_monitors().
-const MONITORS: [&str; 7] = [
-    "peers",
-    "bytes_in_per_s",
-    "bytes_out_per_s",
-    "packets_in_per_s",
-    "packets_out_per_s",
-    "queued_bytes_out",
-    "rtt_ms",
-];
-
-fn put<V: ToGodot>(d: &mut VarDictionary, key: &str, value: V) {
-    d.set(&key.to_variant(), &value.to_variant());
 }
 
 #[godot_api]
 impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
     fn poll(&mut self) {
         rwsmp_core::connection::refill_direct_budget();
-        let epoch = self.epoch;
-        let actions = self.drain_events();
-        if actions.is_empty() {
-            return;
-        }
-        // A signal handler may drop the last reference to this peer (for example
-        // `multiplayer.multiplayer_peer = null`), which must not destroy it while this call runs.
-        // Hold one reference until the engine's next deferred-call flush.
-        let mut keep_alive = Some(self.to_gd());
-        Callable::from_fn("RustWebSocketMultiplayerPeer.keep_alive", move |_| {
-            keep_alive.take();
-        })
-        .call_deferred(&[]);
-        for action in actions {
-            // A signal handler may have closed or re-created this peer.
-            if self.epoch != epoch {
-                return;
-            }
-            match action {
-                Action::Connected(id) => {
-                    self.emit("peer_connected", &[id.to_variant()]);
-                    if self.epoch == epoch && self.is_server() {
-                        let protocol = self
-                            .peers
-                            .get(&id)
-                            .map_or_else(GString::new, |e| GString::from(&e.conn.info().protocol));
-                        self.emit(
-                            "client_connected",
-                            &[id.to_variant(), protocol.to_variant()],
-                        );
-                    }
-                }
-                Action::Disconnected(id) => {
-                    let (clean, close) = self.peers.get(&id).map_or((false, None), |e| {
-                        (
-                            e.conn.was_clean(),
-                            Some((e.conn.close_code(), e.conn.close_reason())),
-                        )
-                    });
-                    // Emitted while the peer is still known, so handlers can read its close code.
-                    self.emit("peer_disconnected", &[id.to_variant()]);
-                    if self.epoch == epoch && self.is_server() {
-                        self.emit(
-                            "client_disconnected",
-                            &[id.to_variant(), clean.to_variant()],
-                        );
-                    }
-                    if self.epoch != epoch {
-                        return;
-                    }
-                    self.forget_peer(id);
-                    if self.is_client() {
-                        self.reset();
-                        self.last_close = close;
-                    }
-                }
-                Action::CloseRequest(id, code, reason) => {
-                    if self.is_server() {
-                        let args = [
-                            id.to_variant(),
-                            code.to_variant(),
-                            GString::from(&reason).to_variant(),
-                        ];
-                        self.emit("client_close_request", &args);
-                    }
-                }
-                Action::Admission(request, ticket) => self.admit(request, ticket),
-                Action::ConnectFailed => self.reset(),
-                Action::DataReceived(id) => self.emit("data_received", &[id.to_variant()]),
-            }
-        }
+        self.poll_events();
     }
 
     unsafe fn get_packet_rawptr(
@@ -1157,7 +660,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
 
 impl Drop for RustWebSocketMultiplayerPeer {
     fn drop(&mut self) {
-        self.remove_performance_monitors();
+        self.remove_monitors();
         self.reset();
     }
 }

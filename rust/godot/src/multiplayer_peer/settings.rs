@@ -1,0 +1,61 @@
+//! The properties of a `RustWebSocketMultiplayerPeer` as the core's `PeerConfig`, checked when
+//! `create_server` / `create_client` runs (a bad value is an error message and
+//! `ERR_INVALID_PARAMETER`, nothing starts).
+
+use std::time::Duration;
+
+use godot::global::Error;
+use godot::prelude::*;
+use rwsmp_core::config::{parse_header_lines, PeerConfig};
+use rwsmp_core::proxy::TrustedProxy;
+
+use super::RustWebSocketMultiplayerPeer;
+
+impl RustWebSocketMultiplayerPeer {
+    /// The configuration for a new session; `what` names the caller in error messages.
+    pub(super) fn config(&self, what: &str) -> Result<PeerConfig, Error> {
+        let headers: Vec<String> = self
+            .handshake_headers
+            .as_slice()
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        let handshake_headers = parse_header_lines(&headers).map_err(|line| {
+            godot_error!("{what}: invalid handshake header '{line}' (expected \"Name: value\")");
+            Error::ERR_INVALID_PARAMETER
+        })?;
+        let positive = |v: i32, name: &str| {
+            usize::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
+                godot_error!("{what}: {name} must be positive, got {v}");
+                Error::ERR_INVALID_PARAMETER
+            })
+        };
+        Ok(PeerConfig {
+            supported_protocols: self
+                .supported_protocols
+                .as_slice()
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            handshake_headers,
+            handshake_timeout: Duration::from_secs_f64(self.handshake_timeout),
+            inbound_buffer_size: positive(self.inbound_buffer_size, "inbound_buffer_size")?,
+            outbound_buffer_size: positive(self.outbound_buffer_size, "outbound_buffer_size")?,
+            max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
+            godot_protocol: self.godot_protocol,
+            trusted_proxies: self
+                .trusted_proxies
+                .as_slice()
+                .iter()
+                .map(|p| {
+                    TrustedProxy::parse(&p.to_string()).map_err(|why| {
+                        godot_error!("{what}: invalid trusted_proxies entry: {why}");
+                        Error::ERR_INVALID_PARAMETER
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            heartbeat_interval: (self.heartbeat_interval > 0.0)
+                .then(|| Duration::from_secs_f64(self.heartbeat_interval)),
+        })
+    }
+}
