@@ -2,7 +2,7 @@
 """The project's test command: python3 tests/run_tests.py [-k SUBSTR] [--peers SET] [-j N] [--no-build]
 
 Steps:
-  1. cargo test --release -p rwsmp-core          (counted as one or more tests)
+  1. cargo test --release -p rust_websocket_core          (counted as one or more tests)
   2. cargo build --release -p rust_websocket, copied into addons/rust_websocket/bin/
   3. godot-project/addons/rust_websocket -> ../../addons/rust_websocket and
      godot-project/tests -> ../tests/godot (symlinks, or copies where symlinks fail)

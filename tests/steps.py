@@ -22,7 +22,7 @@ from harness import PROJECT, REPO, RUST, Result
 ADDON_DIR = os.path.join(REPO, "addons", "rust_websocket")
 ADDON_BIN = os.path.join(ADDON_DIR, "bin")
 
-CORE_CRATE = "rwsmp-core"
+CORE_CRATE = "rust_websocket_core"
 EXT_CRATE = "rust_websocket"
 # Built library name -> the name the .gdextension expects, per (system, machine).
 LIBRARY_NAMES = {

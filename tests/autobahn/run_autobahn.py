@@ -193,7 +193,7 @@ class Servers:
         log("# cargo build --release (tests/autobahn/echo-rs)")
         subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", manifest,
                         "--target-dir", target], check=True, cwd=REPO)
-        exe = os.path.join(target, "release", "rwsmp-autobahn-echo")
+        exe = os.path.join(target, "release", "rust_websocket_autobahn_echo")
         port = free_port()
         proc = subprocess.Popen([exe, str(port)], stdout=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, text=True)

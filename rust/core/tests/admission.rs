@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rwsmp_core::admission::Admission;
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::events::Event;
+use rust_websocket_core::admission::Admission;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::events::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::connection::{ReadyState, SendError};
-use rwsmp_core::events::Event;
-use rwsmp_core::Bytes;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::connection::{ReadyState, SendError};
+use rust_websocket_core::events::Event;
+use rust_websocket_core::Bytes;
 use tokio::io::AsyncReadExt;
 
 mod common;

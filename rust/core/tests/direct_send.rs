@@ -7,9 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::connection::SendError;
-use rwsmp_core::Bytes;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::connection::SendError;
+use rust_websocket_core::Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -24,7 +24,7 @@ fn packet(seq: u32, len: usize) -> Bytes {
 
 /// Sends with `send`, retrying while the queue is full, from a plain thread (as the game's
 /// main thread does), and returns what was sent.
-fn send_all(conn: &rwsmp_core::connection::Connection, packets: &[Bytes]) {
+fn send_all(conn: &rust_websocket_core::connection::Connection, packets: &[Bytes]) {
     for p in packets {
         let end = Instant::now() + Duration::from_secs(20);
         loop {

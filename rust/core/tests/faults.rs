@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::connection::PANIC_TRIGGER;
-use rwsmp_core::events::Event;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::connection::PANIC_TRIGGER;
+use rust_websocket_core::events::Event;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
@@ -72,7 +72,7 @@ async fn a_panicking_connection_task_closes_only_its_connection() {
     .await;
     assert_eq!(data, b"still here");
     b_conn
-        .send(rwsmp_core::Bytes::from_static(b"pong"), false)
+        .send(rust_websocket_core::Bytes::from_static(b"pong"), false)
         .unwrap();
     assert_eq!(
         b.next().await.unwrap().unwrap(),

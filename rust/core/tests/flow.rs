@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::events::Event;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::events::Event;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
 

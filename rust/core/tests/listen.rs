@@ -2,8 +2,8 @@
 //! free again once `close()` returns).
 
 use futures_util::StreamExt;
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::server::{BindAddress, Server};
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::server::{BindAddress, Server};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
@@ -61,7 +61,7 @@ async fn port_in_use_is_reported() {
     );
     assert!(matches!(
         again,
-        Err(rwsmp_core::server::StartError::AddressInUse)
+        Err(rust_websocket_core::server::StartError::AddressInUse)
     ));
     // After close() returns the port is free again.
     server.close();

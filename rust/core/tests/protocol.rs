@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::connection::ReadyState;
-use rwsmp_core::events::Event;
-use rwsmp_core::Bytes;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::connection::ReadyState;
+use rust_websocket_core::events::Event;
+use rust_websocket_core::Bytes;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;

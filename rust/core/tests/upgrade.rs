@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::events::Event;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::events::Event;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -76,7 +76,7 @@ async fn silent_socket_dropped_at_handshake_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_for_is_believed_only_from_trusted_proxies() {
-    use rwsmp_core::proxy::TrustedProxy;
+    use rust_websocket_core::proxy::TrustedProxy;
     for (trusted, expected) in [
         (vec!["127.0.0.1"], "203.0.113.7"),
         (vec![], "127.0.0.1"),

@@ -3,8 +3,8 @@
 use std::cell::RefCell;
 
 use godot::prelude::*;
-use rwsmp_core::admission::{Admission, AdmissionTicket};
-use rwsmp_core::http::UpgradeRequest;
+use rust_websocket_core::admission::{Admission, AdmissionTicket};
+use rust_websocket_core::http::UpgradeRequest;
 
 use crate::websocket_peer::godot_ip_string;
 

@@ -2,7 +2,7 @@
 //! `RustWebSocketHandshake`.
 //!
 //! This crate is the thin Godot layer: it converts Godot types and errors and drains the
-//! core's event queue on the main thread. All networking lives in `rwsmp-core`.
+//! core's event queue on the main thread. All networking lives in `rust_websocket_core`.
 
 use godot::init::{gdextension, ExtensionLibrary, InitStage};
 
@@ -20,7 +20,7 @@ unsafe impl ExtensionLibrary for RustWebSocket {
     fn on_stage_deinit(stage: InitStage) {
         // Join the runtime's threads before the engine goes away, so none blocks exit.
         if stage == InitStage::Scene {
-            rwsmp_core::runtime::shutdown();
+            rust_websocket_core::runtime::shutdown();
         }
     }
 }

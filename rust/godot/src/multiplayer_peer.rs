@@ -29,11 +29,11 @@ use godot::classes::{IMultiplayerPeerExtension, MultiplayerPeerExtension};
 use godot::global::Error;
 use godot::meta::conv::RawPtr;
 use godot::prelude::*;
-use rwsmp_core::client::Client;
-use rwsmp_core::connection::{Connection, ConnectionStats};
-use rwsmp_core::events::{Event, InboundPacket};
-use rwsmp_core::server::Server;
-use rwsmp_core::Bytes;
+use rust_websocket_core::client::Client;
+use rust_websocket_core::connection::{Connection, ConnectionStats};
+use rust_websocket_core::events::{Event, InboundPacket};
+use rust_websocket_core::server::Server;
+use rust_websocket_core::Bytes;
 
 use crate::tls_options::OptTls;
 use crate::websocket_peer::{godot_ip_string, is_sendable_close_code, RustWebSocketPeer};
@@ -519,7 +519,7 @@ impl RustWebSocketMultiplayerPeer {
 #[godot_api]
 impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
     fn poll(&mut self) {
-        rwsmp_core::connection::refill_direct_budget();
+        rust_websocket_core::connection::refill_direct_budget();
         self.poll_events();
     }
 

@@ -4,8 +4,8 @@
 
 use godot::global::Error;
 use godot::prelude::*;
-use rwsmp_core::connection::{Connection, SendError};
-use rwsmp_core::Bytes;
+use rust_websocket_core::connection::{Connection, SendError};
+use rust_websocket_core::Bytes;
 
 /// `Err(ERR_OUT_OF_MEMORY)`, with a message naming the caller `what`, for a message of `len`
 /// bytes that can never fit an outbound queue of `limit` bytes (`outbound_buffer_size`).

@@ -3,7 +3,7 @@
 //! Keys and certificates cross as PEM (`save_to_string()`), except a server's certificate
 //! chain: Godot 4.6's `X509Certificate.save_to_string()` repeats the first certificate in place
 //! of the others, so the chain is read from what Godot's own TLS server sends instead, in one
-//! handshake held in memory (`StreamPeerTLS` over [`TlsPipe`], `rwsmp_core::tls::ChainCapture`
+//! handshake held in memory (`StreamPeerTLS` over [`TlsPipe`], `rust_websocket_core::tls::ChainCapture`
 //! on the other end). A trusted CA bundle has no such way out: see [`client_tls`].
 
 use std::collections::VecDeque;
@@ -16,7 +16,7 @@ use godot::classes::{
 use godot::global::Error;
 use godot::meta::conv::RawPtr;
 use godot::prelude::*;
-use rwsmp_core::tls::{ChainCapture, ClientTls, ServerTls};
+use rust_websocket_core::tls::{ChainCapture, ClientTls, ServerTls};
 
 /// The project setting whose certificates replace the default roots, as in the built-in.
 const BUNDLE_OVERRIDE: &str = "network/tls/certificate_bundle_override";
@@ -49,7 +49,7 @@ pub fn server_tls(options: &Gd<TlsOptions>) -> Result<ServerTls, String> {
 /// The chain Godot's TLS server sends with `options`, leaf first.
 fn served_chain(
     options: &Gd<TlsOptions>,
-) -> Result<Vec<rwsmp_core::tls::CertificateDer<'static>>, String> {
+) -> Result<Vec<rust_websocket_core::tls::CertificateDer<'static>>, String> {
     let mut capture = ChainCapture::new()?;
     let mut pipe = TlsPipe::new_gd();
     let mut tls = StreamPeerTls::new_gd();

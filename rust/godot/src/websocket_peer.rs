@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use godot::global::{var_to_bytes, var_to_bytes_with_objects, Error};
 use godot::prelude::*;
-use rwsmp_core::connection::{Connection, ReadyState};
-use rwsmp_core::Bytes;
+use rust_websocket_core::connection::{Connection, ReadyState};
+use rust_websocket_core::Bytes;
 
 use crate::send;
 

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use futures_util::StreamExt;
-use rwsmp_core::client::Client;
-use rwsmp_core::config::PeerConfig;
-use rwsmp_core::connection::Connection;
-use rwsmp_core::events::Event;
-use rwsmp_core::server::{BindAddress, Server};
-use rwsmp_core::tls::ServerTls;
-use rwsmp_core::url::WsUrl;
+use rust_websocket_core::client::Client;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::connection::Connection;
+use rust_websocket_core::events::Event;
+use rust_websocket_core::server::{BindAddress, Server};
+use rust_websocket_core::tls::ServerTls;
+use rust_websocket_core::url::WsUrl;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A tokio-tungstenite client connection.
@@ -21,7 +21,7 @@ pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub fn rt() -> tokio::runtime::Handle {
-    rwsmp_core::runtime::handle().expect("runtime")
+    rust_websocket_core::runtime::handle().expect("runtime")
 }
 
 /// A server on 127.0.0.1 and a free port, with its event queue.

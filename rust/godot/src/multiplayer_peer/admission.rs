@@ -3,8 +3,8 @@
 //! into an answer.
 
 use godot::prelude::*;
-use rwsmp_core::admission::{Admission, AdmissionTicket};
-use rwsmp_core::http::{reason_phrase, UpgradeRequest};
+use rust_websocket_core::admission::{Admission, AdmissionTicket};
+use rust_websocket_core::http::{reason_phrase, UpgradeRequest};
 
 use super::RustWebSocketMultiplayerPeer;
 use crate::handshake::RustWebSocketHandshake;

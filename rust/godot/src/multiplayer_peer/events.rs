@@ -6,9 +6,9 @@
 use godot::classes::multiplayer_peer::ConnectionStatus;
 use godot::classes::IMultiplayerPeerExtension;
 use godot::prelude::*;
-use rwsmp_core::admission::AdmissionTicket;
-use rwsmp_core::events::Event;
-use rwsmp_core::http::UpgradeRequest;
+use rust_websocket_core::admission::AdmissionTicket;
+use rust_websocket_core::events::Event;
+use rust_websocket_core::http::UpgradeRequest;
 
 use super::{Mode, PeerEntry, RustWebSocketMultiplayerPeer};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use godot::global::Error;
 use godot::prelude::*;
-use rwsmp_core::Bytes;
+use rust_websocket_core::Bytes;
 
 use super::RustWebSocketMultiplayerPeer;
 use crate::send;

@@ -5,10 +5,10 @@
 use godot::classes::multiplayer_peer::ConnectionStatus;
 use godot::global::Error;
 use godot::prelude::*;
-use rwsmp_core::client::Client;
-use rwsmp_core::runtime;
-use rwsmp_core::server::{BindAddress, Server, StartError};
-use rwsmp_core::url::WsUrl;
+use rust_websocket_core::client::Client;
+use rust_websocket_core::runtime;
+use rust_websocket_core::server::{BindAddress, Server, StartError};
+use rust_websocket_core::url::WsUrl;
 
 use super::{Mode, RustWebSocketMultiplayerPeer};
 use crate::tls_options::{client_tls, default_client_tls, server_tls, OptTls};

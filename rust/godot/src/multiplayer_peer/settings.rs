@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use godot::global::Error;
 use godot::prelude::*;
-use rwsmp_core::config::{parse_header_lines, PeerConfig};
-use rwsmp_core::proxy::TrustedProxy;
+use rust_websocket_core::config::{parse_header_lines, PeerConfig};
+use rust_websocket_core::proxy::TrustedProxy;
 
 use super::RustWebSocketMultiplayerPeer;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use godot::classes::Performance;
 use godot::global::Error;
 use godot::prelude::*;
-use rwsmp_core::connection::{Connection, ConnectionStats};
+use rust_websocket_core::connection::{Connection, ConnectionStats};
 
 use super::RustWebSocketMultiplayerPeer;
 

@@ -1,4 +1,4 @@
-//! `rwsmp-autobahn-echo PORT`: a WebSocket echo server on 127.0.0.1:PORT with tokio-tungstenite
+//! `rust_websocket_autobahn_echo PORT`: a WebSocket echo server on 127.0.0.1:PORT with tokio-tungstenite
 //! alone, every text or binary message sent back as the same kind, for Autobahn|Testsuite's
 //! fuzzingclient. Message and frame limits are 32 MiB (the suite's largest case is 16 MiB);
 //! the buffers the addon used before it read frames itself (8 KiB read chunk, 64 KiB write
@@ -12,7 +12,7 @@ fn main() {
     let port: u16 = std::env::args()
         .nth(1)
         .and_then(|p| p.parse().ok())
-        .expect("usage: rwsmp-autobahn-echo PORT");
+        .expect("usage: rust_websocket_autobahn_echo PORT");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
