@@ -198,6 +198,18 @@ class Harness:
             time.sleep(0.005)
         raise TimeoutError(f"the server did not answer command {op} within {timeout:.0f}s")
 
+    def first_packets(self, pid: int, timeout: float) -> dict:
+        """The server's report of what peer `pid` sent (hostile.gd `packets`), once at least
+        one packet is there or after `timeout` seconds."""
+        end = time.monotonic() + timeout
+        pk: dict = {}
+        while time.monotonic() < end:
+            pk = self.cmd("packets", id=pid)
+            if pk.get("count", 0) >= 1:
+                break
+            time.sleep(0.05)
+        return pk
+
     def normal(self) -> dict:
         try:
             with open(os.path.join(self.ctx.dir, "val_normal")) as f:
@@ -494,13 +506,7 @@ def case_invalid_utf8(h: Harness) -> str:
     c = rawws.Client(h.ctx.port)
     pid = c.handshake()
     c.send(frame(1, b"h\xc3", fin=False) + frame(0, b"\xa9llo", fin=True))
-    end = time.monotonic() + 5
-    pk = {}
-    while time.monotonic() < end:
-        pk = h.cmd("packets", id=pid)
-        if pk.get("count", 0) >= 1:
-            break
-        time.sleep(0.05)
+    pk = h.first_packets(pid, 5)
     first = bytes.fromhex(pk["first"][0]) if pk.get("first") else None
     h.checks.check(first == "héllo".encode(), "utf8_split_valid.delivered",
             f"got {first!r}, expected {'héllo'.encode()!r}")
@@ -535,13 +541,7 @@ def case_ping_between_fragments(h: Harness) -> str:
                 break
     except (Closed, OSError) as e:
         pong = f"none ({e})"
-    end = time.monotonic() + 5
-    pk = {}
-    while time.monotonic() < end:
-        pk = h.cmd("packets", id=pid)
-        if pk.get("count", 0) >= 1:
-            break
-        time.sleep(0.05)
+    pk = h.first_packets(pid, 5)
     got = [bytes.fromhex(x) for x in pk.get("first", [])]
     h.checks.check(pong == b"PP", "ping_between_fragments.pong", f"pong {pong!r}")
     h.expect(got == [b"abcd"], "ping_between_fragments.message",
@@ -584,13 +584,7 @@ def case_empty_continuation_flood(h: Harness, seconds: float = 2.0) -> str:
         return (f"{sent} empty continuations, then the server closed it (close {code} {reason!r}"
                 f", {how}; send: {err})")
     c.send(frame(0, b"", fin=True, key=b"\0\0\0\0"))
-    end = time.monotonic() + (10 if h.rust else 2)
-    pk = {}
-    while time.monotonic() < end:
-        pk = h.cmd("packets", id=pid)
-        if pk.get("count", 0) >= 1:
-            break
-        time.sleep(0.05)
+    pk = h.first_packets(pid, (10 if h.rust else 2))
     h.expect(pk.get("first") == [""], "empty_continuation_flood.message",
              f"server got {pk.get('first')!r}, expected one empty packet",
              strict=h.rust)

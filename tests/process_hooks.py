@@ -89,20 +89,31 @@ def heartbeat_hook(ctx: Ctx) -> list:
         os.kill(pid, signal.SIGCONT)
         stopped.discard(pid)
 
+    def freeze_part(part: str, role: str, who: str, asked: str, ask_wait: float, asker: str,
+                    detector: str) -> tuple[int, float] | None:
+        """When the scenario flags `asked`, freezes `role`'s process, flags `<who>_frozen`
+        and holds it until the other side flags `<part>_detected`: (pid, seconds frozen)."""
+        if not ctx.wait_flag(asked, ask_wait):
+            checks.check(False, asked, f"the {asker} never asked")
+            return None
+        pid = freeze(role)
+        if pid is None:
+            return None
+        t_stop = time.monotonic()
+        ctx.flag(f"{who}_frozen")
+        ok = ctx.wait_flag(f"{part}_detected", 10)
+        checks.check(ok, f"{part}_detected", "" if ok else
+                     f"the {detector} did not finish part {part} within 10 s of the freeze")
+        held = time.monotonic() - t_stop
+        resume(pid, f"{who}_resumed")
+        return pid, held
+
     try:
         if "a" in parts:
-            if not ctx.wait_flag("freeze_client", 25):
-                return checks + [(False, "py.freeze_client", "the server never asked")]
-            pid = freeze("frozen")
-            if pid is None:
+            frozen = freeze_part("a", "frozen", "client", "freeze_client", 25, "server", "server")
+            if frozen is None:
                 return checks
-            t_stop = time.monotonic()
-            ctx.flag("client_frozen")
-            ok = ctx.wait_flag("a_detected", 10)
-            checks.check(ok, "a_detected",
-                         "" if ok else "the server did not finish part a within 10 s of the freeze")
-            held = time.monotonic() - t_stop
-            resume(pid, "client_resumed")
+            pid, held = frozen
             gone, took = _wait_exit(pid, 10)
             if not gone:
                 os.kill(pid, signal.SIGKILL)
@@ -113,21 +124,12 @@ def heartbeat_hook(ctx: Ctx) -> list:
                         f"{ctx.read_value('a_detect_ms')} ms after the freeze "
                         f"(frozen {held:.2f}s, exited {took:.2f}s after SIGCONT)")
         if "b" in parts:
-            if not ctx.wait_flag("freeze_server", 30):
-                return checks + [(False, "py.freeze_server", "the client never asked")]
-            pid = freeze("server")
-            if pid is None:
+            frozen = freeze_part("b", "server", "server", "freeze_server", 30, "client", "client")
+            if frozen is None:
                 return checks
-            t_stop = time.monotonic()
-            ctx.flag("server_frozen")
-            ok = ctx.wait_flag("b_detected", 10)
-            checks.check(ok, "b_detected",
-                         "" if ok else "the client did not finish part b within 10 s of the freeze")
-            held = time.monotonic() - t_stop
-            resume(pid, "server_resumed")
             checks.info("b", f"b: client saw server_disconnected "
                         f"{ctx.read_value('b_detect_ms')} ms after the server froze "
-                        f"(frozen {held:.2f}s)")
+                        f"(frozen {frozen[1]:.2f}s)")
     finally:
         for pid in stopped:
             try:

@@ -51,6 +51,23 @@ def _expect_close(checks: Checks, ws: rawws.Conn, name: str, code: int,
         checks.check(False, name, f"no close frame: {e}")
 
 
+def _raw_server(ctx: Ctx, checks: Checks, socks: list, offset: int, timeout: float,
+                name: str, why: str) -> rawws.ServerConn | None:
+    """A raw server on port+offset for one Godot client (flag "raw_srv_ready"): its
+    connection with the upgrade request read, or None (a failed check `name`). The sockets
+    go into `socks`, for the caller to close."""
+    ls = rawws.listen(ctx.port + offset)
+    socks.append(ls)
+    ctx.flag("raw_srv_ready")
+    sock = rawws.accept(ls, timeout, ctx.stop)
+    if not checks.check(sock is not None, name, why):
+        return None
+    socks.append(sock)
+    srv = rawws.ServerConn(sock)
+    srv.read_request()
+    return srv
+
+
 def _id_greeting(checks: Checks, ws: rawws.Client, name: str) -> int:
     """Reads Godot's id message (4 bytes, little-endian, binary, unmasked): the id."""
     op, data, masked, _ = ws.recv_frame()
@@ -117,17 +134,12 @@ def headers_hook(ctx: Ctx) -> list:
     """handshake_headers (tests/godot/headers.gd): a raw server records the Godot client's
     request; a raw client reads the Godot server's 101 response."""
     checks = Checks()
-    ls = rawws.listen(ctx.port + 1)
-    socks: list = [ls]
+    socks: list = []
     try:
-        ctx.flag("raw_srv_ready")
-        sock = rawws.accept(ls, 15, ctx.stop)
-        if not checks.check(sock is not None, "client_accepted",
-                            "the Godot client never connected"):
+        srv = _raw_server(ctx, checks, socks, 1, 15, "client_accepted",
+                          "the Godot client never connected")
+        if srv is None:
             return checks
-        socks.append(sock)
-        srv = rawws.ServerConn(sock)
-        srv.read_request()
         headers = f"request headers {srv.request_headers}"
         checks.check(srv.request_line == "GET /hdr?q=1 HTTP/1.1", "request_line",
                      srv.request_line)
@@ -234,16 +246,12 @@ def peer_handle_hook(ctx: Ctx) -> list:
     """peer_handle step3: a raw server that sends close 4003 "raw bye", reads the client's close
     reply, then keeps the TCP connection open without reading or closing it."""
     checks = Checks()
-    ls = rawws.listen(ctx.port + 5)
-    socks: list = [ls]
+    socks: list = []
     try:
-        ctx.flag("raw_srv_ready")
-        sock = rawws.accept(ls, 20, ctx.stop)
-        if not checks.check(sock is not None, "C_accepted", "client C never connected"):
+        srv = _raw_server(ctx, checks, socks, 5, 20, "C_accepted", "client C never connected")
+        if srv is None:
             return checks
-        socks.append(sock)
-        srv = rawws.ServerConn(sock)
-        srv.read_request()
+        sock = srv.sock
         srv.accept(777777)
         if not checks.check(ctx.wait_flag("C_ready", 10), "C_ready", "client C never got ready"):
             return checks

@@ -33,11 +33,7 @@ func run_server() -> void:
 	var to_page: Array = [bytes([0xDE, 0xAD, 0xBE, 0xEF]), "hello from godot".to_utf8_buffer(),
 			pat(1000, 13, 5), pat(40000, 17, 3)]
 
-	var p: Object = make_peer()
-	watch(p, "peer")
-	expect_eq(p.create_server(port), OK_, "create_server")
-	polled.append(p)
-	flag("server_ready")
+	var p: Object = serve_raw()
 
 	var connected := func() -> bool: return count("peer", "peer_connected") > 0 or _browser_gone()
 	# Chromium may take up to 2 x 60 s to start (tests/cdp.py); a failed start ends this early.

@@ -20,11 +20,7 @@ static func text(s: String) -> PackedByteArray:
 
 
 func run_server() -> void:
-	var s: Object = make_peer()
-	watch(s, "peer")
-	expect_eq(s.create_server(port), OK_, "create_server")
-	polled.append(s)
-	flag("server_ready")
+	var s: Object = serve_raw()
 	var cid: int = await get_value("cid")
 	if not check(await wait_until(func() -> bool: return got("peer", "peer_connected").has(cid),
 			10.0, "client connected"), "client_connected", "no peer_connected(%d)" % cid):

@@ -34,33 +34,11 @@ const FIRST := "first-from-server"
 const BIN := [0, 1, 2, 250, 255]
 const BIN2 := [9, 8, 7, 6, 5, 4]
 
-## Every signal of the server peer, in emission order: [name, args...].
-var siglog: Array = []
 ## data_received: [who, id, packets readable at that moment]
 var received: Array = []
 
 const FAILED_ := 1
 const ERR_INVALID_DATA := 30
-
-
-func _on_pc(id: int) -> void:
-	siglog.append(["peer_connected", id])
-
-
-func _on_pd(id: int) -> void:
-	siglog.append(["peer_disconnected", id])
-
-
-func _on_cc(id: int, protocol: String) -> void:
-	siglog.append(["client_connected", id, protocol])
-
-
-func _on_cd(id: int, clean: bool) -> void:
-	siglog.append(["client_disconnected", id, clean])
-
-
-func _on_cr(id: int, code: int, reason: String) -> void:
-	siglog.append(["client_close_request", id, code, reason])
 
 
 func _on_dr(id: int, who: String, p: Object) -> void:
@@ -77,10 +55,6 @@ func ids_of(sig: String) -> Array:
 			func(e: Array) -> int: return e[1])
 
 
-func log_of(id: int) -> Array:
-	return siglog.filter(func(e: Array) -> bool: return e[1] == id)
-
-
 ## Takes the next packet of `p` (waiting up to 5 s): [source, bytes, was_string_packet], or [].
 func next_packet(p: Object, what: String) -> Array:
 	if not await wait_until(func() -> bool: return p.get_available_packet_count() > 0, 5.0, what):
@@ -95,11 +69,7 @@ func run_server() -> void:
 	expect_eq(s.godot_protocol, true, "godot_protocol_default_true")
 	s.godot_protocol = false
 	expect_eq(s.godot_protocol, false, "godot_protocol_set_false")
-	s.peer_connected.connect(_on_pc)
-	s.peer_disconnected.connect(_on_pd)
-	s.client_connected.connect(_on_cc)
-	s.client_disconnected.connect(_on_cd)
-	s.client_close_request.connect(_on_cr)
+	log_server_signals(s)
 	s.data_received.connect(_on_dr.bind("srv", s))
 	expect_eq(s.create_server(port), OK_, "create_server")
 	polled.append(s)

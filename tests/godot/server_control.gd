@@ -35,8 +35,6 @@ const STAT_KEYS := ["bytes_in", "bytes_out", "connected_since_unix_ms", "packets
 const TOTAL_KEYS := ["bytes_in", "bytes_out", "packets_in", "packets_out", "peer_count",
 		"queued_bytes_out", "queued_packets_out"]
 
-## Server: every signal of the server peer, in emission order: [name, args...].
-var siglog: Array = []
 ## Client: key -> handler records of peer_disconnected (see _record).
 var seen: Dictionary = {}
 ## Client: name -> Array of payloads received through SceneMultiplayer peer_packet.
@@ -60,31 +58,7 @@ static func sorted_keys(d: Dictionary) -> Array:
 	return k
 
 
-func _on_pc(id: int) -> void:
-	siglog.append(["peer_connected", id])
-
-
-func _on_pd(id: int) -> void:
-	siglog.append(["peer_disconnected", id])
-
-
-func _on_cc(id: int, protocol: String) -> void:
-	siglog.append(["client_connected", id, protocol])
-
-
-func _on_cd(id: int, clean: bool) -> void:
-	siglog.append(["client_disconnected", id, clean])
-
-
-func _on_cr(id: int, code: int, reason: String) -> void:
-	siglog.append(["client_close_request", id, code, reason])
-
-
 ## The server's signals concerning peer `id`, in order.
-func log_of(id: int) -> Array:
-	return siglog.filter(func(e: Array) -> bool: return e[1] == id)
-
-
 func has_logged(sig: String, id: int) -> bool:
 	return siglog.any(func(e: Array) -> bool: return e[0] == sig and e[1] == id)
 
@@ -99,11 +73,7 @@ func run_server() -> void:
 	expect_eq(p.is_listening(), false, "fresh_not_listening")
 	expect_eq(p.get_peer_ids(), PackedInt32Array(), "fresh_get_peer_ids")
 	p.supported_protocols = PackedStringArray(["p1"])
-	p.peer_connected.connect(_on_pc)
-	p.peer_disconnected.connect(_on_pd)
-	p.client_connected.connect(_on_cc)
-	p.client_disconnected.connect(_on_cd)
-	p.client_close_request.connect(_on_cr)
+	log_server_signals(p)
 	var t_create_ms := int(Time.get_unix_time_from_system() * 1000.0)
 	expect_eq(p.create_server(port), OK_, "create_server")
 	polled.append(p)

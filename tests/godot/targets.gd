@@ -22,11 +22,7 @@ static func report(tag: int, index: int, id: int) -> PackedByteArray:
 
 
 func run_server() -> void:
-	var p: Object = make_peer()
-	watch(p, "peer")
-	expect_eq(p.create_server(port), OK_, "create_server")
-	polled.append(p)
-	flag("server_ready")
+	var p: Object = serve_raw()
 	if not check(await wait_signal_count("peer", "peer_connected", N_CLIENTS, 10.0),
 			"peer_connected_x3", "peer_connected: %s" % [got("peer", "peer_connected")]):
 		return

@@ -8,11 +8,7 @@ extends "res://tests/lib/base.gd"
 
 
 func run_server() -> void:
-	var p: Object = make_peer()
-	watch(p, "peer")
-	expect_eq(p.create_server(port), OK_, "create_server")
-	polled.append(p)
-	flag("server_ready")
+	var p: Object = serve_raw()
 	var id1: int = await get_value("id1")
 	var id2: int = await get_value("id2")
 	if id1 == 0 or id2 == 0:

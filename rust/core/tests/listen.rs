@@ -50,30 +50,19 @@ async fn wildcard_bind_is_dual_stack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_in_use_is_reported() {
     let (server, _rx, port) = start(PeerConfig::default());
-    let (tx, _rx2) = crossbeam_channel::unbounded();
-    let again = Server::start(
-        &rt(),
-        port,
-        BindAddress::parse("127.0.0.1").unwrap(),
-        PeerConfig::default(),
-        tx,
-        None,
-    );
+    // A second server on the same port (its events are not needed).
+    let on_the_same_port = || {
+        let (tx, _) = crossbeam_channel::unbounded();
+        let loopback = BindAddress::parse("127.0.0.1").unwrap();
+        Server::start(&rt(), port, loopback, PeerConfig::default(), tx, None)
+    };
     assert!(matches!(
-        again,
+        on_the_same_port(),
         Err(rust_websocket_core::server::StartError::AddressInUse)
     ));
     // After close() returns the port is free again.
     server.close();
-    let (tx, _rx3) = crossbeam_channel::unbounded();
-    let reopened = Server::start(
-        &rt(),
-        port,
-        BindAddress::parse("127.0.0.1").unwrap(),
-        PeerConfig::default(),
-        tx,
-        None,
-    );
+    let reopened = on_the_same_port();
     assert!(reopened.is_ok());
     reopened.unwrap().close();
 }

@@ -49,6 +49,8 @@ var polled: Array = []
 var _custom_mps: Array = []
 ## Recorded signals: key -> Array of [msec, signal_name, arg]
 var events: Dictionary = {}
+## Server signals recorded by log_server_signals(): [name, args...] in emission order.
+var siglog: Array = []
 var _deadline_ms: int = 0
 var _waiting_for: String = ""
 var _finished: bool = false
@@ -308,6 +310,17 @@ func make_peer(cls: String = "") -> Object:
 	return p
 
 
+## A server peer of `peer_class` on `port`, watched under `key` and polled every frame (no
+## SceneMultiplayer), with "server_ready" flagged.
+func serve_raw(key: String = "peer") -> Object:
+	var p: Object = make_peer()
+	watch(p, key)
+	expect_eq(p.create_server(port), OK_, "create_server")
+	polled.append(p)
+	flag("server_ready")
+	return p
+
+
 ## Connects `p` (watched under `key`) as this role's side of a raw pair (no SceneMultiplayer),
 ## polled every frame: the server listens on `port`, flags "server_ready" and waits for one
 ## client; the client waits for that flag and connects. Returns the other side's id (the
@@ -389,6 +402,25 @@ func _evt1(arg: int, key: String, sig: String) -> void:
 
 func _evt0(key: String, sig: String) -> void:
 	events[key].append([Time.get_ticks_msec(), sig, null])
+
+
+## Records the server signals of the rust class on `p` (peer_connected / peer_disconnected and
+## Godot 3's client_connected / client_disconnected / client_close_request) into `siglog`, in
+## emission order, as [name, args...].
+func log_server_signals(p: Object) -> void:
+	p.peer_connected.connect(func(id: int) -> void: siglog.append(["peer_connected", id]))
+	p.peer_disconnected.connect(func(id: int) -> void: siglog.append(["peer_disconnected", id]))
+	p.client_connected.connect(func(id: int, protocol: String) -> void:
+			siglog.append(["client_connected", id, protocol]))
+	p.client_disconnected.connect(func(id: int, clean: bool) -> void:
+			siglog.append(["client_disconnected", id, clean]))
+	p.client_close_request.connect(func(id: int, code: int, reason: String) -> void:
+			siglog.append(["client_close_request", id, code, reason]))
+
+
+## The entries of `siglog` about peer `id`.
+func log_of(id: int) -> Array:
+	return siglog.filter(func(e: Array) -> bool: return e[1] == id)
 
 
 ## Arguments of the signal `sig` recorded under `key`, in order.
