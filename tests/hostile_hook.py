@@ -104,12 +104,17 @@ def hostile_hook(ctx, cls: str, group: str, cycles: int = LIFECYCLE_CYCLES_SUITE
             h.after_slack = BURST_AFTER_SLACK
             first = h.case("burst_2000", "server keeps serving, peers and fds back to normal",
                            lambda: case_burst(h))
-            # Again: memory kept after the first burst must be reused, not grow per burst.
-            again = h.case("burst_2000_again", "the same, and no further RSS growth",
-                           lambda: case_burst(h))
-            h.checks.check(again["rss_after"] - first["rss_after"] <= 8 * MB, "burst.no_growth",
-                    f"RSS after the first burst {mb(first['rss_after'])}, after the second "
-                    f"{mb(again['rss_after'])}")
+            # Three more: memory kept after a burst must be reused, not grow per burst. The RSS
+            # left after one burst varies by up to ~16 MB from run to run and falls back later
+            # (allocator arenas of whichever threads ran; measured here: 139, 148, 139, 155 MB
+            # in a row), so the lowest of the later ones is compared with the first: a leak of
+            # a few KiB per connection (2000 per burst) raises every later one.
+            later = [h.case(f"burst_2000_again_{i}", "the same", lambda: case_burst(h))
+                     for i in (2, 3, 4)]
+            lowest = min(r["rss_after"] for r in later)
+            h.checks.check(lowest - first["rss_after"] <= 8 * MB, "burst.no_growth",
+                    "RSS after the bursts: " + ", ".join(
+                        mb(r["rss_after"]) for r in [first] + later))
         elif group == "lifecycle":
             h.case(f"lifecycle_{cycles}", "RSS, threads, fds flat",
                    lambda: lifecycle(h, cycles))
