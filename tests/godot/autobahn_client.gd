@@ -78,7 +78,7 @@ func _frame() -> void:
 			# The count and the server's close can land in one poll(), and a client's
 			# disconnect drops its unread packets (as the built-in's does): ask again.
 			count_tries += 1
-			if case_count <= 0 and count_tries < 5:
+			if case_count <= 0 and count_tries < 30:
 				_open("/getCaseCount")
 				return
 			if case_count <= 0:

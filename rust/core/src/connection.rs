@@ -517,14 +517,14 @@ impl Connection {
     }
 
     /// Drops the connection at once, without a close frame and without reporting it.
-    pub fn abort(&self) {
+    pub fn abort_unreported(&self) {
         self.silenced.store(true, Ordering::Release);
         self.cancel.cancel();
         self.set_state(ReadyState::Closed);
     }
 
     /// Drops the connection at once without a close frame; its end is still reported.
-    pub fn drop_now(&self) {
+    pub fn abort(&self) {
         self.cancel.cancel();
     }
 

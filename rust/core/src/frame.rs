@@ -1,9 +1,8 @@
 //! WebSocket frames (RFC 6455 section 5), read and written by the connection task itself.
 //!
 //! tungstenite does the HTTP upgrade; the frames after it are ours, for three reasons measured
-//! in BENCHMARKS.md: tungstenite zero-fills its read window before every read (~15% of a
-//! receiving process at 16 KiB), reads a large message in 8 KiB steps, and keeps that window
-//! allocated on every idle connection. [`FrameReader`] reads into spare capacity, asks for a
+//! in BENCHMARKS.md: tungstenite zero-fills its read window before every read, reads a large
+//! message in 8 KiB steps, and keeps that window allocated on every idle connection. [`FrameReader`] reads into spare capacity, asks for a
 //! large frame's whole remainder in one read, and holds no buffer while its peer is quiet.
 
 use std::io;

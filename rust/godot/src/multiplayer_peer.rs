@@ -485,7 +485,7 @@ impl RustWebSocketMultiplayerPeer {
             Mode::Idle => {}
         }
         for (_, entry) in self.peers.drain() {
-            entry.conn.abort();
+            entry.conn.abort_unreported();
         }
         self.incoming.clear();
         self.current = None;
@@ -503,7 +503,7 @@ impl RustWebSocketMultiplayerPeer {
     fn forget_peer(&mut self, id: i32) {
         if let Some(entry) = self.peers.remove(&id) {
             self.closed_totals.add(&entry.conn.stats());
-            entry.conn.abort();
+            entry.conn.abort_unreported();
         }
     }
 

@@ -233,7 +233,7 @@ impl RustWebSocketPeer {
     #[func]
     fn close(&self, #[opt(default = 1000)] code: i32, #[opt(default = "")] reason: GString) {
         if code == -1 {
-            self.conn.drop_now();
+            self.conn.abort();
             return;
         }
         match u16::try_from(code) {
