@@ -18,8 +18,8 @@
 //! - **Certificate fields (subject CN, subjectAltName presence, validity) are read by a small
 //!   DER reader here** ([`x509`]), not by `x509-parser`: webpki exposes none of these, and
 //!   `x509-parser` would add about ten crates (nom, asn1-rs, der-parser, time, proc-macros)
-//!   for four fields. It only ever reads certificates that are already trusted: either
-//!   byte-identical to one the game passed in, or verified up to a trust anchor by webpki.
+//!   for a handful of fields. It reads the server's certificate before webpki verifies it,
+//!   so it treats its input as untrusted (bounds-checked, `None` on anything unexpected).
 //!
 //! # Verification (as Godot 4.x with mbedTLS does it)
 //!

@@ -1,5 +1,6 @@
-//! The few certificate fields webpki does not expose. Reads only DER that is already trusted
-//! (see the `tls` module docs); any structure it does not expect makes `parse` return `None`.
+//! The few certificate fields webpki does not expose. It also reads the server's certificate
+//! before webpki has verified it, so it is network input: every step is bounds-checked and
+//! any structure it does not expect makes `parse` return `None`, never a panic.
 //!
 //! A small DER reader rather than `x509-parser`: that crate would add about ten crates (nom,
 //! asn1-rs, der-parser, time, proc-macros) for a handful of fields.
@@ -49,7 +50,7 @@ impl CertInfo {
         let mut version = 1;
         if tbs.peek() == Some(0xa0) {
             let (_, v) = Der(tbs.next()?.1).next()?;
-            version = 1 + *v.last()?;
+            version = v.last()?.checked_add(1)?;
         }
         tbs.next()?; // serial
         tbs.expect(SEQUENCE)?; // signature algorithm
@@ -290,6 +291,13 @@ mod tests {
         assert_eq!(time((0x17, b"500101000000Z")), Some(0)); // 1950: before the epoch
         assert_eq!(time((0x17, b"7001010000+0Z")), None);
         assert_eq!(time((0x17, b"700101000000")), None);
+    }
+
+    #[test]
+    fn a_version_byte_of_255_is_refused_not_overflowed() {
+        // SEQUENCE { SEQUENCE { [0] { INTEGER 255 } ... } }: stops at the version.
+        let der = [0x30, 0x07, 0x30, 0x05, 0xa0, 0x03, 0x02, 0x01, 0xff];
+        assert_eq!(CertInfo::parse(&der), None);
     }
 
     #[test]
