@@ -33,6 +33,8 @@ const OWNER_TASK: u8 = 2;
 /// A send this soon after the last direct write is queued instead: a burst then goes out in
 /// the task's batched writes (one system call for many frames), not one write per packet.
 const DIRECT_SPACING_US: u64 = 10;
+/// A direct send's frame buffer larger than this is given back after use.
+const DIRECT_SCRATCH_KEEP: usize = 16 * 1024;
 /// Direct writes allowed between two `poll()`s of any peer object in the process: a
 /// broadcast to hundreds of peers sends a few at once and hands the rest to the tasks, so the
 /// game's main thread does not pay a system call per peer, while a game that answers in the
@@ -56,7 +58,9 @@ fn direct_budget_allows() -> bool {
 struct Direct {
     tcp: Arc<tokio::net::TcpStream>,
     /// A client masks its frames with keys of its own (the task has its own masker).
-    masker: Option<Mutex<frame::Masker>>,
+    masker: Option<frame::Masker>,
+    /// The frame being written, kept between sends so a direct send allocates nothing.
+    scratch: Vec<u8>,
 }
 
 /// WebSocket ready states, numbered as Godot's `WebSocketPeer.State`.
@@ -447,8 +451,8 @@ impl Connection {
     /// of ours is queued and nobody is writing. What the kernel does not take at once is
     /// handed to the task, which writes it before anything else. `false`: queue it instead.
     fn send_direct(&self, data: &[u8], text: bool) -> bool {
-        let direct = self.direct.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(direct) = direct.as_ref() else {
+        let mut direct = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(direct) = direct.as_mut() else {
             return false;
         };
         // Only this message counted: nothing queued ahead of it; and not in a burst.
@@ -468,27 +472,22 @@ impl Connection {
         } else {
             frame::OP_BINARY
         };
-        let mut buf = Vec::with_capacity(data.len() + 14);
-        match &direct.masker {
-            Some(m) => {
-                let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
-                frame::encode(&mut buf, op, data, Some(&mut m));
-            }
-            None => frame::encode(&mut buf, op, data, None),
-        }
+        let buf = &mut direct.scratch;
+        buf.clear();
+        frame::encode(buf, op, data, direct.masker.as_mut());
         self.last_direct_us.store(now, Ordering::Relaxed);
-        let written = match direct.tcp.try_write(&buf) {
+        let written = match direct.tcp.try_write(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
             // A broken socket: the task finds the error on its own write or read.
             Err(_) => 0,
         };
         if written == buf.len() {
-            self.out_bytes.fetch_sub(data.len(), Ordering::AcqRel);
-            self.out_count.fetch_sub(1, Ordering::AcqRel);
-            self.bytes_out
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-            self.packets_out.fetch_add(1, Ordering::Relaxed);
+            // A large frame's buffer is not kept for every later small one.
+            if buf.capacity() > DIRECT_SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            self.written(data.len(), 1);
             self.write_owner.store(OWNER_IDLE, Ordering::Release);
             // A pong or ping queued by the task while we wrote: let it go now.
             if !self.outbound.is_empty() {
@@ -496,12 +495,25 @@ impl Connection {
             }
             return true;
         }
-        // The task owns the socket until the rest is written.
-        buf.drain(..written);
-        *self.carry.lock().unwrap_or_else(|e| e.into_inner()) = Some((buf, data.len()));
+        // The task owns the socket until the rest is written; the buffer goes with it.
+        let mut rest = std::mem::take(buf);
+        rest.drain(..written);
+        *self.carry.lock().unwrap_or_else(|e| e.into_inner()) = Some((rest, data.len()));
         self.write_owner.store(OWNER_TASK, Ordering::Release);
         self.out_wake.notify_one();
         true
+    }
+
+    /// `count` messages of `bytes` payload bytes have left for the socket: they no longer count
+    /// against the limits, and a peer back within them is no longer over (`send_broadcast`).
+    fn written(&self, bytes: usize, count: usize) {
+        self.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.out_count.fetch_sub(count, Ordering::AcqRel);
+        if self.has_room(0) {
+            self.over_since_us.store(0, Ordering::Release);
+        }
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.packets_out.fetch_add(count as u64, Ordering::Relaxed);
     }
 
     /// Starts the closing handshake after everything already queued has been sent.
@@ -593,10 +605,11 @@ pub(crate) async fn run(
     match stream {
         MaybeTls::Plain(tcp) => {
             let tcp = Arc::new(tcp);
-            let masker = (!reader.is_server()).then(|| Mutex::new(frame::Masker::new()));
+            let masker = (!reader.is_server()).then(frame::Masker::new);
             *conn.direct.lock().unwrap_or_else(|e| e.into_inner()) = Some(Direct {
                 tcp: tcp.clone(),
                 masker,
+                scratch: Vec::new(),
             });
             let (rd, wr) = (SharedTcp(tcp.clone()), SharedTcp(tcp));
             drive(conn, rd, wr, reader, outbound, events).await;
@@ -784,10 +797,7 @@ where
         let carried = conn.carry.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((rest, payload)) = carried {
             sink.write_all(&rest).await?;
-            conn.out_bytes.fetch_sub(payload, Ordering::AcqRel);
-            conn.out_count.fetch_sub(1, Ordering::AcqRel);
-            conn.bytes_out.fetch_add(payload as u64, Ordering::Relaxed);
-            conn.packets_out.fetch_add(1, Ordering::Relaxed);
+            conn.written(payload, 1);
         }
         let mut bytes = 0usize;
         let mut count = 0usize;
@@ -836,13 +846,7 @@ where
             sink.write_all(&batch).await?;
             sink.flush().await?;
             batch.clear();
-            conn.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            conn.out_count.fetch_sub(count, Ordering::AcqRel);
-            if conn.has_room(0) {
-                conn.over_since_us.store(0, Ordering::Release);
-            }
-            conn.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
-            conn.packets_out.fetch_add(count as u64, Ordering::Relaxed);
+            conn.written(bytes, count);
         }
         if let Some((code, reason)) = close {
             conn.record_close(code as i32, reason);
