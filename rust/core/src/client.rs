@@ -12,10 +12,11 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PeerConfig;
-use crate::connection::{self, Connection, ConnectionInfo};
+use crate::connection::{Connection, ConnectionInfo};
+use crate::driver;
 use crate::events::Event;
 use crate::fence::HeadFence;
-use crate::frame::{FrameReader, Incoming};
+use crate::protocol::decode::{Decoder, Incoming};
 use crate::runtime::spawn_guarded;
 use crate::tls::{ClientTls, MaybeTls};
 use crate::url::WsUrl;
@@ -92,7 +93,7 @@ async fn run(
         id,
     };
     if events.send(connected).is_ok() {
-        connection::run(conn, stream, reader, outbound, events).await;
+        driver::run(conn, stream, reader, outbound, events).await;
     }
 }
 
@@ -100,7 +101,7 @@ async fn handshake(
     url: &WsUrl,
     config: &PeerConfig,
     tls: Option<ClientTls>,
-) -> Result<(HeadFence<MaybeTls>, FrameReader, SocketAddr, String, i32), String> {
+) -> Result<(HeadFence<MaybeTls>, Decoder, SocketAddr, String, i32), String> {
     let stream = connect_tcp(url).await?;
     let remote = stream.peer_addr().map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
@@ -136,7 +137,7 @@ async fn handshake(
     // From here on the frames are ours (see `frame`); the fence kept what followed the head.
     let mut stream = ws.get_mut().open();
     drop(ws);
-    let mut reader = FrameReader::new(config.max_message(), false);
+    let mut reader = Decoder::new(config.max_message(), false);
     let protocol = response
         .headers()
         .get("sec-websocket-protocol")
@@ -153,7 +154,7 @@ async fn handshake(
     }
     // Godot's protocol: the first message is our id, 4 bytes little-endian, >= 2.
     let id = loop {
-        match reader.next(&mut stream).await {
+        match driver::next_frame(&mut stream, &mut reader).await {
             Ok(Some(Incoming::Data { data: b, .. })) if b.len() == 4 => {
                 let id = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 if id < 2 {

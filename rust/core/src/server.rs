@@ -15,9 +15,10 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PeerConfig;
-use crate::connection::{self, Connection};
+use crate::connection::Connection;
+use crate::driver;
 use crate::events::Event;
-use crate::frame::FrameReader;
+use crate::protocol::decode::Decoder;
 use crate::runtime::spawn_guarded;
 use crate::tls::ServerTls;
 
@@ -342,8 +343,8 @@ fn start_connection(peer: Handshaken, shared: Arc<Shared>, cancel: CancellationT
     }
     let events = shared.events.clone();
     spawn_guarded(events.clone(), None, async move {
-        let reader = FrameReader::new(shared.config.max_message(), true);
-        connection::run(conn, stream, reader, outbound, events).await;
+        let decoder = Decoder::new(shared.config.max_message(), true);
+        driver::run(conn, stream, decoder, outbound, events).await;
         lock(&shared.ids).remove(&id);
     });
 }

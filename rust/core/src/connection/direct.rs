@@ -1,0 +1,167 @@
+//! The direct send path: when nothing is queued towards a plain `ws://` peer, the thread that
+//! calls `put_packet` writes the frame to the socket itself (one non-blocking write), saving
+//! the wake of the connection task and a thread hand-off per packet. Only what the kernel
+//! does not take at once goes to the task, which writes it before anything else, so bytes
+//! stay in `put_packet` order across both paths.
+//!
+//! One writer at a time: the socket belongs to nobody ([`OWNER_IDLE`]; the next writer takes
+//! it), to the main thread during one direct write, or to the task while it has frames or a
+//! partial write to finish. TLS connections have no direct path (their session state belongs
+//! to the task; BENCHMARKS.md says why).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Connection;
+use crate::frame;
+
+pub(crate) const OWNER_IDLE: u8 = 0;
+const OWNER_MAIN: u8 = 1;
+pub(crate) const OWNER_TASK: u8 = 2;
+
+/// A send this soon after the last direct write is queued instead: a burst then goes out in
+/// the task's batched writes (one system call for many frames), not one write per packet.
+const DIRECT_SPACING_US: u64 = 10;
+/// A direct send's frame buffer larger than this is given back after use.
+const SCRATCH_KEEP: usize = 16 * 1024;
+/// Direct writes allowed between two `poll()`s of any peer object in the process: a
+/// broadcast to hundreds of peers sends a few at once and hands the rest to the tasks, so the
+/// game's main thread does not pay a system call per peer, while a game that answers in the
+/// frame a packet arrives always sends directly.
+const DIRECT_PER_POLL: u32 = 4;
+
+static DIRECT_LEFT: AtomicU32 = AtomicU32::new(DIRECT_PER_POLL);
+
+/// Refills the direct-write budget; the Godot layer calls it from `poll()`.
+pub fn refill_direct_budget() {
+    DIRECT_LEFT.store(DIRECT_PER_POLL, Ordering::Relaxed);
+}
+
+fn budget_allows() -> bool {
+    DIRECT_LEFT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// The main thread's way to the socket of a plain `ws://` connection.
+struct Socket {
+    tcp: Arc<tokio::net::TcpStream>,
+    /// A client masks its frames with keys of its own (the task has its own masker).
+    masker: Option<frame::Masker>,
+    /// The frame being written, kept between sends so a direct send allocates nothing.
+    scratch: Vec<u8>,
+}
+
+#[derive(Default)]
+pub(crate) struct DirectPath {
+    /// Set by the task for plain TCP; taken away when the task ends, so the socket closes
+    /// with it.
+    socket: Mutex<Option<Socket>>,
+    /// `OWNER_*`: who may write to the socket now.
+    owner: AtomicU8,
+    /// The task waits for the socket while the main thread writes: wake it after.
+    task_waiting: AtomicBool,
+    /// The rest of a frame the main thread could not write at once, with the payload size it
+    /// still counts in `out_bytes`: the task writes it before anything else.
+    carry: Mutex<Option<(Vec<u8>, usize)>>,
+    /// When the last direct write happened (µs since the connection was made).
+    last_us: AtomicU64,
+}
+
+impl DirectPath {
+    /// Opens the path (the task does, for plain TCP).
+    pub(crate) fn open(&self, tcp: Arc<tokio::net::TcpStream>, client: bool) {
+        *self.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(Socket {
+            tcp,
+            masker: client.then(frame::Masker::new),
+            scratch: Vec::new(),
+        });
+    }
+
+    /// Closes the path: the main thread's reference to the socket goes.
+    pub(crate) fn shut(&self) {
+        self.socket.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// The task takes the socket, or keeps it (also when a partial direct write handed it
+    /// over). `false`: the main thread is writing; the task is woken when it is done.
+    pub(crate) fn task_takes(&self) -> bool {
+        let take = || {
+            self.owner
+                .compare_exchange(OWNER_IDLE, OWNER_TASK, Ordering::AcqRel, Ordering::Acquire)
+                .map_or_else(|owner| owner == OWNER_TASK, |_| true)
+        };
+        if take() {
+            return true;
+        }
+        self.task_waiting.store(true, Ordering::SeqCst);
+        let taken = take();
+        if taken {
+            self.task_waiting.store(false, Ordering::SeqCst);
+        }
+        taken
+    }
+
+    /// The task has nothing more to write: the socket is free for direct sends again.
+    pub(crate) fn task_releases(&self) {
+        self.owner.store(OWNER_IDLE, Ordering::SeqCst);
+    }
+
+    /// What a partial direct write left for the task: the bytes and the payload size.
+    pub(crate) fn take_carry(&self) -> Option<(Vec<u8>, usize)> {
+        self.carry.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Writes one data frame to the socket from this thread, if it is plain TCP, nothing else
+    /// of ours is queued and nobody is writing. `false`: queue it instead.
+    pub(crate) fn send(&self, conn: &Connection, data: &[u8], text: bool) -> bool {
+        let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(socket) = socket.as_mut() else {
+            return false;
+        };
+        // Only this message counted: nothing queued ahead of it; and not in a burst.
+        let now = conn.micros();
+        if conn.out_count.load(Ordering::Acquire) != 1
+            || now.saturating_sub(self.last_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
+            || !budget_allows()
+            || self
+                .owner
+                .compare_exchange(OWNER_IDLE, OWNER_MAIN, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return false;
+        }
+        let op = if text {
+            frame::OP_TEXT
+        } else {
+            frame::OP_BINARY
+        };
+        let buf = &mut socket.scratch;
+        buf.clear();
+        frame::encode(buf, op, data, socket.masker.as_mut());
+        self.last_us.store(now, Ordering::Relaxed);
+        // Would-block, or a broken socket (the task finds the error on its own): 0 written.
+        let written = socket.tcp.try_write(buf).unwrap_or_default();
+        if written == buf.len() {
+            // A large frame's buffer is not kept for every later small one.
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            conn.written(data.len(), 1);
+            self.owner.store(OWNER_IDLE, Ordering::SeqCst);
+            // The task waited for the socket, or a close was queued meanwhile: let it go on.
+            if self.task_waiting.swap(false, Ordering::SeqCst) || !conn.outbound.is_empty() {
+                conn.out_wake.notify_one();
+            }
+            return true;
+        }
+        // The task owns the socket until the rest is written; the buffer goes with it.
+        let mut rest = std::mem::take(buf);
+        rest.drain(..written);
+        *self.carry.lock().unwrap_or_else(|e| e.into_inner()) = Some((rest, data.len()));
+        self.owner.store(OWNER_TASK, Ordering::SeqCst);
+        self.task_waiting.store(false, Ordering::SeqCst);
+        conn.out_wake.notify_one();
+        true
+    }
+}
