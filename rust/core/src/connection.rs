@@ -89,6 +89,25 @@ pub struct ConnectionInfo {
     pub requested_url: String,
 }
 
+/// Messages and payload bytes each way, counted as they pass.
+#[derive(Default)]
+struct Traffic {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    packets_in: AtomicU64,
+    packets_out: AtomicU64,
+}
+
+/// Received messages the game holds (bytes, count) and the reader's wait for room.
+#[derive(Default)]
+pub(crate) struct Inbound {
+    bytes: AtomicUsize,
+    count: AtomicUsize,
+    /// The reader waits for room: releasing credit must wake it.
+    pub(crate) paused: AtomicBool,
+    pub(crate) wake: Notify,
+}
+
 /// The main thread's handle on one connection. Cheap to share; every method is non-blocking.
 pub struct Connection {
     id: i32,
@@ -104,10 +123,7 @@ pub struct Connection {
     pub(crate) out_wake: Notify,
     pub(crate) wake_pending: AtomicBool,
     /// Received messages the game holds, and the reader's wait for room.
-    in_bytes: AtomicUsize,
-    in_count: AtomicUsize,
-    pub(crate) in_paused: AtomicBool,
-    pub(crate) in_wake: Notify,
+    pub(crate) inbound: Inbound,
     /// The game asked to close (as opposed to a close the other side began).
     pub(crate) close_queued: AtomicBool,
     /// Wakes the task when the game closes, so the connection ends within a bound even if
@@ -130,10 +146,7 @@ pub struct Connection {
     pub(crate) close_received: AtomicBool,
     /// The last packet the game took from this peer was a text frame.
     last_was_text: AtomicBool,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    packets_in: AtomicU64,
-    packets_out: AtomicU64,
+    traffic: Traffic,
     /// Set when the main thread has let go of this peer (forced disconnect, `close()`):
     /// no further events are reported.
     pub(crate) silenced: AtomicBool,
@@ -161,10 +174,7 @@ impl Connection {
             out_count: AtomicUsize::new(0),
             out_wake: Notify::new(),
             wake_pending: AtomicBool::new(false),
-            in_bytes: AtomicUsize::new(0),
-            in_count: AtomicUsize::new(0),
-            in_paused: AtomicBool::new(false),
-            in_wake: Notify::new(),
+            inbound: Inbound::default(),
             close_queued: AtomicBool::new(false),
             close_wake: Notify::new(),
             too_slow: AtomicBool::new(false),
@@ -178,10 +188,7 @@ impl Connection {
                 .map_or(0, |d| d.as_millis() as u64),
             close_received: AtomicBool::new(false),
             last_was_text: AtomicBool::new(false),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            packets_in: AtomicU64::new(0),
-            packets_out: AtomicU64::new(0),
+            traffic: Traffic::default(),
             silenced: AtomicBool::new(false),
             cancel,
             max_queued: config.max_queued_packets.max(1),
@@ -247,10 +254,10 @@ impl Connection {
     /// Traffic so far: packets and payload bytes, in and out, plus when it opened.
     pub fn stats(&self) -> ConnectionStats {
         ConnectionStats {
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            packets_in: self.packets_in.load(Ordering::Relaxed),
-            packets_out: self.packets_out.load(Ordering::Relaxed),
+            bytes_in: self.traffic.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.traffic.bytes_out.load(Ordering::Relaxed),
+            packets_in: self.traffic.packets_in.load(Ordering::Relaxed),
+            packets_out: self.traffic.packets_out.load(Ordering::Relaxed),
             opened_unix_ms: self.opened_unix_ms,
         }
     }
@@ -361,8 +368,11 @@ impl Connection {
         if self.has_room(0) {
             self.over_since_us.store(0, Ordering::Release);
         }
-        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
-        self.packets_out.fetch_add(count as u64, Ordering::Relaxed);
+        let traffic = &self.traffic;
+        traffic.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        traffic
+            .packets_out
+            .fetch_add(count as u64, Ordering::Relaxed);
     }
 
     /// Starts the closing handshake after everything already queued has been sent.
@@ -391,26 +401,27 @@ impl Connection {
 
     /// A message of `len` bytes arrived for the game.
     pub(crate) fn received(&self, len: usize) {
-        self.packets_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+        let traffic = &self.traffic;
+        traffic.packets_in.fetch_add(1, Ordering::Relaxed);
+        traffic.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn inbound_acquire(&self, len: usize) {
-        self.in_bytes.fetch_add(len, Ordering::AcqRel);
-        self.in_count.fetch_add(1, Ordering::AcqRel);
+        self.inbound.bytes.fetch_add(len, Ordering::AcqRel);
+        self.inbound.count.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn inbound_release(&self, len: usize) {
-        self.in_bytes.fetch_sub(len, Ordering::AcqRel);
-        self.in_count.fetch_sub(1, Ordering::AcqRel);
-        if self.in_paused.load(Ordering::SeqCst) {
-            self.in_wake.notify_one();
+        self.inbound.bytes.fetch_sub(len, Ordering::AcqRel);
+        self.inbound.count.fetch_sub(1, Ordering::AcqRel);
+        if self.inbound.paused.load(Ordering::SeqCst) {
+            self.inbound.wake.notify_one();
         }
     }
 
     pub(crate) fn inbound_full(&self) -> bool {
-        self.in_count.load(Ordering::SeqCst) >= self.max_queued
-            || self.in_bytes.load(Ordering::SeqCst) >= self.in_limit
+        self.inbound.count.load(Ordering::SeqCst) >= self.max_queued
+            || self.inbound.bytes.load(Ordering::SeqCst) >= self.in_limit
     }
 
     pub(crate) fn record_close(&self, code: i32, reason: String) {

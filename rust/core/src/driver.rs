@@ -129,8 +129,9 @@ async fn drive<R, W>(
         }
         let deadline = proto.poll_timeout().map(tokio::time::Instant::from_std);
         let reading = proto.wants_read() && !paused;
+        // Not biased: a peer that streams must not starve our writes, nor a fast socket our
+        // reads.
         tokio::select! {
-            biased;
             _ = conn.cancel.cancelled() => break,
             res = write_some(&mut wr, &batch.buf[batch.sent..]), if !batch.idle() => match res {
                 Ok(0) if batch.flushing => batch.flushing = false,
@@ -146,7 +147,7 @@ async fn drive<R, W>(
                     proto.input_ended(Instant::now());
                 }
             }
-            _ = conn.in_wake.notified(), if paused => {}
+            _ = conn.inbound.wake.notified(), if paused => {}
             _ = conn.out_wake.notified(), if batch.idle() => {}
             _ = conn.close_wake.notified(), if !close_seen => {}
             _ = sleep_until(deadline), if deadline.is_some() => {
@@ -173,13 +174,13 @@ fn deliver(
 ) -> Option<bool> {
     loop {
         if conn.inbound_full() {
-            conn.in_paused.store(true, Ordering::SeqCst);
+            conn.inbound.paused.store(true, Ordering::SeqCst);
             if conn.inbound_full() {
                 proto.set_paused(true);
                 return Some(true);
             }
         }
-        conn.in_paused.store(false, Ordering::SeqCst);
+        conn.inbound.paused.store(false, Ordering::SeqCst);
         proto.set_paused(false);
         let Some(output) = proto.poll_output(now) else {
             return Some(false);
