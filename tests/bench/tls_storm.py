@@ -28,6 +28,8 @@ with the machine (cores, CPU model, load average) and the command, to tests/benc
 (--md). Every process is bounded in time and killed if it overstays (or on Ctrl-C). Setup:
 run_tests.py's build_extension (skip with --no-build) and Godot from tests/godot_bin.py; the
 measured library is a snapshot in a private copy of godot-project (target/tls-storm/project).
+Over 500 lines because the file is both the runner and, started again in client mode, the
+clients' process: the two halves share the trial's parameters and line protocol.
 The process, port and setup helpers are shared with run_bench.py in benchlib.py.
 """
 

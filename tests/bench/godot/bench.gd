@@ -18,6 +18,9 @@
 ## the runner samples both processes' CPU time there), `@@STAGE {json}`, `@@RESULT {json}`,
 ## `@@ERROR text`, `@@DONE`. Every process ends by itself (watchdog `timeout=`).
 ##
+## Over 500 lines for one reason: every benchmark process is this one script started with a
+## role, so the workloads share its peer setup, frame pacing, watchdog and output lines.
+##
 ## Flow control: senders keep at most `window_pkts` packets / `window_bytes` bytes unacknowledged
 ## (the receiver acknowledges its cumulative count once per frame), so no queue overflows and
 ## nothing is dropped whatever the class; a put_packet error is still counted and ends the
