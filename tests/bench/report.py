@@ -160,16 +160,17 @@ def summarize(records: list[dict], settings) -> tuple[list[list[str]], list[dict
                     v.get("rust") is not None and v["rust"] <= 16, 0)
             else:
                 row("memory", f"server RSS KiB per idle connection ({st})", v, r)
-    for sl in sorted({r.get("sleep_usec", 0) for r in records if r["workload"] == "rtt"}):
-        pace = "uncapped" if not sl else f"{sl} µs sleep/frame"
-        for key, label in (("p50_us", "p50 µs"), ("p99_us", "p99 µs"), ("max_us", "max µs")):
-            v, n = meds(key, workload="rtt", sleep_usec=sl)
-            r = ratio(v)
-            if key == "p99_us":
-                row(f"round trip 32 B, {pace}", label, v, r, "rust ≤ built-in",
-                    r is not None and r <= 1.0, n)
-            else:
-                row(f"round trip 32 B, {pace}", label, v, r, n=n)
+    for wl, scheme in (("rtt", ""), ("rtt_tls", "wss ")):
+        for sl in sorted({r.get("sleep_usec", 0) for r in records if r["workload"] == wl}):
+            pace = "uncapped" if not sl else f"{sl} µs sleep/frame"
+            for key, label in (("p50_us", "p50 µs"), ("p99_us", "p99 µs"), ("max_us", "max µs")):
+                v, n = meds(key, workload=wl, sleep_usec=sl)
+                r = ratio(v)
+                if key == "p99_us" and wl == "rtt":
+                    row(f"round trip 32 B, {pace}", label, v, r, "rust ≤ built-in",
+                        r is not None and r <= 1.0, n)
+                else:
+                    row(f"{scheme}round trip 32 B, {pace}", label, v, r, n=n)
     for mode, label in (("plain", "tokio-tungstenite alone"),
                         ("channel", "tokio-tungstenite + the addon's thread hand-offs")):
         rs = pick(records, workload="ceiling_rtt", cls=f"tungstenite-{mode}")

@@ -12,8 +12,9 @@ Workloads (every one bounded in time; the processes stop by themselves):
               CPU µs per packet, counted by the receiver's GDScript get_packet loop, nothing
               dropped (windowed sender, completeness checked); frames uncapped, then with
               100 µs of sleep per frame                                  rust, builtin, enet
-  tls         the same over wss (1 KiB, 16 KiB): an RSA 2048 self-signed certificate from
-              Godot's Crypto, the client trusting it with the name checked    rust, builtin
+  tls         the same over wss (1 KiB, 16 KiB), and the 32 B round trip over wss: an RSA
+              2048 self-signed certificate from Godot's Crypto, the client trusting it with
+              the name checked                                           rust, builtin
   poll        server poll() cost with 0/10/100/1000/5000 idle raw clients, and the server's
               VmRSS at each stage (memory per idle connection)           rust, builtin
   rtt         32 B echo answered in the same frame, p50/p99/max, both frame pacings
@@ -248,6 +249,8 @@ def main(argv: list[str]) -> int:
                 for size in TLS_SIZES:
                     for cls in ws_classes:
                         bench.throughput(cls, size, rnd, sleep_usec, tls=True)
+                for cls in ws_classes:
+                    bench.rtt(cls, rnd, sleep_usec, tls=True)
         if "poll" in only:
             for cls in ws_classes:
                 bench.poll(cls, rnd)

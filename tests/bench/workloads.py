@@ -119,11 +119,20 @@ class Bench:
     # --------------------------------------------------------------------------------------
     # 3. rtt
 
-    def rtt(self, cls: str, rnd: int, sleep_usec: int = 0) -> None:
+    def rtt(self, cls: str, rnd: int, sleep_usec: int = 0, tls: bool = False) -> None:
+        tls_dir = tempfile.mkdtemp(prefix="rwsmp-bench-tls-") if tls else None
+        try:
+            self._rtt(cls, rnd, sleep_usec, tls_dir)
+        finally:
+            if tls_dir:
+                shutil.rmtree(tls_dir, ignore_errors=True)
+
+    def _rtt(self, cls: str, rnd: int, sleep_usec: int, tls_dir: str | None) -> None:
         port = free_port()
         timeout = 40 if not self.s.quick else 20
         common = dict(workload="rtt", cls=cls, port=port, timeout=timeout,
-                      warm=self.s.rtt_warm, count=self.s.rtt_count, sleep_usec=sleep_usec)
+                      warm=self.s.rtt_warm, count=self.s.rtt_count, sleep_usec=sleep_usec,
+                      extra=[f"tls_dir={tls_dir}"] if tls_dir else [])
         srv = self.godot_proc(f"rtt-server[{cls}]", role="server", **common)
         procs = [srv]
         if srv.wait_line("@@READY", 20) is None:
@@ -141,12 +150,13 @@ class Bench:
             return self.fail(f"rtt {cls}", procs)
         samples.sort()
         n = len(samples)
-        rec = {"workload": "rtt", "cls": cls, "round": rnd, "n": n, "sleep_usec": sleep_usec,
+        rec = {"workload": "rtt_tls" if tls_dir else "rtt", "cls": cls, "round": rnd, "n": n,
+               "sleep_usec": sleep_usec,
                "p50_us": samples[n // 2], "p99_us": samples[min(n - 1, (n * 99) // 100)],
                "max_us": samples[-1], "mean_us": sum(samples) / n,
                "cpu_s": {"server": srv.cpu_seconds(), "client": cli.cpu_seconds()}}
         self.record(rec)
-        log(f"  rtt {sleep_label(sleep_usec):<17} {cls:<8} p50 {rec['p50_us']:>6} µs  p99 {rec['p99_us']:>6} µs  "
+        log(f"  {'wss rtt' if tls_dir else 'rtt'} {sleep_label(sleep_usec):<17} {cls:<8} p50 {rec['p50_us']:>6} µs  p99 {rec['p99_us']:>6} µs  "
             f"max {rec['max_us']:>7} µs  ({n} round trips)")
 
     # --------------------------------------------------------------------------------------
