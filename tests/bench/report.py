@@ -45,6 +45,14 @@ def size_label(size: int) -> str:
     return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
 
 
+# What a frame's time was made of, from the main thread's schedstat (bench.gd): its own time on
+# a CPU, and for frames over 3x the median the share spent runnable but waiting for a CPU.
+FRAME_PARTS = (("oncpu_ms_p50", "server main thread on CPU ms/frame p50"),
+               ("oncpu_ms_p99", "server main thread on CPU ms/frame p99"),
+               ("slow_frames", "frames over 3× p50"),
+               ("slow_runq_share", "their time waiting for a CPU"))
+
+
 def summarize(records: list[dict], settings) -> tuple[list[list[str]], list[dict]]:
     """Rows of the markdown table, and the target verdicts."""
     rows: list[list[str]] = []
@@ -185,15 +193,19 @@ def summarize(records: list[dict], settings) -> tuple[list[list[str]], list[dict
     if pick(records, workload="fanout"):
         peers = pick(records, workload="fanout")[0]["peers"]
         for key, label in (("ms_p50", "server ms/frame p50"), ("ms_p99", "server ms/frame p99"),
-                           ("delivered_ratio", "delivered/expected")):
+                           *FRAME_PARTS, ("delivered_ratio", "delivered/expected")):
             v, n = meds(key, workload="fanout")
+            if all(x is None for x in v.values()):
+                continue  # a run before the field existed
             row(f"fan-out 1 KiB × {peers} @ 60 Hz", label, v, ratio(v), n=n)
     if pick(records, workload="game"):
         peers = pick(records, workload="game")[0]["peers"]
         for key, label in (("ms_p50", "server ms/frame p50"), ("ms_p99", "server ms/frame p99"),
-                           ("delivered_ratio", "snapshots delivered/expected"),
+                           *FRAME_PARTS, ("delivered_ratio", "snapshots delivered/expected"),
                            ("inputs_ratio", "inputs received/sent")):
             v, n = meds(key, workload="game")
+            if all(x is None for x in v.values()):
+                continue
             row(f"game tick: 1 KiB × {peers} out @ 60 Hz, {GAME_INPUT_SIZE} B × {peers} in "
                 f"@ {GAME_INPUT_HZ} Hz", label, v, ratio(v), n=n)
     return rows, verdicts

@@ -290,6 +290,10 @@ class Bench:
                            "delivered": got, "expected": expected,
                            "delivered_ratio": got / expected if expected else float("nan"),
                            "put_errors": r["put_errors"]}
+                    for key in ("oncpu_ms_p50", "oncpu_ms_p99", "runq_ms_p99", "slow_frames",
+                                "slow_runq_share"):
+                        if key in r:
+                            rec[key] = r[key]
                     inputs = ""
                     if inputs_hz:
                         rec.update({"inputs_sent": sent, "inputs_received": r["received"],

@@ -59,8 +59,9 @@ struct PeerEntry {
 ///
 /// Same properties, methods, defaults, error codes and signals as the built-in class, and
 /// wire-compatible with it: a built-in peer can be the server or a client on the other end.
-/// The main thread never touches a socket; [method MultiplayerPeer.poll] only drains what the
-/// runtime received, so its cost does not grow with idle peers.
+/// The main thread never waits on the network (its one socket call is a non-blocking write of
+/// a packet when nothing is queued for that peer); [method MultiplayerPeer.poll] only drains
+/// what the runtime received, so its cost does not grow with idle peers.
 /// [codeblock]
 /// var peer := RustWebSocketMultiplayerPeer.new()
 /// peer.create_server(9080)          # or peer.create_client("ws://127.0.0.1:9080")

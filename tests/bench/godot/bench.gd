@@ -166,6 +166,15 @@ func result(d: Dictionary) -> void:
 	print("@@RESULT " + JSON.stringify(d))
 
 
+## This thread's [time on a CPU, time waiting for one] in ns (Linux schedstat; zeros elsewhere).
+func schedstat() -> PackedInt64Array:
+	var f := FileAccess.open("/proc/thread-self/schedstat", FileAccess.READ)
+	if f == null:
+		return PackedInt64Array([0, 0])
+	var parts := f.get_line().split(" ")
+	return PackedInt64Array([int(parts[0]), int(parts[1])])
+
+
 func now_us() -> int:
 	return Time.get_ticks_usec()
 
@@ -649,7 +658,13 @@ func fanout_server() -> void:
 	var intervals := PackedFloat64Array()
 	var prev := now_us()
 	var t_start := prev
+	# The main thread's own scheduler accounting around each frame's work (read outside the
+	# timed part): time on a CPU and time runnable but waiting for one, so a slow frame shows
+	# whether it was work or a wait for the CPU (2 cores shared with the clients).
+	var oncpu := PackedFloat64Array()
+	var runq := PackedFloat64Array()
 	for tick in ticks:
+		var s0 := schedstat()
 		var t0 := now_us()
 		intervals.append((t0 - prev) / 1000.0)
 		prev = t0
@@ -662,6 +677,9 @@ func fanout_server() -> void:
 		if peer.put_packet(snapshot) != OK:
 			put_errors += 1
 		costs.append((now_us() - t0) / 1000.0)
+		var s1 := schedstat()
+		oncpu.append((s1[0] - s0[0]) / 1e6)
+		runq.append((s1[1] - s0[1]) / 1e6)
 		await process_frame
 	var wall := (now_us() - t_start) / 1e6
 	# Keep polling (the built-in writes queued data in poll()) until the runner has counted.
@@ -680,7 +698,24 @@ func fanout_server() -> void:
 	var mean := 0.0
 	for c in costs:
 		mean += c
+	# Frames slower than 3x the median: how much of their time was a wait for a CPU.
+	var slow := 0
+	var slow_ms := 0.0
+	var slow_runq_ms := 0.0
+	for i in m:
+		if costs[i] > 3.0 * sorted[m / 2]:
+			slow += 1
+			slow_ms += costs[i]
+			slow_runq_ms += minf(runq[i], costs[i])
+	var oncpu_sorted := oncpu.duplicate()
+	oncpu_sorted.sort()
+	var runq_sorted := runq.duplicate()
+	runq_sorted.sort()
 	result({"ticks": ticks, "peers": _connected, "put_errors": put_errors, "wall_s": wall,
+			"oncpu_ms_p50": oncpu_sorted[m / 2],
+			"oncpu_ms_p99": oncpu_sorted[mini(m - 1, (m * 99) / 100)],
+			"runq_ms_p99": runq_sorted[mini(m - 1, (m * 99) / 100)],
+			"slow_frames": slow, "slow_runq_share": slow_runq_ms / slow_ms if slow else 0.0,
 			"received": received,
 			"ms_p50": sorted[m / 2], "ms_p99": sorted[mini(m - 1, (m * 99) / 100)],
 			"ms_max": sorted[m - 1], "ms_mean": mean / m,
