@@ -10,7 +10,7 @@ tests/run_tests.py runs it as autobahn[server] and autobahn[client] (about 30 s 
 1. Python 2.7 from `pyenv prefix 2.7.18` (or $RWSMP_PYTHON27, a python2.7 binary); without it
    the run is SKIPPED (exit 0) with a message.
 2. `pip install --target CACHE/site autobahntestsuite==25.10.1` with that Python's pip, once
-   (CACHE = $RWSMP_AUTOBAHN_CACHE or ~/.cache/rust-websocket-godot/autobahn); a
+   (CACHE = $RWSMP_AUTOBAHN_CACHE or autobahn/ in tests/provision.py's cache); a
    `sitecustomize.py` that does `site.addsitedir(CACHE/site)` goes on PYTHONPATH.
 3. Echo servers on 127.0.0.1: `godot` = tests/godot/autobahn_echo.gd, a headless Godot with
    RustWebSocketMultiplayerPeer (godot_protocol = false, 32 MiB buffers) echoing every message
@@ -83,9 +83,8 @@ def find_python27() -> str | None:
 
 
 def cache_dir() -> str:
-    return os.environ.get("RWSMP_AUTOBAHN_CACHE",
-                          os.path.join(os.path.expanduser("~"), ".cache", "rust-websocket-godot",
-                                       "autobahn"))
+    import provision  # tests/: the one cache of every program the suite provides
+    return os.environ.get("RWSMP_AUTOBAHN_CACHE") or os.path.join(provision.cache_dir(), "autobahn")
 
 
 def install_wstest(py27: str) -> tuple[str, str]:
