@@ -41,6 +41,17 @@ class Bench:
         cmd += [f"{k}={v}" for k, v in args.items()] + list(extra)
         return Proc(cmd, label)
 
+    def server_then_client(self, short: str, what: str, **common) -> list[Proc] | None:
+        """A bench.gd server and, once it listens, its client: [server, client]; None (a
+        failure of `what`, recorded) if the server does not start."""
+        cls = common["cls"]
+        srv = self.godot_proc(f"{short}-server[{cls}]", role="server", **common)
+        if srv.wait_line("@@READY", 20) is None:
+            srv.finish(5)
+            self.fail(what, [srv])
+            return None
+        return [srv, self.godot_proc(f"{short}-client[{cls}]", role="client", **common)]
+
     def record(self, rec: dict) -> None:
         self.records.append(rec)
 
@@ -78,13 +89,10 @@ class Bench:
                     common: dict, timeout: float) -> None:
         workload = "throughput_tls" if tls else "throughput"
         what = f"{workload} {cls} {size}"
-        srv = self.godot_proc(f"tp-server[{cls}]", role="server", **common)
-        procs = [srv]
-        if srv.wait_line("@@READY", 20) is None:
-            srv.finish(5)
-            return self.fail(what, procs)
-        cli = self.godot_proc(f"tp-client[{cls}]", role="client", **common)
-        procs.append(cli)
+        procs = self.server_then_client("tp", what, **common)
+        if procs is None:
+            return
+        srv, cli = procs
         # CPU time of every thread of both processes over the receiver's measurement window.
         cpu = None
         if srv.wait_line("@@WINDOW start", timeout) is not None:
@@ -133,13 +141,10 @@ class Bench:
         common = dict(workload="rtt", cls=cls, port=port, timeout=timeout,
                       warm=self.s.rtt_warm, count=self.s.rtt_count, sleep_usec=sleep_usec,
                       extra=[f"tls_dir={tls_dir}"] if tls_dir else [])
-        srv = self.godot_proc(f"rtt-server[{cls}]", role="server", **common)
-        procs = [srv]
-        if srv.wait_line("@@READY", 20) is None:
-            srv.finish(5)
-            return self.fail(f"rtt {cls}", procs)
-        cli = self.godot_proc(f"rtt-client[{cls}]", role="client", **common)
-        procs.append(cli)
+        procs = self.server_then_client("rtt", f"rtt {cls}", **common)
+        if procs is None:
+            return
+        srv, cli = procs
         cli.finish(timeout + 5)
         srv.finish(10)
         samples = []
@@ -167,13 +172,10 @@ class Bench:
         timeout = self.s.rpc_warmup + self.s.rpc_duration + 25
         common = dict(workload="rpc", cls=cls, port=port, warmup=self.s.rpc_warmup,
                       duration=self.s.rpc_duration, timeout=timeout, extra=BIG_BUFFERS)
-        srv = self.godot_proc(f"rpc-server[{cls}]", role="server", **common)
-        procs = [srv]
-        if srv.wait_line("@@READY", 20) is None:
-            srv.finish(5)
-            return self.fail(f"rpc {cls}", procs)
-        cli = self.godot_proc(f"rpc-client[{cls}]", role="client", **common)
-        procs.append(cli)
+        procs = self.server_then_client("rpc", f"rpc {cls}", **common)
+        if procs is None:
+            return
+        srv, cli = procs
         srv.finish(timeout + 5)
         cli.finish(10)
         rs = srv.results()
