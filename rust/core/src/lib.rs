@@ -17,6 +17,7 @@ mod frame;
 pub mod http;
 mod protocol;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod runtime;
 pub mod server;
 mod shared_tcp;
