@@ -67,7 +67,8 @@ http {{
 """
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
+    """Whether 127.0.0.1:port accepts a TCP connection (also used by tests/haproxy_hook.py)."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
         return True
@@ -104,10 +105,10 @@ def proxy_hook(ctx) -> list:
         ports = [ctx.port + off for off in ROUTES]
         end = time.monotonic() + 10
         while time.monotonic() < end and proc.poll() is None:
-            if all(_listening(p) for p in ports):
+            if all(listening(p) for p in ports):
                 break
             time.sleep(0.05)
-        if proc.poll() is not None or not all(_listening(p) for p in ports):
+        if proc.poll() is not None or not all(listening(p) for p in ports):
             ctx.flag("proxy_failed")
             return [(False, "py.nginx_start",
                      f"nginx did not start (exit code {proc.poll()}): "

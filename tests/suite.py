@@ -26,8 +26,11 @@ import wire_hooks
 from browser_hook import browser_hook
 from failure_close_hook import failure_close_hook
 from handshake_handler_hook import handshake_handler_hook
+from haproxy_hook import haproxy_hook
+from health_hook import health_hook
 from harness import PAIRINGS, RUST, Proc, StderrExpect, Test, short_name
 from proxy_hook import proxy_hook
+from proxy_protocol_hook import proxy_protocol_hook
 from tls_certs import pki_hook
 
 
@@ -81,6 +84,17 @@ TLS_REFUSED = {  # the client's failed verification cases (tests/godot/tls.gd at
     "tls_plain_on_wss": r"(?i)handshake|closed",
 }
 
+# Each refusal of tests/proxy_protocol_hook.py prints its own cause (all in one section).
+PROXY_PROTOCOL_REFUSALS = "(?s)" + "".join(f"(?=.*{cause})" for cause in (
+    r"127\.0\.0\.1, which is not in trusted_proxies",
+    r"but proxy_protocol is off",
+    r"trusted proxy 127\.0\.0\.1:\d+ closed: no PROXY protocol header",
+    r"malformed PROXY protocol header: v1 address",
+    r"malformed PROXY protocol header: v2 version",
+    r"PROXY protocol header too long",
+    r"truncated PROXY protocol header",
+    r"no complete PROXY protocol header within handshake_timeout"))
+
 TABLE = [
     # --- one class on its own
     Row("api_local", roles=("main",), pairings="alone", rust_stderr={"main": {
@@ -112,6 +126,11 @@ TABLE = [
     _hostile("lifecycle", cycles=lambda srv: 10000 if srv == RUST else 2000),
     Row("raw_mode", roles=("server",), pairings="rust-alone", hook=wire_hooks.raw_mode_hook,
         hook_party=True),
+    Row("proxy_protocol", roles=("server",), pairings="rust-alone", hook=proxy_protocol_hook,
+        hook_party=True, rust_stderr={"server": {"refusals": PROXY_PROTOCOL_REFUSALS}}),
+    Row("haproxy", pairings="rust-server", hook=haproxy_hook, hook_party=True),
+    Row("health", roles=("server",), pairings="rust-alone", hook=health_hook, hook_party=True,
+        rust_stderr={"server": {"bad_health_path": r"health_path must be .*got 'healthz'"}}),
     Row("handshake_handler", pairings="rust-alone", hook=handshake_handler_hook,
         hook_party=True, rust_stderr={"server": {"reject_bad_status": r"400-599",
                                                  "double_answer": r"(?i)already answered"}}),

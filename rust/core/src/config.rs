@@ -30,6 +30,12 @@ pub struct PeerConfig {
     /// Server behind a reverse proxy: connections from these addresses report the client
     /// address from `X-Forwarded-For`. Empty = the header is ignored.
     pub trusted_proxies: Vec<crate::proxy::TrustedProxy>,
+    /// Server behind a TCP balancer: connections from `trusted_proxies` start with a PROXY
+    /// protocol header (v1 or v2) naming the client, and are closed without one.
+    pub proxy_protocol: bool,
+    /// Server: a plain `GET` on this path (no upgrade) is answered by the runtime with 200
+    /// while accepting, 503 while refusing new connections. `None` = off.
+    pub health_path: Option<String>,
 }
 
 impl Default for PeerConfig {
@@ -44,6 +50,8 @@ impl Default for PeerConfig {
             heartbeat_interval: None,
             godot_protocol: true,
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
+            health_path: None,
         }
     }
 }
@@ -57,6 +65,11 @@ impl PeerConfig {
         WebSocketConfig::default()
             .read_buffer_size(HANDSHAKE_BUFFER)
             .write_buffer_size(HANDSHAKE_BUFFER)
+    }
+
+    /// Whether `ip` is one of `trusted_proxies`.
+    pub(crate) fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|p| p.contains(ip))
     }
 
     /// Largest message accepted (`inbound_buffer_size`; at least a Godot id message).

@@ -172,6 +172,25 @@ pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
+/// A small plain-text answer (the health path's), then the connection is closed. `head_only`:
+/// the answer to a `HEAD` request, without the body.
+pub(crate) async fn write_text<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    reason: &str,
+    body: &str,
+    head_only: bool,
+) {
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        if head_only { "" } else { body }
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,8 @@ use crate::runtime::spawn_guarded;
 use crate::tls::ServerTls;
 
 mod handshake;
+mod health;
+mod proxy_header;
 use handshake::{handshake, Handshaken};
 
 /// Where to listen.
@@ -111,8 +113,7 @@ impl PendingSlot {
     ) -> Option<PendingSlot> {
         let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
         let from_ip = pending.per_ip.get(&ip).copied().unwrap_or(0);
-        let exempt =
-            ip.is_loopback() || shared.config.trusted_proxies.iter().any(|p| p.contains(ip));
+        let exempt = ip.is_loopback() || shared.config.is_trusted_proxy(ip);
         if from_ip >= MAX_PENDING_PER_IP && !exempt {
             return None;
         }
@@ -273,7 +274,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
                 continue;
             }
         };
-        if shared.refusing.load(Ordering::Acquire) {
+        // Refused at once, unless a health path is served: then the handshake reads the
+        // request, answers a health check with 503 and anything else with 503 too.
+        if shared.refusing.load(Ordering::Acquire) && shared.config.health_path.is_none() {
             drop(stream);
             continue;
         }
@@ -316,11 +319,9 @@ async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let remote = normalize(remote);
-    let done = tokio::time::timeout(
-        shared.config.handshake_timeout,
-        handshake(stream, remote, &shared),
-    )
-    .await;
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
+    let done =
+        tokio::time::timeout_at(deadline, handshake(stream, remote, &shared, deadline)).await;
     drop(slot); // No longer pending, whatever the outcome.
     if let Ok(Some(peer)) = done {
         start_connection(peer, shared, cancel);

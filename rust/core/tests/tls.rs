@@ -488,3 +488,56 @@ fn many_concurrent_tls_handshakes() {
     drop(clients);
     server.close();
 }
+
+/// Behind a TCP balancer, the PROXY header comes before the TLS ClientHello.
+#[test]
+fn proxy_protocol_header_before_tls() {
+    use rust_websocket_core::proxy::TrustedProxy;
+    let root = ca("Test Root");
+    let leaf = signed(params("leaf", &["localhost"], false, false), &root);
+    let tls = ServerTls::from_pem(&leaf.key, &leaf.cert).unwrap();
+    let config = PeerConfig {
+        trusted_proxies: vec![TrustedProxy::parse("127.0.0.1").unwrap()],
+        proxy_protocol: true,
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = start(Some(tls), config);
+    let rt = rt();
+    let _ws = rt.block_on(async {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(root.cert.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+        header.extend_from_slice(
+            &"2001:db8::7"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        header.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+        header.extend_from_slice(&[0x12, 0x67, 0x23, 0x78]);
+        tcp.write_all(&header).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .expect("TLS after the header");
+        tokio_tungstenite::client_async(format!("wss://localhost:{port}/"), tls)
+            .await
+            .expect("upgrade")
+    });
+    let conn = server_connected(&rx);
+    assert_eq!(conn.info().remote.to_string(), "[2001:db8::7]:4711");
+    server.close();
+}

@@ -145,3 +145,94 @@ async fn garbage_and_huge_headers_are_refused_at_once() {
     assert!(matches!(ws.next().await, Some(Ok(Message::Binary(b))) if b.len() == 4));
     server.close();
 }
+
+/// Bytes sent, then everything the server answers until it closes.
+async fn exchange(port: u16, bytes: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_header_names_the_client_from_trusted_proxies_only() {
+    use rust_websocket_core::proxy::TrustedProxy;
+    use tokio::io::AsyncWriteExt;
+    let config = |trusted: &str| PeerConfig {
+        trusted_proxies: vec![TrustedProxy::parse(trusted).unwrap()],
+        proxy_protocol: true,
+        ..PeerConfig::default()
+    };
+    let (server, rx, port) = start(config("127.0.0.1"));
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(b"PROXY TCP4 203.0.113.7 127.0.0.1 51234 9080\r\n")
+        .await
+        .unwrap();
+    let (_ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/"), tcp)
+        .await
+        .expect("upgrade after the header");
+    let remote = next_event(&rx, |e| match e {
+        Event::Connected { conn, .. } => Some(conn.info().remote.to_string()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(remote, "203.0.113.7:51234");
+    // No header from a trusted proxy: closed, with a message, no answer.
+    let plain = exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(plain, "");
+    let why = next_event(&rx, |e| match e {
+        Event::Error { message } => Some(message),
+        _ => None,
+    })
+    .await;
+    assert!(why.contains("no PROXY protocol header"), "{why}");
+    server.close();
+
+    // A header from an address that is not trusted.
+    let (server, rx, port) = start(config("10.0.0.1"));
+    let answer = exchange(port, b"PROXY TCP4 203.0.113.7 127.0.0.1 51234 9080\r\n").await;
+    assert_eq!(answer, "");
+    let why = next_event(&rx, |e| match e {
+        Event::Error { message } => Some(message),
+        _ => None,
+    })
+    .await;
+    assert!(why.contains("not in trusted_proxies"), "{why}");
+    // ... while a client without one is served.
+    let (_ws, id) = greeted_client(port).await;
+    assert!(id >= 2);
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_path_answers_from_the_runtime() {
+    let config = PeerConfig {
+        health_path: Some("/healthz".into()),
+        ..PeerConfig::default()
+    };
+    let (server, _rx, port) = start(config);
+    let get = b"GET /healthz HTTP/1.0\r\n\r\n";
+    let ok = exchange(port, get).await;
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok:?}");
+    assert!(ok.ends_with("\r\n\r\nok\n"), "{ok:?}");
+    let head = exchange(port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(head.contains("Content-Length: 3\r\n") && head.ends_with("\r\n\r\n"));
+    let other = exchange(port, b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(other.starts_with("HTTP/1.1 400"), "{other:?}");
+    server.set_refusing(true);
+    let refusing = exchange(port, get).await;
+    assert!(refusing.starts_with("HTTP/1.1 503"), "{refusing:?}");
+    let upgrade = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/")).await;
+    assert!(upgrade.is_err(), "an upgrade while refusing");
+    server.set_refusing(false);
+    assert!(exchange(port, get).await.starts_with("HTTP/1.1 200"));
+    let (_ws, id) = greeted_client(port).await;
+    assert!(id >= 2);
+    server.close();
+}

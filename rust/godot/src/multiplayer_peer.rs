@@ -131,6 +131,24 @@ pub struct RustWebSocketMultiplayerPeer {
     /// forged. Applies to the next create_server.
     #[var]
     trusted_proxies: PackedStringArray,
+    /// Server behind a TCP load balancer (HAProxy `send-proxy` / `send-proxy-v2`, AWS NLB,
+    /// nginx stream `proxy_protocol on`): connections from [member trusted_proxies] must start
+    /// with a PROXY protocol header (v1 or v2), and the client it names is what
+    /// `get_peer_address()`, `get_peer_port()`, `get_peer(id).get_connected_host()` / `_port()`
+    /// and the handshake handler report. A trusted connection without a valid header by
+    /// [member handshake_timeout], and a header from any other address, close that connection
+    /// with an error message; nobody else is affected. Default false. Applies to the next
+    /// create_server.
+    #[var]
+    proxy_protocol: bool,
+    /// Server: a path such as `"/healthz"` on which a plain HTTP `GET` (no WebSocket upgrade)
+    /// is answered by the network thread, for load balancers and orchestrators: `200 OK` while
+    /// accepting, `503 Service Unavailable` while [member MultiplayerPeer.refuse_new_connections]
+    /// is on (new WebSocket clients then get a 503 too, instead of a closed socket). Empty
+    /// (default): off, and such a request gets 400 as before. Must start with `/`, without a
+    /// query. Applies to the next create_server.
+    #[var]
+    health_path: GString,
 
     mode: Mode,
     #[init(val = ConnectionStatus::DISCONNECTED)]

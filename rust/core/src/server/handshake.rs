@@ -1,4 +1,5 @@
-//! The server's side of one connection's handshake, step by step: TLS, the request
+//! The server's side of one connection's handshake, step by step: the PROXY protocol header
+//! (`server::proxy_header`), TLS, the request
 //! (`http`), the game's answer (`admission`), tungstenite's upgrade with the sub-protocol
 //! choice, and Godot's id greeting. `serve` runs it within `handshake_timeout`.
 
@@ -9,10 +10,11 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 
-use super::{lock, new_id, Shared};
+use super::{health, lock, new_id, proxy_header, Shared};
 use crate::admission::{Admission, AdmissionTicket};
 use crate::config::PeerConfig;
 use crate::connection::ConnectionInfo;
@@ -31,19 +33,21 @@ pub(super) struct Handshaken {
     pub(super) info: ConnectionInfo,
 }
 
-/// TLS (for `wss://`), the request, the game's answer (with a handshake handler), the upgrade
-/// and Godot's id greeting. `None`: the connection is dropped (an HTTP answer already sent
-/// where there is one).
+/// The PROXY header (behind a TCP balancer), TLS (for `wss://`), the request, the game's
+/// answer (with a handshake handler), the upgrade and Godot's id greeting, all by `deadline`.
+/// `None`: the connection is dropped (an HTTP answer already sent where there is one).
 pub(super) async fn handshake(
-    stream: TcpStream,
+    mut stream: TcpStream,
     remote: SocketAddr,
     shared: &Arc<Shared>,
+    deadline: Instant,
 ) -> Option<Handshaken> {
+    let remote = proxy_header::client_of(&mut stream, remote, shared, deadline).await?;
     let mut stream = match &shared.tls {
         Some(tls) => tls.accept(stream).await.ok()?,
         None => MaybeTls::Plain(stream),
     };
-    let (head, request) = read_request(&mut stream, remote, &shared.config).await?;
+    let (head, request) = read_request(&mut stream, remote, shared).await?;
     let client = request.remote;
     // With a handshake handler, the game sees the request before the upgrade.
     if shared.ask.load(Ordering::Acquire) {
@@ -69,13 +73,13 @@ pub(super) async fn handshake(
 }
 
 /// Reads the request head (bounded: tungstenite's own reader has no size cap) and parses it
-/// once; the upgrade checks, the client's address (`remote`, or what a trusted proxy says it
-/// is) and the handshake handler all read that parse. Returns every byte read (for
+/// once; the health path (answered here), the upgrade checks, the client's address (`remote`, the TCP peer or the client its
+/// PROXY header names, or what a trusted proxy's `X-Forwarded-For` says it is) and the handshake handler all read that parse. Returns every byte read (for
 /// tungstenite) and the request, or answers 400 / 426 / 431 and returns `None`.
 async fn read_request(
     stream: &mut MaybeTls,
     remote: SocketAddr,
-    config: &PeerConfig,
+    shared: &Shared,
 ) -> Option<(Vec<u8>, UpgradeRequest)> {
     let head = match http::read_head(stream).await {
         Ok(head) => head,
@@ -93,12 +97,21 @@ async fn read_request(
         http::write_rejection(stream, 400, "Bad Request").await;
         return None;
     };
+    if let Some((status, reason, body)) = health::answer(&request, shared) {
+        http::write_text(stream, status, reason, body, request.method == "HEAD").await;
+        return None;
+    }
+    // Refusing, yet accepted because a health path is served: the client fails fast.
+    if shared.refusing.load(Ordering::Acquire) {
+        http::write_rejection(stream, 503, "Service Unavailable").await;
+        return None;
+    }
     if let Err((status, reason, extra)) = http::check_upgrade(&request) {
         http::write_response(stream, status, reason, extra).await;
         return None;
     }
     let forwarded: Vec<&str> = request.header_values("x-forwarded-for").collect();
-    request.remote = client_address(remote, &forwarded, &config.trusted_proxies);
+    request.remote = client_address(remote, &forwarded, &shared.config.trusted_proxies);
     Some((head, request))
 }
 

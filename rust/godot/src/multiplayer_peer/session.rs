@@ -55,6 +55,12 @@ impl RustWebSocketMultiplayerPeer {
             Ok(config) => config,
             Err(e) => return e,
         };
+        if config.proxy_protocol && config.trusted_proxies.is_empty() {
+            godot_warn!(
+                "create_server: proxy_protocol is on but trusted_proxies is empty: every PROXY \
+                 header will be refused (list the load balancer's addresses)"
+            );
+        }
         let rt = match runtime::handle() {
             Ok(rt) => rt,
             Err(e) => {

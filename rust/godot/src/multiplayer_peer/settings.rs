@@ -24,6 +24,23 @@ impl RustWebSocketMultiplayerPeer {
             godot_error!("{what}: invalid handshake header '{line}' (expected \"Name: value\")");
             Error::ERR_INVALID_PARAMETER
         })?;
+        let health_path = self.health_path.to_string();
+        let health_path = match health_path.as_str() {
+            "" => None,
+            p if p.starts_with('/')
+                && !p.contains(['?', '#'])
+                && !p.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                Some(health_path)
+            }
+            _ => {
+                godot_error!(
+                    "{what}: health_path must be empty (off) or a path such as \"/healthz\" \
+                     (starting with '/', no query or spaces), got '{health_path}'"
+                );
+                return Err(Error::ERR_INVALID_PARAMETER);
+            }
+        };
         let positive = |v: i32, name: &str| {
             usize::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
                 godot_error!("{what}: {name} must be positive, got {v}");
@@ -54,6 +71,8 @@ impl RustWebSocketMultiplayerPeer {
                     })
                 })
                 .collect::<Result<_, _>>()?,
+            proxy_protocol: self.proxy_protocol,
+            health_path,
             heartbeat_interval: (self.heartbeat_interval > 0.0)
                 .then(|| Duration::from_secs_f64(self.heartbeat_interval)),
         })
