@@ -28,6 +28,7 @@ from failure_close_hook import failure_close_hook
 from handshake_handler_hook import handshake_handler_hook
 from haproxy_hook import haproxy_hook
 from health_hook import health_hook
+from shutdown_hook import shutdown_hook
 from harness import PAIRINGS, RUST, Proc, StderrExpect, Test, short_name
 from proxy_hook import proxy_hook
 from proxy_protocol_hook import proxy_protocol_hook
@@ -129,6 +130,8 @@ TABLE = [
     Row("proxy_protocol", roles=("server",), pairings="rust-alone", hook=proxy_protocol_hook,
         hook_party=True, rust_stderr={"server": {"refusals": PROXY_PROTOCOL_REFUSALS}}),
     Row("haproxy", pairings="rust-server", hook=haproxy_hook, hook_party=True),
+    Row("shutdown", pairings="rust-server", hook=shutdown_hook, hook_party=True,
+        rust_stderr={"server": {"shutdown_twice": r"already shutting down"}}),
     Row("health", roles=("server",), pairings="rust-alone", hook=health_hook, hook_party=True,
         rust_stderr={"server": {"bad_health_path": r"health_path must be .*got 'healthz'"}}),
     Row("handshake_handler", pairings="rust-alone", hook=handshake_handler_hook,

@@ -146,6 +146,8 @@ impl Drop for PendingSlot {
 pub struct Server {
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    /// Ends the accept loop only (`stop_listening`); `cancel` ends it and every connection.
+    listening: CancellationToken,
     stopped: std::sync::mpsc::Receiver<()>,
     local_addr: SocketAddr,
 }
@@ -182,12 +184,15 @@ impl Server {
             pending: Mutex::new(Pending::default()),
         });
         let cancel = CancellationToken::new();
+        let listening = CancellationToken::new();
         let (stopped_tx, stopped) = std::sync::mpsc::channel();
         let task_shared = shared.clone();
         let task_cancel = cancel.clone();
+        let task_listening = listening.clone();
         rt.spawn(async move {
             tokio::select! {
                 _ = task_cancel.cancelled() => {}
+                _ = task_listening.cancelled() => {}
                 _ = accept_loop(listener, task_shared, task_cancel.clone()) => {}
             }
             // The listener is dropped (port released) before this is sent.
@@ -196,6 +201,7 @@ impl Server {
         Ok(Server {
             shared,
             cancel,
+            listening,
             stopped,
             local_addr,
         })
@@ -214,6 +220,15 @@ impl Server {
     /// [`Event::Admission`] and upgraded only if accepted.
     pub fn set_admission(&self, ask: bool) {
         self.shared.ask.store(ask, Ordering::Release);
+    }
+
+    /// Closes the listener (new clients are refused by the system at once) and refuses the
+    /// handshakes in progress, keeping the open connections: the start of a graceful
+    /// shutdown. Returns once the port is released (waits at most 1 s).
+    pub fn stop_listening(&self) {
+        self.set_refusing(true);
+        self.listening.cancel();
+        let _ = self.stopped.recv_timeout(Duration::from_secs(1));
     }
 
     /// Stops listening and drops every connection and pending handshake at once, without

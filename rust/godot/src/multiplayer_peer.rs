@@ -7,6 +7,7 @@
 //! - `outgoing`: the send arena and the routing of a message to one peer or everyone
 //! - `stats`: `get_peer_stats()`, `get_stats()` and the Performance monitors
 //! - `admission`: the handshake handler's glue
+//! - `drain`: `shutdown()`, the graceful drain
 //! - `session`: `create_server` / `create_client` (checks, TLS options, starting the core)
 //! - `settings`: the properties as the core's `PeerConfig`
 //!
@@ -14,6 +15,7 @@
 //! written here, on the API it describes.
 
 mod admission;
+mod drain;
 mod events;
 mod outgoing;
 mod session;
@@ -180,6 +182,8 @@ pub struct RustWebSocketMultiplayerPeer {
     handshake_handler: Option<Callable>,
     /// The Performance monitors registered by add_performance_monitors().
     monitors: stats::Monitors,
+    /// A shutdown() in progress.
+    drain: Option<drain::Drain>,
     base: Base<MultiplayerPeerExtension>,
 }
 
@@ -286,6 +290,34 @@ impl RustWebSocketMultiplayerPeer {
         IMultiplayerPeerExtension::close(self);
     }
 
+    /// Graceful shutdown, for a server that is being replaced (an orchestrator's SIGTERM and
+    /// grace period): the listener closes at once (new clients fail fast; the
+    /// [member health_path] stops answering), each peer gets the packets already queued for
+    /// it, then a close frame with `code` (1000-1003, 1007-1014, 3000-4999; default 1001
+    /// "going away") and `reason`, which clients read with `get_close_code()` /
+    /// `get_close_reason()`. Keep calling [method MultiplayerPeer.poll] (SceneMultiplayer
+    /// does): `peer_disconnected` comes for each peer as its close handshake ends; after
+    /// `timeout` seconds the peers left are cut and reported too. Then `shutdown_completed`
+    /// is emitted and the status is DISCONNECTED. On a client it closes the connection to the
+    /// server the same way. Returns [constant ERR_UNCONFIGURED] if the peer is not active or
+    /// already shutting down; [method MultiplayerPeer.close] during it ends it at once, without
+    /// the signal.
+    #[func]
+    fn shutdown(
+        &mut self,
+        #[opt(default = 10.0)] timeout: f64,
+        #[opt(default = 1001)] code: i32,
+        #[opt(default = "")] reason: GString,
+    ) -> Error {
+        self.start_drain(timeout, code, &reason.to_string())
+    }
+
+    /// The end of [method shutdown]: every peer is gone. `forced_peers` of them did not finish
+    /// their close handshake within the timeout and were cut (each reported with
+    /// `peer_disconnected` before this).
+    #[signal]
+    fn shutdown_completed(forced_peers: i64);
+
     /// Closes the connection to peer `id` after the packets already queued, with a close
     /// `code` (1000-1003, 1007-1014, 3000-4999) and `reason` the other side can read.
     /// `peer_disconnected` follows on a later poll.
@@ -317,7 +349,7 @@ impl RustWebSocketMultiplayerPeer {
     /// Whether this peer is a server listening for connections.
     #[func]
     fn is_listening(&self) -> bool {
-        matches!(self.mode, Mode::Server(_))
+        matches!(self.mode, Mode::Server(_)) && !self.draining()
     }
 
     /// The ids of the connected peers (server: the clients; client: `[1]` once connected).
@@ -531,6 +563,7 @@ impl RustWebSocketMultiplayerPeer {
         self.reset();
         self.closed_totals = Default::default();
         self.last_close = None;
+        self.drain = None;
         self.raw_session = !self.godot_protocol;
     }
 }
@@ -540,6 +573,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
     fn poll(&mut self) {
         rust_websocket_core::connection::refill_direct_budget();
         self.poll_events();
+        self.advance_drain();
     }
 
     unsafe fn get_packet_rawptr(
@@ -635,6 +669,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
     }
 
     fn close(&mut self) {
+        self.drain = None;
         self.reset();
     }
 

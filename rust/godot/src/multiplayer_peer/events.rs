@@ -31,14 +31,7 @@ impl RustWebSocketMultiplayerPeer {
         if actions.is_empty() {
             return;
         }
-        // A signal handler may drop the last reference to this peer (for example
-        // `multiplayer.multiplayer_peer = null`), which must not destroy it while this call runs.
-        // Hold one reference until the engine's next deferred-call flush.
-        let mut keep_alive = Some(self.to_gd());
-        Callable::from_fn("RustWebSocketMultiplayerPeer.keep_alive", move |_| {
-            keep_alive.take();
-        })
-        .call_deferred(&[]);
+        self.keep_alive_this_frame();
         for action in actions {
             // A signal handler may have closed or re-created this peer.
             if self.epoch != epoch {
@@ -156,7 +149,18 @@ impl RustWebSocketMultiplayerPeer {
         actions
     }
 
-    fn emit(&mut self, signal: &str, args: &[Variant]) {
+    /// Before emitting signals: a handler may drop the last reference to this peer (for
+    /// example `multiplayer.multiplayer_peer = null`), which must not destroy it while the
+    /// emitting call runs. Holds one reference until the engine's next deferred-call flush.
+    pub(super) fn keep_alive_this_frame(&self) {
+        let mut keep_alive = Some(self.to_gd());
+        Callable::from_fn("RustWebSocketMultiplayerPeer.keep_alive", move |_| {
+            keep_alive.take();
+        })
+        .call_deferred(&[]);
+    }
+
+    pub(super) fn emit(&mut self, signal: &str, args: &[Variant]) {
         self.base_mut().emit_signal(signal, args);
     }
 }
