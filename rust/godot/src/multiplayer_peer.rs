@@ -184,6 +184,9 @@ pub struct RustWebSocketMultiplayerPeer {
     monitors: stats::Monitors,
     /// A shutdown() in progress.
     drain: Option<drain::Drain>,
+    /// Peers whose end arrived with packets of theirs still unread: reported on the next
+    /// poll, so that the game (SceneMultiplayer reads after each poll) gets those packets.
+    deferred_disconnects: Vec<i32>,
     base: Base<MultiplayerPeerExtension>,
 }
 
@@ -539,6 +542,7 @@ impl RustWebSocketMultiplayerPeer {
             entry.conn.abort_unreported();
         }
         self.incoming.clear();
+        self.deferred_disconnects.clear();
         self.current = None;
         self.events = None;
         self.status = ConnectionStatus::DISCONNECTED;

@@ -94,7 +94,12 @@ impl RustWebSocketMultiplayerPeer {
 
     /// Drains what the runtime reported into `incoming` and a list of actions.
     fn drain_events(&mut self) -> Vec<Action> {
-        let mut actions = Vec::new();
+        // Ends held back by the previous poll first: their packets have had a poll to be read.
+        let mut actions: Vec<Action> = std::mem::take(&mut self.deferred_disconnects)
+            .into_iter()
+            .filter(|id| self.peers.contains_key(id))
+            .map(Action::Disconnected)
+            .collect();
         let Some(rx) = &self.events else {
             return actions;
         };
@@ -125,7 +130,15 @@ impl RustWebSocketMultiplayerPeer {
                     actions.push(Action::Connected(peer_id));
                 }
                 Event::Disconnected { id } => {
-                    if self.peers.contains_key(&id) {
+                    if !self.peers.contains_key(&id) {
+                        continue;
+                    }
+                    // Packets that came with the end would be dropped with the peer (a
+                    // client's reset clears them; SceneMultiplayer ignores a gone peer's):
+                    // report the end on the next poll, after the game has read them.
+                    if self.incoming.iter().any(|p| p.from() == id) {
+                        self.deferred_disconnects.push(id);
+                    } else {
                         actions.push(Action::Disconnected(id));
                     }
                 }
