@@ -17,6 +17,8 @@ use crate::driver;
 use crate::events::Event;
 use crate::fence::HeadFence;
 use crate::protocol::decode::{Decoder, Incoming};
+use crate::protocol::deflate;
+use crate::protocol::extension::{self, Agreed};
 use crate::runtime::spawn_guarded;
 use crate::tls::{ClientTls, MaybeTls};
 use crate::url::WsUrl;
@@ -64,7 +66,7 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let attempt = tokio::time::timeout(config.handshake_timeout, handshake(&url, &config, tls));
-    let (stream, reader, remote, protocol, id) = match attempt.await {
+    let (stream, reader, remote, protocol, deflate, id) = match attempt.await {
         Ok(Ok(done)) => done,
         Ok(Err(reason)) => {
             let _ = events.send(Event::ConnectFailed {
@@ -86,6 +88,8 @@ async fn run(
         remote,
         protocol,
         requested_url: url.original.clone(),
+        extensions: deflate.as_ref().map(|d| d.1.clone()).unwrap_or_default(),
+        deflate: deflate.map(|(agreed, _)| (agreed, config.compression.unwrap_or_default())),
     };
     let (conn, outbound) = Connection::new(1, info, &config, cancel);
     let connected = Event::Connected {
@@ -97,11 +101,23 @@ async fn run(
     }
 }
 
+/// A finished client handshake: the stream, its decoder (which read the id), the server's
+/// address, the sub-protocol, permessage-deflate's agreed parameters and the answer header
+/// when agreed, and our id.
+type Handshaken = (
+    HeadFence<MaybeTls>,
+    Decoder,
+    SocketAddr,
+    String,
+    Option<(Agreed, String)>,
+    i32,
+);
+
 async fn handshake(
     url: &WsUrl,
     config: &PeerConfig,
     tls: Option<ClientTls>,
-) -> Result<(HeadFence<MaybeTls>, Decoder, SocketAddr, String, i32), String> {
+) -> Result<Handshaken, String> {
     let stream = connect_tcp(url).await?;
     let remote = stream.peer_addr().map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
@@ -122,6 +138,11 @@ async fn handshake(
             .map_err(|_| format!("invalid sub-protocol list '{list}'"))?;
         headers.insert("sec-websocket-protocol", value);
     }
+    if let Some(ours) = &config.compression {
+        let offer = HeaderValue::from_str(&extension::client_offer(ours))
+            .map_err(|_| "invalid extension offer".to_string())?;
+        headers.insert("sec-websocket-extensions", offer);
+    }
     for (name, value) in &config.handshake_headers {
         let n = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("invalid header name '{name}'"))?;
@@ -138,6 +159,17 @@ async fn handshake(
     let mut stream = ws.get_mut().open();
     drop(ws);
     let mut reader = Decoder::new(config.max_message(), false);
+    let answers: Vec<&str> = response
+        .headers()
+        .get_all("sec-websocket-extensions")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let agreed = extension::client_accept(&answers, config.compression.as_ref())?;
+    let deflate = agreed.map(|a| (a, answers.join(", ")));
+    if let (Some(agreed), Some(ours)) = (&agreed, &config.compression) {
+        reader.inflate_with(deflate::for_connection(agreed, ours, false).1);
+    }
     let protocol = response
         .headers()
         .get("sec-websocket-protocol")
@@ -150,7 +182,7 @@ async fn handshake(
     if !config.godot_protocol {
         // A plain WebSocket server assigns no id: pick our own, as Godot ids are (2..2^31).
         let id = fastrand::i32(2..=i32::MAX);
-        return Ok((stream, reader, remote, protocol, id));
+        return Ok((stream, reader, remote, protocol, deflate, id));
     }
     // Godot's protocol: the first message is our id, 4 bytes little-endian, >= 2.
     let id = loop {
@@ -173,7 +205,7 @@ async fn handshake(
             Ok(None) => return Err("the server closed the connection".into()),
         }
     };
-    Ok((stream, reader, remote, protocol, id))
+    Ok((stream, reader, remote, protocol, deflate, id))
 }
 
 async fn connect_tcp(url: &WsUrl) -> Result<TcpStream, String> {

@@ -36,6 +36,31 @@ pub struct PeerConfig {
     /// Server: a plain `GET` on this path (no upgrade) is answered by the runtime with 200
     /// while accepting, 503 while refusing new connections. `None` = off.
     pub health_path: Option<String>,
+    /// permessage-deflate (RFC 7692): a client offers it, a server accepts an offer. `None`
+    /// (the default) = plain frames, as the built-in peer sends.
+    pub compression: Option<Compression>,
+}
+
+/// How this side uses permessage-deflate once the other side agrees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compression {
+    /// Messages shorter than this many bytes are sent uncompressed (RSV1 clear).
+    pub threshold: usize,
+    /// zlib level, 0 (stored) to 9 (smallest).
+    pub level: u32,
+    /// Ask for no context takeover both ways: every message is compressed on its own (a
+    /// little larger), and a connection holds no compression state between messages.
+    pub no_context_takeover: bool,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self {
+            threshold: 1024,
+            level: 6,
+            no_context_takeover: false,
+        }
+    }
 }
 
 impl Default for PeerConfig {
@@ -52,6 +77,7 @@ impl Default for PeerConfig {
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
             health_path: None,
+            compression: None,
         }
     }
 }

@@ -18,7 +18,8 @@ use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PeerConfig;
+use crate::config::{Compression, PeerConfig};
+use crate::protocol::extension::Agreed;
 use crate::Bytes;
 
 pub use direct::refill_direct_budget;
@@ -64,8 +65,13 @@ pub(crate) enum Outgoing {
 /// Traffic counters of one connection (payload bytes, not counting WebSocket framing).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionStats {
+    /// Message bytes as the game sees them (decompressed).
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Message bytes as they crossed the wire: compressed where permessage-deflate compressed
+    /// them, else the same as `bytes_in` / `bytes_out`.
+    pub wire_bytes_in: u64,
+    pub wire_bytes_out: u64,
     pub packets_in: u64,
     pub packets_out: u64,
     pub opened_unix_ms: u64,
@@ -76,6 +82,8 @@ impl ConnectionStats {
     pub fn add(&mut self, other: &ConnectionStats) {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
+        self.wire_bytes_in += other.wire_bytes_in;
+        self.wire_bytes_out += other.wire_bytes_out;
         self.packets_in += other.packets_in;
         self.packets_out += other.packets_out;
     }
@@ -87,6 +95,10 @@ pub struct ConnectionInfo {
     pub remote: SocketAddr,
     pub protocol: String,
     pub requested_url: String,
+    /// The agreed `Sec-WebSocket-Extensions` (`""`: none, plain frames).
+    pub extensions: String,
+    /// permessage-deflate's agreed parameters and this side's settings, when agreed.
+    pub(crate) deflate: Option<(Agreed, Compression)>,
 }
 
 /// Messages and payload bytes each way, counted as they pass.
@@ -94,6 +106,8 @@ pub struct ConnectionInfo {
 struct Traffic {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    wire_in: AtomicU64,
+    wire_out: AtomicU64,
     packets_in: AtomicU64,
     packets_out: AtomicU64,
 }
@@ -256,6 +270,8 @@ impl Connection {
         ConnectionStats {
             bytes_in: self.traffic.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.traffic.bytes_out.load(Ordering::Relaxed),
+            wire_bytes_in: self.traffic.wire_in.load(Ordering::Relaxed),
+            wire_bytes_out: self.traffic.wire_out.load(Ordering::Relaxed),
             packets_in: self.traffic.packets_in.load(Ordering::Relaxed),
             packets_out: self.traffic.packets_out.load(Ordering::Relaxed),
             opened_unix_ms: self.opened_unix_ms,
@@ -360,9 +376,10 @@ impl Connection {
         }
     }
 
-    /// `count` messages of `bytes` payload bytes have left for the socket: they no longer count
-    /// against the limits, and a peer back within them is no longer over (`send_broadcast`).
-    pub(crate) fn written(&self, bytes: usize, count: usize) {
+    /// `count` messages of `bytes` payload bytes (`wire` once compressed) have left for the
+    /// socket: they no longer count against the limits, and a peer back within them is no
+    /// longer over (`send_broadcast`).
+    pub(crate) fn written(&self, bytes: usize, wire: usize, count: usize) {
         self.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
         self.out_count.fetch_sub(count, Ordering::AcqRel);
         if self.has_room(0) {
@@ -370,6 +387,7 @@ impl Connection {
         }
         let traffic = &self.traffic;
         traffic.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        traffic.wire_out.fetch_add(wire as u64, Ordering::Relaxed);
         traffic
             .packets_out
             .fetch_add(count as u64, Ordering::Relaxed);
@@ -399,11 +417,12 @@ impl Connection {
         self.cancel.cancel();
     }
 
-    /// A message of `len` bytes arrived for the game.
-    pub(crate) fn received(&self, len: usize) {
+    /// A message of `len` bytes arrived for the game, `wire` bytes on the wire.
+    pub(crate) fn received(&self, len: usize, wire: u64) {
         let traffic = &self.traffic;
         traffic.packets_in.fetch_add(1, Ordering::Relaxed);
         traffic.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+        traffic.wire_in.fetch_add(wire, Ordering::Relaxed);
     }
 
     pub(crate) fn inbound_acquire(&self, len: usize) {

@@ -17,6 +17,7 @@ use crate::connection::{Connection, Outgoing, ReadyState};
 use crate::events::{Event, InboundPacket};
 use crate::fence::HeadFence;
 use crate::protocol::decode::{Decoder, Incoming, ReadPlan, IDLE_READ};
+use crate::protocol::deflate;
 use crate::protocol::{Output, Protocol, TIMEOUTS};
 use crate::shared_tcp::SharedTcp;
 use crate::tls::MaybeTls;
@@ -39,11 +40,18 @@ pub(crate) async fn run(
     };
     decoder.receive(&rest);
     let client = !decoder.is_server();
-    let proto = Protocol::new(decoder, conn.heartbeat, TIMEOUTS, Instant::now());
+    let mut proto = Protocol::new(decoder, conn.heartbeat, TIMEOUTS, Instant::now());
+    // With compression agreed, messages from the threshold up are compressed here, on the
+    // runtime's thread: only shorter ones (sent as they are) may take the direct path.
+    let mut direct_below = usize::MAX;
+    if let Some((agreed, ours)) = &conn.info().deflate {
+        proto.deflate_with(deflate::for_connection(agreed, ours, !client).0);
+        direct_below = ours.threshold;
+    }
     match stream {
         MaybeTls::Plain(tcp) => {
             let tcp = Arc::new(tcp);
-            conn.direct.open(tcp.clone(), client);
+            conn.direct.open(tcp.clone(), client, direct_below);
             let (rd, wr) = (SharedTcp(tcp.clone()), SharedTcp(tcp));
             drive(&conn, rd, wr, proto, &outbound, &events).await;
         }
@@ -61,8 +69,10 @@ struct Batch {
     sent: usize,
     /// All written; the flush is left (TLS records buffered in the session).
     flushing: bool,
-    /// The game's messages in `buf`: payload bytes and count, for its limits and stats.
+    /// The game's messages in `buf`: payload bytes, the same once compressed, and count, for
+    /// its limits and stats.
     bytes: usize,
+    wire: usize,
     count: usize,
 }
 
@@ -76,10 +86,11 @@ impl Batch {
         if self.buf.is_empty() {
             return false;
         }
-        conn.written(self.bytes, self.count);
+        conn.written(self.bytes, self.wire, self.count);
         self.buf.clear();
         self.sent = 0;
         self.bytes = 0;
+        self.wire = 0;
         self.count = 0;
         true
     }
@@ -187,6 +198,7 @@ fn deliver(
         };
         match output {
             Output::Message { data, text } => {
+                let wire = proto.decoder().take_wire_in();
                 #[cfg(feature = "fault-injection")]
                 if text && &data[..] == crate::connection::PANIC_TRIGGER.as_bytes() {
                     panic!("fault injection: the peer asked this connection task to panic");
@@ -194,7 +206,7 @@ fn deliver(
                 if conn.silenced.load(Ordering::Acquire) {
                     continue;
                 }
-                conn.received(data.len());
+                conn.received(data.len(), wire);
                 let packet = InboundPacket::new(conn.clone(), data, text);
                 events.send(Event::Packet(packet)).ok()?;
             }
@@ -229,6 +241,7 @@ fn refill(
     if let Some((rest, payload)) = conn.direct.take_carry() {
         batch.buf.extend_from_slice(&rest);
         batch.bytes += payload;
+        batch.wire += payload;
         batch.count += 1;
     }
     while batch.buf.len() + proto.pending() < WRITE_BATCH {
@@ -243,6 +256,7 @@ fn refill(
             Err(_) => break,
         }
     }
+    batch.wire += proto.take_wire_out();
     proto.poll_transmit(&mut batch.buf);
     if batch.buf.is_empty() {
         batch.buf = Vec::new(); // Hold no write buffer while idle.

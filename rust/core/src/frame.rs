@@ -8,6 +8,9 @@ pub(crate) const OP_BINARY: u8 = 0x2;
 pub(crate) const OP_CLOSE: u8 = 0x8;
 pub(crate) const OP_PING: u8 = 0x9;
 pub(crate) const OP_PONG: u8 = 0xA;
+/// First-byte flag of a compressed message's first frame (permessage-deflate, RFC 7692);
+/// or it into the opcode given to [`encode`].
+pub(crate) const RSV1: u8 = 0x40;
 
 /// Masking keys for a client's frames. RFC 6455 5.3 wants them unpredictable ("derived from a
 /// strong source of entropy"): SipHash keyed from the OS's entropy (std's `RandomState`) over
@@ -33,6 +36,7 @@ impl Masker {
 }
 
 /// Appends one whole frame to `out`. A client masks its frames (`mask`), a server does not.
+/// `opcode` may carry [`RSV1`].
 pub(crate) fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<&mut Masker>) {
     let bit = if mask.is_some() { 0x80 } else { 0 };
     out.push(0x80 | opcode);

@@ -19,6 +19,7 @@ use crate::connection::Connection;
 use crate::driver;
 use crate::events::Event;
 use crate::protocol::decode::Decoder;
+use crate::protocol::deflate;
 use crate::runtime::spawn_guarded;
 use crate::tls::ServerTls;
 
@@ -359,7 +360,10 @@ fn start_connection(peer: Handshaken, shared: Arc<Shared>, cancel: CancellationT
     }
     let events = shared.events.clone();
     spawn_guarded(events.clone(), None, async move {
-        let decoder = Decoder::new(shared.config.max_message(), true);
+        let mut decoder = Decoder::new(shared.config.max_message(), true);
+        if let Some((agreed, ours)) = &conn.info().deflate {
+            decoder.inflate_with(deflate::for_connection(agreed, ours, true).1);
+        }
         driver::run(conn, stream, decoder, outbound, events).await;
         lock(&shared.ids).remove(&id);
     });

@@ -151,6 +151,32 @@ pub struct RustWebSocketMultiplayerPeer {
     /// query. Applies to the next create_server.
     #[var]
     health_path: GString,
+    /// Not in the built-in: permessage-deflate (RFC 7692). Off by default, so nothing changes
+    /// on the wire. On: a client offers it and a server accepts a client's offer; a peer that
+    /// does not offer or accept it (the built-in peer) gets plain frames as before. Messages
+    /// are compressed and decompressed on the runtime's threads, never on the main thread;
+    /// [member inbound_buffer_size] caps a message's decompressed size (larger: closed with
+    /// 1009 before the memory is taken). Applies to the next create_server/create_client.
+    #[var]
+    compression_enabled: bool,
+    /// With [member compression_enabled]: messages shorter than this many bytes are sent
+    /// uncompressed (small packets rarely shrink, and they may leave from the calling thread
+    /// at once, as without compression). Default 1024; 0 compresses every message.
+    #[var(set = set_compression_threshold)]
+    #[init(val = 1024)]
+    compression_threshold: i32,
+    /// With [member compression_enabled]: zlib's level, 0 (no compression, stored blocks) to
+    /// 9 (smallest, slowest). Default 6; 1 is the fastest that compresses.
+    #[var(set = set_compression_level)]
+    #[init(val = 6)]
+    compression_level: i32,
+    /// With [member compression_enabled]: ask for no context takeover both ways, so each
+    /// message is compressed on its own. Messages come out somewhat larger, but a connection
+    /// keeps no compression state between messages (otherwise each holds a deflate stream of
+    /// about 300 KiB and an inflate stream of about 40 KiB once it has used them: a server
+    /// with many clients saves that much per client). Default false.
+    #[var]
+    compression_no_context_takeover: bool,
 
     mode: Mode,
     #[init(val = ConnectionStatus::DISCONNECTED)]
@@ -427,8 +453,10 @@ impl RustWebSocketMultiplayerPeer {
     }
 
     /// Traffic of peer `id`: `bytes_in`, `bytes_out`, `packets_in`, `packets_out` (payload,
-    /// without WebSocket framing), `queued_packets_out`, `queued_bytes_out`, `rtt_ms` (from
-    /// heartbeat pings, -1 until measured) and `connected_since_unix_ms`. Empty if unknown.
+    /// without WebSocket framing, decompressed), `wire_bytes_in`, `wire_bytes_out` (the same
+    /// payload as it crossed the wire: smaller where [member compression_enabled] compressed
+    /// it), `queued_packets_out`, `queued_bytes_out`, `rtt_ms` (from heartbeat pings, -1 until
+    /// measured) and `connected_since_unix_ms`. Empty if unknown.
     #[func]
     fn get_peer_stats(&self, id: i32) -> VarDictionary {
         match self.peers.get(&id) {
@@ -441,7 +469,8 @@ impl RustWebSocketMultiplayerPeer {
     }
 
     /// Totals since create_server/create_client: `peer_count` and, over current and departed
-    /// peers, `bytes_in`, `bytes_out`, `packets_in`, `packets_out`, plus the current
+    /// peers, `bytes_in`, `bytes_out`, `wire_bytes_in`, `wire_bytes_out` (before and after
+    /// compression, see [method get_peer_stats]), `packets_in`, `packets_out`, plus the current
     /// `queued_packets_out` and `queued_bytes_out`.
     #[func]
     fn get_stats(&self) -> VarDictionary {
@@ -518,6 +547,24 @@ impl RustWebSocketMultiplayerPeer {
             return;
         }
         self.heartbeat_interval = interval;
+    }
+
+    #[func]
+    fn set_compression_threshold(&mut self, bytes: i32) {
+        if bytes < 0 {
+            godot_error!("compression_threshold must be 0 or a number of bytes, got {bytes}");
+            return;
+        }
+        self.compression_threshold = bytes;
+    }
+
+    #[func]
+    fn set_compression_level(&mut self, level: i32) {
+        if !(0..=9).contains(&level) {
+            godot_error!("compression_level must be 0 to 9, got {level}");
+            return;
+        }
+        self.compression_level = level;
     }
 
     #[func]

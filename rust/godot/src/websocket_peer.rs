@@ -197,6 +197,13 @@ impl RustWebSocketPeer {
         GString::from(&self.conn.info().protocol)
     }
 
+    /// The extensions agreed in the handshake (the `Sec-WebSocket-Extensions` answer), e.g.
+    /// `"permessage-deflate"` when compression is on for this connection; empty for plain frames.
+    #[func]
+    fn get_negotiated_extensions(&self) -> GString {
+        GString::from(&self.conn.info().extensions)
+    }
+
     /// Client side: the URL given to `create_client`. Server side: `ws://` + Host header + path.
     #[func]
     fn get_requested_url(&self) -> GString {

@@ -50,6 +50,9 @@ struct Socket {
     masker: Option<frame::Masker>,
     /// The frame being written, kept between sends so a direct send allocates nothing.
     scratch: Vec<u8>,
+    /// Messages this long or longer go to the task: with permessage-deflate they are
+    /// compressed, which is the runtime's work, never the main thread's.
+    direct_below: usize,
 }
 
 #[derive(Default)]
@@ -69,12 +72,14 @@ pub(crate) struct DirectPath {
 }
 
 impl DirectPath {
-    /// Opens the path (the task does, for plain TCP).
-    pub(crate) fn open(&self, tcp: Arc<tokio::net::TcpStream>, client: bool) {
+    /// Opens the path (the task does, for plain TCP), for messages shorter than
+    /// `direct_below` bytes.
+    pub(crate) fn open(&self, tcp: Arc<tokio::net::TcpStream>, client: bool, direct_below: usize) {
         *self.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(Socket {
             tcp,
             masker: client.then(frame::Masker::new),
             scratch: Vec::new(),
+            direct_below,
         });
     }
 
@@ -116,7 +121,7 @@ impl DirectPath {
     /// of ours is queued and nobody is writing. `false`: queue it instead.
     pub(crate) fn send(&self, conn: &Connection, data: &[u8], text: bool) -> bool {
         let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(socket) = socket.as_mut() else {
+        let Some(socket) = socket.as_mut().filter(|s| data.len() < s.direct_below) else {
             return false;
         };
         // Only this message counted: nothing queued ahead of it; and not in a burst.
@@ -147,7 +152,7 @@ impl DirectPath {
             if buf.capacity() > SCRATCH_KEEP {
                 *buf = Vec::new();
             }
-            conn.written(data.len(), 1);
+            conn.written(data.len(), data.len(), 1);
             self.owner.store(OWNER_IDLE, Ordering::SeqCst);
             // The task waited for the socket, or a close was queued meanwhile: let it go on.
             if self.task_waiting.swap(false, Ordering::SeqCst) || !conn.outbound.is_empty() {

@@ -11,6 +11,8 @@
 //! (RFC 6455 §7.1.1).
 
 pub(crate) mod decode;
+pub(crate) mod deflate;
+pub(crate) mod extension;
 mod heartbeat;
 #[cfg(test)]
 mod tests;
@@ -21,12 +23,15 @@ use std::time::{Duration, Instant};
 use crate::frame::{self, Masker};
 use crate::Bytes;
 use decode::{Decoder, FrameError, Incoming};
+use deflate::Deflater;
 use heartbeat::{Heartbeat, Tick};
 
 /// Pongs made and not yet handed out before further pings are answered by one pong for the
 /// latest (RFC 6455 §5.5.3 allows it), so a peer flooding pings and reading nothing cannot
 /// grow our output without bound.
 const MAX_PENDING_PONGS: usize = 64;
+/// A compression buffer larger than this is given back after the message.
+const DEFLATE_KEEP: usize = 16 * 1024;
 
 /// How long each step of the closing handshake may take.
 #[derive(Clone, Copy, Debug)]
@@ -88,6 +93,13 @@ pub(crate) struct Protocol {
     decoder: Decoder,
     /// A client masks its frames (RFC 6455 §5.3).
     masker: Option<Masker>,
+    /// permessage-deflate was agreed: messages from the threshold up are compressed.
+    deflater: Option<Deflater>,
+    /// One message compressed, before it is framed.
+    deflated: Vec<u8>,
+    /// Payload bytes of the game's messages framed since [`Self::take_wire_out`], compressed
+    /// where they were.
+    wire_out: usize,
     timeouts: Timeouts,
     /// Frames not handed to the task yet, in the order they were made.
     out: Vec<u8>,
@@ -132,6 +144,9 @@ impl Protocol {
             server,
             decoder,
             masker: (!server).then(Masker::new),
+            deflater: None,
+            deflated: Vec::new(),
+            wire_out: 0,
             timeouts,
             out: Vec::new(),
             pongs_in_out: 0,
@@ -154,6 +169,12 @@ impl Protocol {
             failure: None,
             end: None,
         }
+    }
+
+    /// permessage-deflate was agreed: messages the game sends are compressed with `deflater`
+    /// (the decoder inflates those received).
+    pub(crate) fn deflate_with(&mut self, deflater: Deflater) {
+        self.deflater = Some(deflater);
     }
 
     /// Where the task reads to (see [`Decoder::read_plan`]).
@@ -248,6 +269,8 @@ impl Protocol {
             FrameError::TooBig { .. } => (1009, "Message too big"),
             FrameError::Utf8 => (1007, "Invalid UTF-8"),
             FrameError::Protocol(_) => (1002, "Protocol error"),
+            FrameError::InflatedTooBig { .. } => (1009, "Message too big"),
+            FrameError::Inflate(_) => (1007, "Invalid compressed data"),
         };
         self.failure = Some(e.to_string());
         self.decoder.discard();
@@ -277,8 +300,28 @@ impl Protocol {
         } else {
             frame::OP_BINARY
         };
-        self.encode(op, data);
+        match self.deflater.as_mut() {
+            Some(deflater) if deflater.wants(data.len()) => {
+                deflater.compress(data, &mut self.deflated);
+                self.wire_out += self.deflated.len();
+                let op = op | frame::RSV1;
+                frame::encode(&mut self.out, op, &self.deflated, self.masker.as_mut());
+                self.deflated.clear();
+                if self.deflated.capacity() > DEFLATE_KEEP {
+                    self.deflated = Vec::new();
+                }
+            }
+            _ => {
+                self.wire_out += data.len();
+                self.encode(op, data);
+            }
+        }
         true
+    }
+
+    /// Payload bytes of the game's messages framed since the last call, as on the wire.
+    pub(crate) fn take_wire_out(&mut self) -> usize {
+        std::mem::take(&mut self.wire_out)
     }
 
     /// The game asked to close; its close frame will come through [`Self::close`] after the

@@ -355,3 +355,98 @@ fn a_failure_that_gets_no_answer_ends_after_the_linger() {
     s.proto.handle_timeout(s.at(2000));
     assert!(matches!(s.proto.end(), Some(End::Failed(_))));
 }
+
+/// Both sides with permessage-deflate agreed: messages of `threshold` bytes and up are
+/// compressed.
+fn compressing(server: bool, threshold: usize, no_context: bool) -> Side {
+    let mut s = Side::new(server, None);
+    let ours = crate::config::Compression {
+        threshold,
+        no_context_takeover: no_context,
+        ..Default::default()
+    };
+    let agreed = extension::Agreed {
+        server_no_context_takeover: no_context,
+        client_no_context_takeover: no_context,
+        ..Default::default()
+    };
+    let (deflater, inflater) = deflate::for_connection(&agreed, &ours, server);
+    s.proto.deflate_with(deflater);
+    s.proto.decoder().inflate_with(inflater);
+    let (_, inflater) = deflate::for_connection(&agreed, &ours, !server);
+    s.peer.inflate_with(inflater);
+    s
+}
+
+#[test]
+fn messages_from_the_threshold_up_go_out_compressed() {
+    for (server, no_context) in [(true, false), (false, false), (true, true)] {
+        let mut s = compressing(server, 10, no_context);
+        let long = "compress me, compress me, compress me".repeat(20);
+        assert!(s.proto.send(b"short", true));
+        assert!(s.proto.send(long.as_bytes(), true));
+        assert!(s.proto.send(long.as_bytes(), false));
+        let mut raw = Vec::new();
+        s.proto.poll_transmit(&mut raw);
+        // The short one is plain (RSV1 clear), the long ones compressed (RSV1 set).
+        let first_len = raw[1] as usize & 0x7f;
+        let second = 2 + first_len + if server { 0 } else { 4 };
+        assert_eq!(raw[0], 0x81);
+        assert_eq!(raw[second], 0xc1, "server {server}");
+        assert!(
+            raw.len() < 2 * long.len() / 4,
+            "{} bytes on the wire",
+            raw.len()
+        );
+        s.peer.receive(&raw);
+        let got: Vec<Incoming> = std::iter::from_fn(|| s.peer.parse().unwrap()).collect();
+        let text = |d: &[u8], text| Incoming::Data {
+            data: Bytes::copy_from_slice(d),
+            text,
+        };
+        assert_eq!(
+            got,
+            [
+                text(b"short", true),
+                text(long.as_bytes(), true),
+                text(long.as_bytes(), false)
+            ]
+        );
+    }
+}
+
+#[test]
+fn control_frames_are_never_compressed_and_rsv1_without_agreement_is_1002() {
+    let mut s = compressing(true, 0, false);
+    s.peer_sends(OP_PING, b"0123456789abcdef");
+    assert_eq!(s.outputs(0), []);
+    let mut raw = Vec::new();
+    s.proto.poll_transmit(&mut raw);
+    assert_eq!(raw[0], 0x8A, "a pong with RSV1 clear");
+    // Without the extension, RSV1 is a protocol error as before.
+    let mut plain = Side::server();
+    plain.peer_sends(OP_BINARY | crate::frame::RSV1, b"x");
+    assert_eq!(plain.outputs(0), []);
+    assert!(plain.proto.failure().is_some());
+    assert_eq!(plain.wire(0), [close(1002, "Protocol error")]);
+}
+
+#[test]
+fn a_bomb_closes_with_1009_and_bad_data_with_1007() {
+    let mut s = compressing(true, 0, false);
+    let (mut deflater, _) =
+        deflate::for_connection(&Default::default(), &Default::default(), false);
+    let mut bomb = Vec::new();
+    deflater.compress(&vec![b'a'; 100 * MAX], &mut bomb);
+    assert!(bomb.len() < MAX);
+    s.peer_sends(OP_BINARY | crate::frame::RSV1, &bomb);
+    assert_eq!(s.outputs(0), []);
+    let why = s.proto.failure().unwrap_or_default().to_owned();
+    assert!(why.contains("inbound_buffer_size"), "{why}");
+    assert_eq!(s.wire(0), [close(1009, "Message too big")]);
+
+    let mut s = compressing(true, 0, false);
+    s.peer_sends(OP_BINARY | crate::frame::RSV1, &[0xff, 0xff]);
+    assert_eq!(s.outputs(0), []);
+    assert_eq!(s.wire(0), [close(1007, "Invalid compressed data")]);
+}

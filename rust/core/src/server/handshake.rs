@@ -16,12 +16,13 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 
 use super::{health, lock, new_id, proxy_header, Shared};
 use crate::admission::{Admission, AdmissionTicket};
-use crate::config::PeerConfig;
+use crate::config::{Compression, PeerConfig};
 use crate::connection::ConnectionInfo;
 use crate::events::Event;
 use crate::fence::HeadFence;
 use crate::frame;
 use crate::http::{self, UpgradeRequest};
+use crate::protocol::extension::{self, Agreed};
 use crate::proxy::client_address;
 use crate::tls::MaybeTls;
 
@@ -54,7 +55,7 @@ pub(super) async fn handshake(
         ask_the_game(&mut stream, request, &shared.events).await?;
     }
     // tungstenite reads the head again from here, and nothing past it.
-    let (stream, protocol, requested_url) = upgrade(
+    let (stream, protocol, requested_url, deflate) = upgrade(
         HeadFence::new(head, stream),
         shared.tls.is_some(),
         &shared.config,
@@ -68,6 +69,8 @@ pub(super) async fn handshake(
         remote: client,
         protocol,
         requested_url,
+        extensions: deflate.as_ref().map(|d| d.1.clone()).unwrap_or_default(),
+        deflate: deflate.map(|(agreed, _, ours)| (agreed, ours)),
     };
     Some(Handshaken { stream, id, info })
 }
@@ -138,16 +141,22 @@ async fn ask_the_game(
     }
 }
 
-/// tungstenite's upgrade: the sub-protocol choice (400 when none matches) and the extra
-/// response headers. Returns the stream to read frames from, the protocol chosen and the
-/// URL the client asked for (`ws[s]://` + Host + path).
+/// What permessage-deflate negotiation settled: the parameters, the answer header, and this
+/// side's settings.
+type Deflate = (Agreed, String, Compression);
+
+/// tungstenite's upgrade: the sub-protocol choice (400 when none matches), permessage-deflate
+/// (when compression is on and the client offers it) and the extra response headers. Returns
+/// the stream to read frames from, the protocol chosen, the URL the client asked for
+/// (`ws[s]://` + Host + path) and the compression agreed.
 async fn upgrade(
     stream: HeadFence<MaybeTls>,
     secure: bool,
     config: &PeerConfig,
-) -> Option<(HeadFence<MaybeTls>, String, String)> {
+) -> Option<(HeadFence<MaybeTls>, String, String, Option<Deflate>)> {
     let scheme = if secure { "wss" } else { "ws" };
     let mut selected = None;
+    let mut deflate = None;
     let mut requested_url = String::new();
     // tungstenite fixes the callback's signature, large error type included.
     #[allow(clippy::result_large_err)]
@@ -173,12 +182,27 @@ async fn upgrade(
                 "no matching WebSocket sub-protocol",
             )
         })?;
+        let offers: Vec<&str> = req
+            .headers()
+            .get_all("sec-websocket-extensions")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let accepted = config
+            .compression
+            .and_then(|ours| extension::server_accept(&offers, &ours).map(|(a, s)| (a, s, ours)));
         let headers = resp.headers_mut();
         if let Some(p) = &chosen {
             if let Ok(v) = HeaderValue::from_str(p) {
                 headers.insert("sec-websocket-protocol", v);
             }
         }
+        if let Some((_, answer, _)) = &accepted {
+            if let Ok(v) = HeaderValue::from_str(answer) {
+                headers.insert("sec-websocket-extensions", v);
+            }
+        }
+        deflate = accepted;
         for (name, value) in &config.handshake_headers {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
@@ -197,7 +221,7 @@ async fn upgrade(
     // From here on the frames are ours (see `frame`).
     let stream = ws.get_mut().open();
     drop(ws);
-    Some((stream, selected.unwrap_or_default(), requested_url))
+    Some((stream, selected.unwrap_or_default(), requested_url, deflate))
 }
 
 /// A new id for the connection and, in Godot's protocol, the 4-byte greeting that tells the

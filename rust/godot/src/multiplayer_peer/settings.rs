@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use godot::global::Error;
 use godot::prelude::*;
-use rust_websocket_core::config::{parse_header_lines, PeerConfig};
+use rust_websocket_core::config::{parse_header_lines, Compression, PeerConfig};
 use rust_websocket_core::proxy::TrustedProxy;
 
 use super::RustWebSocketMultiplayerPeer;
@@ -75,6 +75,12 @@ impl RustWebSocketMultiplayerPeer {
             health_path,
             heartbeat_interval: (self.heartbeat_interval > 0.0)
                 .then(|| Duration::from_secs_f64(self.heartbeat_interval)),
+            // The setters keep the threshold and level in range.
+            compression: self.compression_enabled.then(|| Compression {
+                threshold: self.compression_threshold.max(0) as usize,
+                level: self.compression_level.clamp(0, 9) as u32,
+                no_context_takeover: self.compression_no_context_takeover,
+            }),
         })
     }
 }

@@ -42,6 +42,8 @@ pub(super) fn peer_stats(conn: &Connection) -> VarDictionary {
     let s = conn.stats();
     put(&mut d, "bytes_in", s.bytes_in as i64);
     put(&mut d, "bytes_out", s.bytes_out as i64);
+    put(&mut d, "wire_bytes_in", s.wire_bytes_in as i64);
+    put(&mut d, "wire_bytes_out", s.wire_bytes_out as i64);
     put(&mut d, "packets_in", s.packets_in as i64);
     put(&mut d, "packets_out", s.packets_out as i64);
     put(&mut d, "queued_packets_out", conn.outbound_queued() as i64);
@@ -76,6 +78,8 @@ impl RustWebSocketMultiplayerPeer {
         put(&mut d, "peer_count", self.peers.len() as i64);
         put(&mut d, "bytes_in", t.bytes_in as i64);
         put(&mut d, "bytes_out", t.bytes_out as i64);
+        put(&mut d, "wire_bytes_in", t.wire_bytes_in as i64);
+        put(&mut d, "wire_bytes_out", t.wire_bytes_out as i64);
         put(&mut d, "packets_in", t.packets_in as i64);
         put(&mut d, "packets_out", t.packets_out as i64);
         put(&mut d, "queued_packets_out", queued_packets as i64);

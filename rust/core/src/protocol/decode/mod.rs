@@ -7,7 +7,10 @@
 
 use bytes::{Buf, BytesMut};
 
-use crate::frame::{apply_mask, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use super::deflate::{InflateError, Inflater};
+use crate::frame::{
+    apply_mask, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1,
+};
 use crate::Bytes;
 
 /// Bytes asked for per socket read when no large frame is pending.
@@ -41,6 +44,10 @@ pub(crate) enum FrameError {
     TooBig { size: u64, max: usize },
     /// A text message (or close reason) that is not UTF-8; answered with 1007.
     Utf8,
+    /// A compressed message that inflates past the size limit; answered with 1009.
+    InflatedTooBig { max: usize },
+    /// A compressed message that is not valid deflate data; answered with 1007.
+    Inflate(String),
 }
 
 impl std::fmt::Display for FrameError {
@@ -54,6 +61,11 @@ impl std::fmt::Display for FrameError {
                 )
             }
             FrameError::Utf8 => f.write_str("invalid UTF-8 in a text message"),
+            FrameError::InflatedTooBig { max } => write!(
+                f,
+                "compressed message inflates past inbound_buffer_size {max}"
+            ),
+            FrameError::Inflate(why) => write!(f, "invalid compressed message: {why}"),
         }
     }
 }
@@ -81,6 +93,11 @@ pub(crate) struct Decoder {
     streaming: bool,
     /// Size of the last data frame on the wire (capped), to size the next read.
     last_frame: usize,
+    /// permessage-deflate was agreed: RSV1 marks a compressed message.
+    inflater: Option<Inflater>,
+    /// Data frames' payload bytes decoded since [`Self::take_wire_in`] (compressed, where
+    /// they were), for the statistics.
+    wire_in: u64,
 }
 
 impl Decoder {
@@ -93,7 +110,27 @@ impl Decoder {
             partial: None,
             streaming: false,
             last_frame: 0,
+            inflater: None,
+            wire_in: 0,
         }
+    }
+
+    /// Data payload bytes decoded since the last call, as they were on the wire.
+    pub(crate) fn take_wire_in(&mut self) -> u64 {
+        std::mem::take(&mut self.wire_in)
+    }
+
+    /// permessage-deflate was agreed: messages with RSV1 set are inflated with `inflater`.
+    pub(crate) fn inflate_with(&mut self, inflater: Inflater) {
+        self.inflater = Some(inflater);
+    }
+
+    /// Largest compressed payload accepted for one message: a little over the limit, as
+    /// data that does not compress grows by a few bytes per block.
+    fn compressed_limit(&self) -> usize {
+        self.max_message
+            .saturating_add(self.max_message / 1024)
+            .saturating_add(64)
     }
 
     /// How the connection task should read next. A quiet peer's buffer is given back and a
@@ -162,6 +199,7 @@ impl Decoder {
             self.want = 0;
             if header.opcode < OP_CLOSE {
                 self.last_frame = (header.len + len).min(MAX_READ);
+                self.wire_in += len as u64;
             }
             self.buf.advance(header.len);
             let mut payload = self.buf.split_to(len);
@@ -182,7 +220,7 @@ impl Decoder {
                         self.partial = Some(partial);
                         continue;
                     }
-                    return partial.finish().map(Some);
+                    return self.finish(partial).map(Some);
                 }
                 _ => {
                     let text = header.opcode == OP_TEXT;
@@ -193,9 +231,10 @@ impl Decoder {
                         text,
                         data: payload,
                         valid: 0,
+                        compressed: header.compressed,
                     };
                     if header.fin {
-                        return partial.finish().map(Some);
+                        return self.finish(partial).map(Some);
                     }
                     partial.check_utf8()?;
                     self.partial = Some(partial);
@@ -212,12 +251,21 @@ impl Decoder {
             return Ok(None);
         }
         let fin = b[0] & 0x80 != 0;
-        if b[0] & 0x70 != 0 {
+        let opcode = b[0] & 0x0F;
+        let compressed = b[0] & 0x70 == RSV1 && self.inflater.is_some();
+        if b[0] & 0x70 != 0 && !compressed {
+            return Err(FrameError::Protocol(if self.inflater.is_some() {
+                "RSV2 or RSV3 set (only RSV1 has a meaning: permessage-deflate)"
+            } else {
+                "reserved bits set (no extension was agreed)"
+            }));
+        }
+        // RSV1 marks a message's first frame only, never a control frame (RFC 7692 6.1).
+        if compressed && !matches!(opcode, OP_TEXT | OP_BINARY) {
             return Err(FrameError::Protocol(
-                "reserved bits set (no extension was agreed)",
+                "RSV1 set on a control or continuation frame",
             ));
         }
-        let opcode = b[0] & 0x0F;
         let masked = b[1] & 0x80 != 0;
         let (len, mut hlen) = match b[1] & 0x7F {
             126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as u64, 4),
@@ -238,9 +286,16 @@ impl Decoder {
                 }
             }
             OP_CONTINUATION | OP_TEXT | OP_BINARY => {
-                // Saturating: `len` comes off the wire and may be near 2^64.
+                // Saturating: `len` comes off the wire and may be near 2^64. A compressed
+                // message is checked again once inflated.
                 let before = self.partial.as_ref().map_or(0, |p| p.data.len() as u64);
-                if before.saturating_add(len) > self.max_message as u64 {
+                let deflated = compressed || self.partial.as_ref().is_some_and(|p| p.compressed);
+                let max = if deflated {
+                    self.compressed_limit()
+                } else {
+                    self.max_message
+                };
+                if before.saturating_add(len) > max as u64 {
                     return Err(FrameError::TooBig {
                         size: before.saturating_add(len),
                         max: self.max_message,
@@ -263,11 +318,37 @@ impl Decoder {
         let header = Header {
             fin,
             opcode,
+            compressed,
             mask,
             len: hlen,
         };
-        // `len` fits: it is at most max_message (data) or 125 (control).
+        // `len` fits: it is at most a message's limit (data) or 125 (control).
         Ok(Some((header, len as usize)))
+    }
+
+    /// A whole message: inflated if it was compressed, then its text checked.
+    fn finish(&mut self, partial: Partial) -> Result<Incoming, FrameError> {
+        if !partial.compressed {
+            return partial.finish();
+        }
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Err(FrameError::Protocol("RSV1 set with no extension agreed"));
+        };
+        let data = inflater
+            .inflate(&partial.data, self.max_message)
+            .map_err(|e| match e {
+                InflateError::TooBig => FrameError::InflatedTooBig {
+                    max: self.max_message,
+                },
+                InflateError::Corrupt(why) => FrameError::Inflate(why),
+            })?;
+        if partial.text && std::str::from_utf8(&data).is_err() {
+            return Err(FrameError::Utf8);
+        }
+        Ok(Incoming::Data {
+            data: Bytes::from(data),
+            text: partial.text,
+        })
     }
 }
 
@@ -277,13 +358,15 @@ struct Partial {
     data: BytesMut,
     /// Length of the prefix of `data` known to be UTF-8 (text only).
     valid: usize,
+    /// permessage-deflate data, inflated when whole (its text is checked after).
+    compressed: bool,
 }
 
 impl Partial {
     /// Fails a text message at the first fragment that cannot be UTF-8, whatever follows
     /// (a sequence cut at the end of a fragment may still complete).
     fn check_utf8(&mut self) -> Result<(), FrameError> {
-        if !self.text {
+        if !self.text || self.compressed {
             return Ok(());
         }
         match std::str::from_utf8(&self.data[self.valid..]) {
@@ -310,6 +393,8 @@ impl Partial {
 struct Header {
     fin: bool,
     opcode: u8,
+    /// RSV1 with permessage-deflate agreed: the message's first frame, compressed.
+    compressed: bool,
     mask: Option<[u8; 4]>,
     /// Header length in bytes.
     len: usize,

@@ -221,3 +221,95 @@ fn a_large_frame_header_alone_does_not_allocate_the_whole_frame() {
     assert_eq!(r.read_plan(), ReadPlan::Buffer(MAX_READ));
     assert!(r.buf.capacity() <= 2 * MAX_READ, "{}", r.buf.capacity());
 }
+
+/// A decoder with permessage-deflate agreed (context takeover both ways).
+fn deflate_reader(bytes: &[u8], max: usize, server: bool) -> Decoder {
+    let mut r = reader_with(bytes, max, server);
+    let agreed = crate::protocol::extension::Agreed::default();
+    let ours = crate::config::Compression::default();
+    r.inflate_with(crate::protocol::deflate::for_connection(&agreed, &ours, server).1);
+    r
+}
+
+#[test]
+fn compressed_messages_inflate() {
+    // RFC 7692 7.2.3.1: "Hello" compressed in one text frame, twice (7.2.3.2: the second
+    // refers to the first), then fragmented (7.2.3.1's second example: RSV1 on the first
+    // frame only), then an uncompressed "Hello" (RSV1 clear) in between.
+    let wire = [
+        0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, // "Hello"
+        0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00, // "Hello" again, back-reference
+        0x81, 0x05, b'H', b'e', b'l', b'l', b'o', // plain
+    ];
+    let mut r = deflate_reader(&wire, 100, false);
+    for _ in 0..3 {
+        assert_eq!(r.parse().unwrap(), Some(data(b"Hello", true)));
+    }
+    let fragmented = [
+        0x41, 0x03, 0xf2, 0x48, 0xcd, // first fragment, RSV1
+        0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00, // continuation, RSV1 clear
+    ];
+    let mut r = deflate_reader(&fragmented, 100, false);
+    assert_eq!(r.parse().unwrap(), Some(data(b"Hello", true)));
+    // A binary one from a client, masked ("c2 07 ..." with the mask bit and a key).
+    let key = [1, 2, 3, 4];
+    let mut payload = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    apply_mask(&mut payload, key);
+    let mut wire = vec![0xc2, 0x87];
+    wire.extend_from_slice(&key);
+    wire.extend_from_slice(&payload);
+    let mut r = deflate_reader(&wire, 100, true);
+    assert_eq!(r.parse().unwrap(), Some(data(b"Hello", false)));
+}
+
+#[test]
+fn compression_keeps_the_rfc_rules() {
+    let fails = |wire: &[u8]| deflate_reader(wire, 100, false).parse().err();
+    // RSV1 on a control frame or a continuation frame; RSV2 and RSV3 still mean nothing.
+    assert!(matches!(
+        fails(&[0xc9, 0x00]),
+        Some(FrameError::Protocol(_))
+    ));
+    assert!(matches!(
+        fails(&[0x01, 0x01, b'a', 0xc0, 0x01, b'b']),
+        Some(FrameError::Protocol(_))
+    ));
+    assert!(matches!(
+        fails(&[0xa2, 0x00]),
+        Some(FrameError::Protocol(_))
+    ));
+    assert!(matches!(
+        fails(&[0x92, 0x00]),
+        Some(FrameError::Protocol(_))
+    ));
+    // Not deflate data (block type 11 is reserved): 1007's cause.
+    assert!(matches!(
+        fails(&[0xc2, 0x03, 0xff, 0xff, 0xff]),
+        Some(FrameError::Inflate(_))
+    ));
+    // Text that inflates to invalid UTF-8 (a stored block holding 0xff).
+    assert!(matches!(
+        fails(&[0xc1, 0x06, 0x00, 0x01, 0x00, 0xfe, 0xff, 0xff]),
+        Some(FrameError::Utf8)
+    ));
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_at_the_limit() {
+    // 1 MiB of zeros compresses to about a KiB: a frame far under the limit on the wire.
+    let (mut deflater, _) = crate::protocol::deflate::for_connection(
+        &Default::default(),
+        &crate::config::Compression::default(),
+        false,
+    );
+    let mut packed = Vec::new();
+    deflater.compress(&vec![0u8; 1 << 20], &mut packed);
+    assert!(packed.len() < 2048, "{}", packed.len());
+    let mut wire = Vec::new();
+    encode(&mut wire, OP_BINARY | crate::frame::RSV1, &packed, None);
+    let mut r = deflate_reader(&wire, 65535, false);
+    assert!(matches!(
+        r.parse(),
+        Err(FrameError::InflatedTooBig { max: 65535 })
+    ));
+}

@@ -1,0 +1,364 @@
+//! permessage-deflate's data transform (RFC 7692 section 7.2): one message compressed with a
+//! sync flush and the trailing `00 00 ff ff` removed, and back. It runs on the connection
+//! task's thread, called by [`super::Protocol`] (sending) and the decoder (receiving).
+//!
+//! Inflating is bounded: the output grows in steps and never past the message limit plus
+//! one byte, so a few KiB that would inflate to gigabytes (a decompression bomb) fail at the
+//! limit before more memory is taken.
+//!
+//! Without context takeover a stream is reset after every message anyway, so those
+//! connections borrow one stream per thread and setting instead of holding their own (a
+//! deflate stream with a 15-bit window is about 300 KiB).
+
+use std::cell::RefCell;
+
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::extension::{Agreed, MAX_WINDOW_BITS};
+use crate::config::Compression;
+
+/// What a sync flush ends with; removed when sending, put back when receiving.
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+/// First output buffer for an inflated message, as a multiple of its compressed size.
+const FIRST_RATIO: usize = 4;
+
+/// Why an inflated message was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum InflateError {
+    /// It inflates past the limit (answered with 1009).
+    TooBig,
+    /// Not a valid deflate stream (answered with 1007).
+    Corrupt(String),
+}
+
+/// The sending side's compressor for one connection.
+pub(crate) struct Deflater {
+    /// Messages shorter than this go out uncompressed.
+    threshold: usize,
+    level: u32,
+    window_bits: u8,
+    /// `Some` with context takeover (made on first use), `None` without: a per-thread one
+    /// is borrowed per message.
+    own: Option<Compress>,
+    no_context: bool,
+}
+
+/// The receiving side's decompressor for one connection.
+pub(crate) struct Inflater {
+    own: Option<Decompress>,
+    no_context: bool,
+}
+
+/// The two halves for one side of a connection with permessage-deflate agreed.
+pub(crate) fn for_connection(
+    agreed: &Agreed,
+    ours: &Compression,
+    server: bool,
+) -> (Deflater, Inflater) {
+    let (send_bits, send_reset, recv_reset) = if server {
+        (
+            agreed.server_max_window_bits,
+            agreed.server_no_context_takeover,
+            agreed.client_no_context_takeover,
+        )
+    } else {
+        (
+            agreed.client_max_window_bits,
+            agreed.client_no_context_takeover,
+            agreed.server_no_context_takeover,
+        )
+    };
+    let deflater = Deflater {
+        threshold: ours.threshold,
+        level: ours.level.min(9),
+        // zlib cannot make raw deflate with an 8-bit window; with 9 bits its farthest match
+        // is 250 bytes back (the window less its 262-byte lookahead), within an 8-bit one.
+        window_bits: send_bits.clamp(9, MAX_WINDOW_BITS),
+        own: None,
+        no_context: send_reset,
+    };
+    let inflater = Inflater {
+        own: None,
+        no_context: recv_reset,
+    };
+    (deflater, inflater)
+}
+
+thread_local! {
+    /// Streams borrowed by connections without context takeover, by (level, window bits).
+    static SHARED_DEFLATE: RefCell<Vec<(u32, u8, Compress)>> = const { RefCell::new(Vec::new()) };
+    static SHARED_INFLATE: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+}
+
+fn new_compress(level: u32, bits: u8) -> Compress {
+    Compress::new_with_window_bits(flate2::Compression::new(level), false, bits)
+}
+
+/// Always a 15-bit window: it reads a stream made with any smaller one.
+fn new_decompress() -> Decompress {
+    Decompress::new_with_window_bits(false, MAX_WINDOW_BITS)
+}
+
+impl Deflater {
+    /// Whether a message of `len` bytes is sent compressed.
+    pub(crate) fn wants(&self, len: usize) -> bool {
+        len >= self.threshold
+    }
+
+    /// Appends `data` compressed (one message's payload, without the tail) to `out`.
+    pub(crate) fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if !self.no_context {
+            let (level, bits) = (self.level, self.window_bits);
+            let stream = self.own.get_or_insert_with(|| new_compress(level, bits));
+            compress_message(stream, data, out);
+            return;
+        }
+        let key = (self.level, self.window_bits);
+        let taken = SHARED_DEFLATE.with_borrow_mut(|pool| {
+            let at = pool.iter().position(|(l, b, _)| (*l, *b) == key)?;
+            Some(pool.swap_remove(at).2)
+        });
+        let mut stream = taken.unwrap_or_else(|| new_compress(key.0, key.1));
+        compress_message(&mut stream, data, out);
+        stream.reset();
+        SHARED_DEFLATE.with_borrow_mut(|pool| pool.push((key.0, key.1, stream)));
+    }
+}
+
+fn compress_message(stream: &mut Compress, data: &[u8], out: &mut Vec<u8>) {
+    if data.is_empty() {
+        // An empty stored block (section 7.2.3.6). zlib would emit nothing for a second
+        // flush in a row, which the other side could not read; this leaves the context as is.
+        out.push(0x00);
+        return;
+    }
+    let start = out.len();
+    out.reserve(data.len() / 2 + 64);
+    let mut fed = 0;
+    loop {
+        let before = stream.total_in();
+        // Errors are for misuse (a stream in a bad state), not for data: none can happen.
+        let _ = stream.compress_vec(&data[fed..], out, FlushCompress::Sync);
+        fed += (stream.total_in() - before) as usize;
+        // A sync flush is complete once it leaves room in the output (zlib's rule).
+        if fed == data.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve((out.len() - start).max(64));
+    }
+    if out[start..].ends_with(&TAIL) {
+        out.truncate(out.len() - TAIL.len());
+    }
+}
+
+impl Inflater {
+    /// One message's payload (compressed, without the tail) inflated, or an error once it
+    /// would be over `max` bytes, never holding more than `max + 1`.
+    pub(crate) fn inflate(&mut self, data: &[u8], max: usize) -> Result<Vec<u8>, InflateError> {
+        if !self.no_context {
+            let stream = self.own.get_or_insert_with(new_decompress);
+            let result = inflate_message(stream, data, max);
+            if result.is_err() {
+                // The stream's state is unknown now; the connection is failing anyway.
+                stream.reset(false);
+            }
+            return result;
+        }
+        let mut stream = SHARED_INFLATE
+            .with_borrow_mut(Option::take)
+            .unwrap_or_else(new_decompress);
+        let result = inflate_message(&mut stream, data, max);
+        stream.reset(false);
+        SHARED_INFLATE.with_borrow_mut(|slot| *slot = Some(stream));
+        result
+    }
+}
+
+fn inflate_message(
+    stream: &mut Decompress,
+    data: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, InflateError> {
+    let limit = max.saturating_add(1);
+    let first = data
+        .len()
+        .saturating_mul(FIRST_RATIO)
+        .clamp(64.min(limit), limit);
+    let mut out = Vec::with_capacity(first);
+    for input in [data, &TAIL[..]] {
+        let mut fed = 0;
+        loop {
+            if out.len() == out.capacity() {
+                if out.len() >= limit {
+                    return Err(InflateError::TooBig);
+                }
+                let grow = out.capacity().min(limit - out.len());
+                out.reserve_exact(grow);
+            }
+            let (before_in, before_out) = (stream.total_in(), out.len());
+            let status = stream
+                .decompress_vec(&input[fed..], &mut out, FlushDecompress::Sync)
+                .map_err(|e| InflateError::Corrupt(e.to_string()))?;
+            let consumed = (stream.total_in() - before_in) as usize;
+            fed += consumed;
+            if out.len() > max {
+                return Err(InflateError::TooBig);
+            }
+            if status == Status::StreamEnd {
+                // The sender ended the stream (a final block): what follows starts a new
+                // one (RFC 7692 section 7.2.3.4 allows it).
+                stream.reset(false);
+                return Ok(out);
+            }
+            let room = out.len() < out.capacity();
+            if fed == input.len() && room {
+                break;
+            }
+            if room && consumed == 0 && out.len() == before_out {
+                // Input and room left, and no progress: the stream cannot go on.
+                return Err(InflateError::Corrupt("deflate stream stalled".into()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(no_context: bool, threshold: usize) -> (Deflater, Inflater) {
+        let ours = Compression {
+            threshold,
+            level: 6,
+            no_context_takeover: no_context,
+        };
+        let agreed = Agreed {
+            server_no_context_takeover: no_context,
+            client_no_context_takeover: no_context,
+            ..Agreed::default()
+        };
+        for_connection(&agreed, &ours, true)
+    }
+
+    fn deflate(d: &mut Deflater, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        d.compress(data, &mut out);
+        out
+    }
+
+    #[test]
+    fn rfc_7692_examples_inflate() {
+        let (_, mut inflater) = pair(false, 0);
+        // Section 7.2.3.1: "Hello" compressed, one message.
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        assert_eq!(inflater.inflate(&hello, 100).unwrap(), b"Hello");
+        // Section 7.2.3.2: the same message again with context takeover, referring back.
+        assert_eq!(
+            inflater
+                .inflate(&[0xf2, 0x00, 0x11, 0x00, 0x00], 100)
+                .unwrap(),
+            b"Hello"
+        );
+        // Section 7.2.3.3: a stored (uncompressed) block.
+        let (_, mut fresh) = pair(true, 0);
+        let stored = [
+            0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ];
+        assert_eq!(fresh.inflate(&stored, 100).unwrap(), b"Hello");
+        // Section 7.2.3.4: a final block (BFINAL set) then nothing more.
+        let last = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        assert_eq!(fresh.inflate(&last, 100).unwrap(), b"Hello");
+        // Section 7.2.3.6: an empty message is a single 0x00.
+        assert_eq!(fresh.inflate(&[0x00], 100).unwrap(), b"");
+    }
+
+    #[test]
+    fn hello_compresses_as_in_the_rfc() {
+        let (mut deflater, _) = pair(false, 0);
+        // Section 7.2.3.1 and 7.2.3.2: the second "Hello" refers to the first.
+        assert_eq!(
+            deflate(&mut deflater, b"Hello"),
+            [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+        assert_eq!(
+            deflate(&mut deflater, b"Hello"),
+            [0xf2, 0x00, 0x11, 0x00, 0x00]
+        );
+        // Without context takeover each message stands alone.
+        let (mut alone, _) = pair(true, 0);
+        for _ in 0..3 {
+            assert_eq!(
+                deflate(&mut alone, b"Hello"),
+                [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+            );
+        }
+        assert_eq!(deflate(&mut alone, b""), [0x00]);
+    }
+
+    #[test]
+    fn round_trips_with_and_without_context() {
+        for no_context in [false, true] {
+            let (mut deflater, _) = pair(no_context, 0);
+            let (_, mut inflater) = pair(no_context, 0);
+            for i in 0..50u32 {
+                let msg: Vec<u8> = (0..(i * 997) % 70_000)
+                    .map(|j| ((j / 7) ^ i) as u8)
+                    .collect();
+                let packed = deflate(&mut deflater, &msg);
+                assert_eq!(inflater.inflate(&packed, 1 << 20).unwrap(), msg);
+            }
+        }
+    }
+
+    #[test]
+    fn small_windows_are_readable_by_their_size() {
+        // What a peer with an 8-bit window would see: no match farther than 256 bytes back.
+        let agreed = Agreed {
+            server_max_window_bits: 8,
+            ..Agreed::default()
+        };
+        let (mut deflater, _) = for_connection(&agreed, &Compression::default(), true);
+        let msg: Vec<u8> = (0..20_000u32).map(|i| (i % 300) as u8).collect();
+        let packed = deflate(&mut deflater, &msg);
+        let mut tail = packed.clone();
+        tail.extend_from_slice(&TAIL);
+        let mut narrow = Decompress::new_with_window_bits(false, 9);
+        let mut out = Vec::with_capacity(msg.len() + 1);
+        narrow
+            .decompress_vec(&tail, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(out, msg);
+    }
+
+    #[test]
+    fn threshold() {
+        let (deflater, _) = pair(false, 100);
+        assert!(!deflater.wants(99));
+        assert!(deflater.wants(100));
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limit() {
+        let (mut deflater, _) = pair(true, 0);
+        let bomb = deflate(&mut deflater, &vec![0u8; 10 << 20]);
+        assert!(bomb.len() < 20 * 1024, "{} bytes", bomb.len());
+        let (_, mut inflater) = pair(false, 0);
+        assert_eq!(inflater.inflate(&bomb, 65535), Err(InflateError::TooBig));
+        // Exactly at the limit is fine.
+        let exact = deflate(&mut deflater, &vec![7u8; 65535]);
+        let (_, mut inflater) = pair(false, 0);
+        assert_eq!(inflater.inflate(&exact, 65535).unwrap().len(), 65535);
+        assert_eq!(inflater.inflate(&exact, 65534), Err(InflateError::TooBig));
+    }
+
+    #[test]
+    fn garbage_is_corrupt() {
+        let (_, mut inflater) = pair(false, 0);
+        // Block type 11 is reserved.
+        assert!(matches!(
+            inflater.inflate(&[0xff, 0xff, 0xff], 1000),
+            Err(InflateError::Corrupt(_))
+        ));
+    }
+}
