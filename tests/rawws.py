@@ -155,6 +155,7 @@ class Conn:
         self.buf = b""
         self.status_line = ""
         self.headers: dict[str, str] = {}  # of the response head, names in lower case
+        self.last_rsv = 0  # the RSV bits of the last frame recv_frame returned (4 = RSV1)
 
     def fill(self) -> None:
         """Receives more bytes into self.buf; Closed on EOF or a reset."""
@@ -195,6 +196,7 @@ class Conn:
             got = parse_frame(self.buf)
             if got is not None:
                 frame, used = got
+                self.last_rsv = (self.buf[0] >> 4) & 7
                 self.buf = self.buf[used:]
                 return frame
             self.fill()

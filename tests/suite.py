@@ -24,6 +24,7 @@ import netem_hook
 import process_hooks
 import wire_hooks
 from browser_hook import browser_hook
+from compression_hook import compression_hook
 from failure_close_hook import failure_close_hook
 from handshake_handler_hook import handshake_handler_hook
 from haproxy_hook import haproxy_hook
@@ -144,6 +145,11 @@ TABLE = [
     # and the scenario's own watchdog and the process limit leave room for both.
     Row("browser", roles=("server",), pairings="alone", hook=browser_hook, hook_party=True,
         args={"timeout": 150}, process_timeout=160.0),
+    # permessage-deflate with Python's `websockets` as client and server, a decompression
+    # bomb, and mixed pairs with the built-in (which offers and accepts nothing).
+    Row("compression", roles=("main",), pairings="rust-alone", hook=compression_hook,
+        hook_party=True, args={"timeout": 90}, process_timeout=120.0,
+        rust_stderr={"main": {"bomb": r"inflates past inbound_buffer_size"}}),
     Row("slow_consumer", roles=("main",), pairings="rust-alone",
         hook=wire_hooks.slow_consumer_hook, hook_party=True,
         rust_stderr={"main": {"slow": r"closed \(1008\)"}}),
