@@ -145,6 +145,10 @@ TABLE = [
     # and the scenario's own watchdog and the process limit leave room for both.
     Row("browser", roles=("server",), pairings="alone", hook=browser_hook, hook_party=True,
         args={"timeout": 150}, process_timeout=160.0),
+    # The same with compression on: Chromium offers permessage-deflate, the rust server accepts.
+    Row("browser_compressed", "browser", roles=("server",), pairings="rust-alone",
+        hook=browser_hook, hook_party=True, args={"timeout": 150, "compression": "1"},
+        process_timeout=160.0),
     # permessage-deflate with Python's `websockets` as client and server, a decompression
     # bomb, and mixed pairs with the built-in (which offers and accepts nothing).
     Row("compression", roles=("main",), pairings="rust-alone", hook=compression_hook,

@@ -4,6 +4,9 @@
 ## browser's peer id, the exact bytes and their source, sends four known packets (one broadcast,
 ## three to the peer) and checks the echoes, then disconnects the browser with
 ## disconnect_peer(id) (the page reports the close code to the hook).
+## With compression=1 (rust only, browser_compressed) the server has compression_enabled:
+## Chromium's permessage-deflate offer must be accepted, the same bytes must arrive both ways,
+## and get_peer_stats() must show fewer bytes on the wire than in the packets.
 ## Roles: server (and "py", the hook, as a barrier party).
 extends "res://tests/lib/base.gd"
 
@@ -33,7 +36,18 @@ func run_server() -> void:
 	var to_page: Array = [bytes([0xDE, 0xAD, 0xBE, 0xEF]), "hello from godot".to_utf8_buffer(),
 			pat(1000, 13, 5), pat(40000, 17, 3)]
 
-	var p: Object = serve_raw()
+	var compressed: bool = args.get("compression", "0") == "1"
+	var p: Object
+	if compressed:
+		p = make_peer()
+		p.compression_enabled = true
+		p.compression_threshold = 0
+		watch(p, "peer")
+		expect_eq(p.create_server(port), OK_, "create_server")
+		polled.append(p)
+		flag("server_ready")
+	else:
+		p = serve_raw()
 
 	var connected := func() -> bool: return count("peer", "peer_connected") > 0 or _browser_gone()
 	# Chromium may take up to 2 x 60 s to start (tests/cdp.py); a failed start ends this early.
@@ -85,6 +99,12 @@ func run_server() -> void:
 			want.map(func(x: Variant) -> String: return _show(x))])
 	check(echoes.all(func(r: Array) -> bool: return r[0] == id), "echo_source",
 			"sources %s" % [echoes.map(func(r: Array) -> int: return r[0])])
+	if compressed:
+		var ext: String = p.get_peer(id).get_negotiated_extensions()
+		check(ext.begins_with("permessage-deflate"), "browser_deflate", "extensions %s" % ext)
+		var st: Dictionary = p.get_peer_stats(id)
+		check(st.wire_bytes_in < st.bytes_in / 2 and st.wire_bytes_out < st.bytes_out / 2,
+				"browser_deflate_stats", "%s" % st)
 
 	p.disconnect_peer(id)
 	check(await wait_until(func() -> bool: return got("peer", "peer_disconnected").has(id), 5.0,
