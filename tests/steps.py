@@ -185,7 +185,8 @@ def run_autobahn(role: str) -> Result:
     start = time.monotonic()
     name = f"autobahn[{role}]"
     rc, lines = run_script([os.path.join("autobahn", "run_autobahn.py"), "--role", role,
-                            "--server", "godot", "--no-build", "--check", "--timeout", "600"], 900)
+                            "--server", "godot", "--no-build", "--check", "--timeout", "3600"],
+                           4000)
     if rc is None:
         return Result(name, False, time.monotonic() - start, lines, count_failed=1)
     skipped = [ln for ln in lines if ln.startswith("SKIPPED")]

@@ -13,8 +13,9 @@ tests/run_tests.py runs it as autobahn[server] and autobahn[client] (about 30 s 
    (CACHE = $RWSMP_AUTOBAHN_CACHE or autobahn/ in tests/provision.py's cache); a
    `sitecustomize.py` that does `site.addsitedir(CACHE/site)` goes on PYTHONPATH.
 3. Echo servers on 127.0.0.1: `godot` = tests/godot/autobahn_echo.gd, a headless Godot with
-   RustWebSocketMultiplayerPeer (godot_protocol = false, 32 MiB buffers) echoing every message
-   as the same frame type; `tungstenite` = tests/autobahn/echo-rs, tokio-tungstenite alone
+   RustWebSocketMultiplayerPeer (godot_protocol = false, 32 MiB buffers, compression_enabled
+   with compression_threshold 0 unless --no-compression) echoing every message as the same
+   frame type; `tungstenite` = tests/autobahn/echo-rs, tokio-tungstenite alone
    with the addon's buffer settings (built with cargo into target/autobahn-echo).
 4. `CACHE/site/bin/wstest -m fuzzingclient -s spec.json` (the client side of the suite: it
    connects to the servers; nothing listens on other interfaces), then per-category counts of
@@ -22,12 +23,15 @@ tests/run_tests.py runs it as autobahn[server] and autobahn[client] (about 30 s 
    (reports/index.json), printed as a Markdown table. The HTML report stays in --out.
 
 With `--role client` the roles swap: `wstest -m fuzzingserver` listens on 127.0.0.1 and
-tests/godot/autobahn_client.gd (RustWebSocketMultiplayerPeer as a raw-mode client) runs every case
-against it, echoing each message, then asks for the reports.
+tests/godot/autobahn_client.gd (RustWebSocketMultiplayerPeer as a raw-mode client, offering
+permessage-deflate unless --no-compression) runs every case against it, echoing each message,
+then asks for the reports. The suite negotiates permessage-deflate only in cases 12.* and 13.*
+(all 216 of them with compression on; without it they are UNIMPLEMENTED).
 
 Exit status 1 if any case FAILED for the addon, else 0. With --check (what tests/run_tests.py
 runs, both roles, every case) also 1 for a NON-STRICT case outside the known ones
-(ALLOWED_NON_STRICT), UNIMPLEMENTED outside permessage-deflate, or a case with no result.
+(ALLOWED_NON_STRICT), any UNIMPLEMENTED (outside 12.* and 13.* with --no-compression), or a
+case with no result.
 Only the Python 3 standard library is used here.
 """
 
@@ -58,7 +62,8 @@ CATEGORY_NAMES = {
 AGENTS = {"godot": "RustWebSocketMultiplayerPeer", "tungstenite": "tokio-tungstenite"}
 # --check: the cases the addon may answer NON-STRICT (RELIABILITY.md says why: a valid message
 # echoed before the bad frame after it was seen, or UTF-8 failed at the frame's end, not at the
-# first bad byte), and the categories it may leave UNIMPLEMENTED (permessage-deflate).
+# first bad byte), and the categories it may leave UNIMPLEMENTED with --no-compression
+# (permessage-deflate; with compression on, none).
 ALLOWED_NON_STRICT = {"3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5",
                       "5.15", "6.4.3", "6.4.4"}
 ALLOWED_UNIMPLEMENTED = {12, 13}
@@ -118,6 +123,11 @@ def free_port() -> int:
     return port
 
 
+def compression_args(args) -> list[str]:
+    """The echo scripts' permessage-deflate settings: on, every message compressed."""
+    return [] if args.no_compression else ["compression=1", "threshold=0"]
+
+
 def wait_ready(proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -171,7 +181,7 @@ class Servers:
         self.stop_file = os.path.join(work, "stop-godot")
         self.logs: dict[str, str] = {}
 
-    def start_godot(self, build: bool) -> int:
+    def start_godot(self, build: bool, extra: list[str]) -> int:
         import run_tests
         godot = prepare_godot(build)
         port = free_port()
@@ -179,7 +189,8 @@ class Servers:
         self.logs["godot"] = out
         proc = subprocess.Popen(
             [godot, "--headless", "--path", run_tests.PROJECT, "-s",
-             "res://tests/autobahn_echo.gd", "--", f"port={port}", f"stop={self.stop_file}"],
+             "res://tests/autobahn_echo.gd", "--", f"port={port}", f"stop={self.stop_file}",
+             *extra],
             stdout=subprocess.PIPE, stderr=open(out, "w"), stdin=subprocess.DEVNULL, text=True,
             errors="replace", cwd=REPO)
         self.procs.append(("godot", proc))
@@ -243,7 +254,7 @@ def run_client_role(args, py27: str, wstest: str, sc_dir: str, work: str) -> Non
         proc = subprocess.run(
             [godot, "--headless", "--path", run_tests.PROJECT, "-s",
              "res://tests/autobahn_client.gd", "--", f"url=ws://127.0.0.1:{port}",
-             f"agent={AGENTS['godot']}"],
+             f"agent={AGENTS['godot']}", *compression_args(args)],
             stdout=subprocess.PIPE, stderr=open(out, "w"), stdin=subprocess.DEVNULL, text=True,
             errors="replace", cwd=REPO, timeout=args.timeout)
         lines = proc.stdout.splitlines()
@@ -315,6 +326,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cases", default="*", help="comma-separated case patterns (default *)")
     ap.add_argument("--exclude", default="",
                     help="comma-separated case patterns to skip, e.g. '12.*,13.*'")
+    ap.add_argument("--no-compression", action="store_true",
+                    help="the addon without permessage-deflate (12.* and 13.* UNIMPLEMENTED)")
     ap.add_argument("--no-build", action="store_true",
                     help="use the library already in addons/rust_websocket/bin")
     ap.add_argument("--out", default="", help="keep the reports here (default: a temp dir, "
@@ -349,7 +362,8 @@ def main(argv: list[str]) -> int:
         targets = []
         if args.server in ("godot", "both"):
             targets.append({"agent": AGENTS["godot"],
-                            "url": f"ws://127.0.0.1:{servers.start_godot(not args.no_build)}"})
+                            "url": "ws://127.0.0.1:%d" % servers.start_godot(
+                                not args.no_build, compression_args(args))})
         if args.server in ("tungstenite", "both"):
             targets.append({"agent": AGENTS["tungstenite"],
                             "url": f"ws://127.0.0.1:{servers.start_tungstenite()}"})
@@ -382,7 +396,9 @@ def report(args, work: str) -> int:
         if (args.out or args.keep) else "# (reports removed; --keep or --out DIR to keep them)")
     failed = sum(c.get("FAILED", 0)
                  for c in summary.get(AGENTS["godot"], {}).get("categories", {}).values())
-    problems = check(summary, args.cases == "*" and not args.exclude) if args.check else []
+    allowed = ALLOWED_UNIMPLEMENTED if args.no_compression else set()
+    problems = check(summary, args.cases == "*" and not args.exclude, allowed) \
+        if args.check else []
     for p in problems:
         log(f"CHECK FAILED: {p}")
     if not (args.out or args.keep):
@@ -390,7 +406,7 @@ def report(args, work: str) -> int:
     return 1 if failed or problems else 0
 
 
-def check(summary: dict, every_case: bool) -> list[str]:
+def check(summary: dict, every_case: bool, allowed_unimplemented: set) -> list[str]:
     """What --check rejects beyond FAILED: unexpected NON-STRICT/UNIMPLEMENTED, missing cases."""
     data = summary.get(AGENTS["godot"])
     if data is None:
@@ -408,7 +424,7 @@ def check(summary: dict, every_case: bool) -> list[str]:
                 close not in ("OK", "INFORMATIONAL", None):
             problems.append(f"{case} {beh}, close {close}")
     for cat, row in data["categories"].items():
-        if row.get("UNIMPLEMENTED", 0) and int(cat) not in ALLOWED_UNIMPLEMENTED:
+        if row.get("UNIMPLEMENTED", 0) and int(cat) not in allowed_unimplemented:
             problems.append(f"category {cat}: {row['UNIMPLEMENTED']} UNIMPLEMENTED")
     return problems
 

@@ -4,17 +4,20 @@
 ## which (unlike put_packet) can also send empty messages and text with NUL bytes.
 ##
 ##   godot --headless --path godot-project -s res://tests/autobahn_echo.gd -- port=9001 \
-##         stop=/tmp/stop-file [buffer=33554432] [sleep_usec=100]
+##         stop=/tmp/stop-file [buffer=33554432] [sleep_usec=100] [compression=1] [threshold=0]
 ##
 ## Prints READY once listening (or FAILED and quits), quits when the stop file exists, and
 ## prints how many messages it echoed. Buffers and max_queued_packets are raised for the suite's
-## 16 MiB messages and its bursts of thousands of small ones.
+## 16 MiB messages and its bursts of thousands of small ones. With compression=1 it accepts
+## permessage-deflate offers, compressing messages of `threshold` bytes and up.
 extends SceneTree
 
 var peer: Object
 var stop_file: String = ""
 var echoed: int = 0
 var failed: int = 0
+var compression := false
+var threshold := 0
 
 
 func _initialize() -> void:
@@ -25,6 +28,8 @@ func _initialize() -> void:
 	stop_file = args.get("stop", "")
 	OS.low_processor_usage_mode_sleep_usec = int(args.get("sleep_usec", "100"))
 	var buffer := int(args.get("buffer", str(32 * 1024 * 1024)))
+	compression = args.get("compression", "0") == "1"
+	threshold = int(args.get("threshold", "0"))
 	peer = ClassDB.instantiate("RustWebSocketMultiplayerPeer")
 	if peer == null:
 		print("FAILED: RustWebSocketMultiplayerPeer is not registered (extension not loaded?)")
@@ -34,6 +39,9 @@ func _initialize() -> void:
 	peer.inbound_buffer_size = buffer
 	peer.outbound_buffer_size = buffer
 	peer.max_queued_packets = 1 << 20
+	# permessage-deflate for cases 12.* and 13.* (the suite offers or accepts it only there).
+	peer.compression_enabled = compression
+	peer.compression_threshold = threshold
 	var err: int = peer.create_server(int(args.get("port", "9001")), "127.0.0.1")
 	if err != OK:
 		print("FAILED: create_server returned %d" % err)
