@@ -173,8 +173,8 @@ pub struct RustWebSocketMultiplayerPeer {
     /// With [member compression_enabled]: ask for no context takeover both ways, so each
     /// message is compressed on its own. Messages come out somewhat larger, but a connection
     /// keeps no compression state between messages (otherwise each holds a deflate stream of
-    /// about 300 KiB and an inflate stream of about 40 KiB once it has used them: a server
-    /// with many clients saves that much per client). Default false.
+    /// about 300 KiB and an inflate stream of about 40 KiB, by zlib's sizing, once it has
+    /// used them: a server with many clients saves that much per client). Default false.
     #[var]
     compression_no_context_takeover: bool,
 
