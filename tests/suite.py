@@ -29,6 +29,7 @@ from failure_close_hook import failure_close_hook
 from handshake_handler_hook import handshake_handler_hook
 from haproxy_hook import haproxy_hook
 from health_hook import health_hook
+from metrics_hook import metrics_hook
 from shutdown_hook import shutdown_hook
 from harness import PAIRINGS, RUST, Proc, StderrExpect, Test, short_name
 from proxy_hook import proxy_hook
@@ -135,6 +136,9 @@ TABLE = [
         rust_stderr={"server": {"shutdown_twice": r"already shutting down"}}),
     Row("health", roles=("server",), pairings="rust-alone", hook=health_hook, hook_party=True,
         rust_stderr={"server": {"bad_health_path": r"health_path must be .*got 'healthz'"}}),
+    Row("metrics", roles=("server",), pairings="rust-alone", hook=metrics_hook, hook_party=True,
+        rust_stderr={"server": {"bad_metrics_path": r"metrics_path must be .*got 'metrics'",
+                                "bad_metrics_allow": r"invalid metrics_allow entry"}}),
     Row("handshake_handler", pairings="rust-alone", hook=handshake_handler_hook,
         hook_party=True, rust_stderr={"server": {"reject_bad_status": r"400-599",
                                                  "double_answer": r"(?i)already answered"}}),

@@ -36,6 +36,11 @@ pub struct PeerConfig {
     /// Server: a plain `GET` on this path (no upgrade) is answered by the runtime with 200
     /// while accepting, 503 while refusing new connections. `None` = off.
     pub health_path: Option<String>,
+    /// Server: a plain `GET` on this path (no upgrade) is answered by the runtime with the
+    /// server's counters in the Prometheus text format (`metrics`). `None` = off.
+    pub metrics_path: Option<String>,
+    /// Addresses allowed to read `metrics_path`; empty = loopback only.
+    pub metrics_allow: Vec<crate::proxy::TrustedProxy>,
     /// permessage-deflate (RFC 7692): a client offers it, a server accepts an offer. `None`
     /// (the default) = plain frames, as the built-in peer sends.
     pub compression: Option<Compression>,
@@ -78,6 +83,8 @@ impl Default for PeerConfig {
             proxy_protocol: false,
             health_path: None,
             compression: None,
+            metrics_path: None,
+            metrics_allow: Vec::new(),
         }
     }
 }

@@ -153,6 +153,8 @@ pub struct Connection {
     pub(crate) rtt_us: AtomicU64,
     /// The main thread's way to a plain TCP socket (see `direct`).
     pub(crate) direct: direct::DirectPath,
+    /// The server's counters, fed with each heartbeat RTT (servers with a metrics path only).
+    pub(crate) metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
     created: std::time::Instant,
     /// When the connection opened, for stats (milliseconds since the Unix epoch).
     opened_unix_ms: u64,
@@ -196,6 +198,7 @@ impl Connection {
             heartbeat: config.heartbeat_interval,
             rtt_us: AtomicU64::new(0),
             direct: direct::DirectPath::default(),
+            metrics: std::sync::OnceLock::new(),
             created: std::time::Instant::now(),
             opened_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -218,7 +218,12 @@ fn deliver(
                 }
             }
             Output::CloseStatus { code, reason } => conn.record_close(code, reason),
-            Output::Rtt(us) => conn.rtt_us.store(us, Ordering::Release),
+            Output::Rtt(us) => {
+                conn.rtt_us.store(us, Ordering::Release);
+                if let Some(metrics) = conn.metrics.get() {
+                    metrics.observe_rtt(us);
+                }
+            }
         }
     }
 }

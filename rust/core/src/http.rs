@@ -172,17 +172,18 @@ pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
-/// A small plain-text answer (the health path's), then the connection is closed. `head_only`:
-/// the answer to a `HEAD` request, without the body.
+/// A small plain-text answer (the health and metrics paths'), then the connection is closed.
+/// `head_only`: the answer to a `HEAD` request, without the body. `version`: the text format's
+/// version in the content type (Prometheus reads it), if any.
 pub(crate) async fn write_text<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    status: u16,
-    reason: &str,
+    (status, reason, version): (u16, &str, Option<&str>),
     body: &str,
     head_only: bool,
 ) {
+    let version = version.map_or(String::new(), |v| format!("version={v}; "));
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; {version}charset=utf-8\r\n\
          Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{}",
         body.len(),
         if head_only { "" } else { body }

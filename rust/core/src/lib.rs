@@ -15,6 +15,7 @@ pub mod events;
 pub mod fence;
 mod frame;
 pub mod http;
+pub mod metrics;
 mod protocol;
 pub mod proxy;
 pub mod proxy_protocol;

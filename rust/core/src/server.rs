@@ -2,7 +2,7 @@
 //! connection's handshake (its steps in `server::handshake`) bounded by `handshake_timeout`,
 //! peer ids, and the start of each connection's task.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +18,7 @@ use crate::config::PeerConfig;
 use crate::connection::Connection;
 use crate::driver;
 use crate::events::Event;
+use crate::metrics::Metrics;
 use crate::protocol::decode::Decoder;
 use crate::protocol::deflate;
 use crate::runtime::spawn_guarded;
@@ -25,6 +26,7 @@ use crate::tls::ServerTls;
 
 mod handshake;
 mod health;
+mod metrics_path;
 mod proxy_header;
 use handshake::{handshake, Handshaken};
 
@@ -83,6 +85,10 @@ struct Shared {
     handshake_places: Arc<tokio::sync::Semaphore>,
     /// Handshakes in progress per client IP.
     pending: Mutex<Pending>,
+    /// The counters the metrics path reports.
+    metrics: Arc<Metrics>,
+    /// The open connections, whose own counters the metrics path sums.
+    live: Mutex<HashMap<i32, Arc<Connection>>>,
 }
 
 /// At most this many handshakes in progress at once: a flood of half-open sockets is bounded;
@@ -183,6 +189,8 @@ impl Server {
             ask: AtomicBool::new(false),
             handshake_places: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES)),
             pending: Mutex::new(Pending::default()),
+            metrics: Arc::new(Metrics::default()),
+            live: Mutex::new(HashMap::new()),
         });
         let cancel = CancellationToken::new();
         let listening = CancellationToken::new();
@@ -293,11 +301,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
         // Refused at once, unless a health path is served: then the handshake reads the
         // request, answers a health check with 503 and anything else with 503 too.
         if shared.refusing.load(Ordering::Acquire) && shared.config.health_path.is_none() {
+            Metrics::count(&shared.metrics.refused);
             drop(stream);
             continue;
         }
         // Too many handshakes in progress from this address: refuse at once.
         let Some(slot) = PendingSlot::take(&shared, normalize(remote).ip(), place) else {
+            Metrics::count(&shared.metrics.refused);
             drop(stream);
             continue;
         };
@@ -339,8 +349,10 @@ async fn serve(
     let done =
         tokio::time::timeout_at(deadline, handshake(stream, remote, &shared, deadline)).await;
     drop(slot); // No longer pending, whatever the outcome.
-    if let Ok(Some(peer)) = done {
-        start_connection(peer, shared, cancel);
+    match done {
+        Ok(Some(peer)) => start_connection(peer, shared, cancel),
+        Ok(None) => {}
+        Err(_) => Metrics::count(&shared.metrics.handshake_failures),
     }
 }
 
@@ -350,6 +362,7 @@ async fn serve(
 fn start_connection(peer: Handshaken, shared: Arc<Shared>, cancel: CancellationToken) {
     let Handshaken { stream, id, info } = peer;
     let (conn, outbound) = Connection::new(id, info, &shared.config, cancel);
+    let _ = conn.metrics.set(shared.metrics.clone());
     let connected = Event::Connected {
         conn: conn.clone(),
         id,
@@ -358,19 +371,34 @@ fn start_connection(peer: Handshaken, shared: Arc<Shared>, cancel: CancellationT
         lock(&shared.ids).remove(&id);
         return;
     }
+    Metrics::count(&shared.metrics.accepted);
+    lock_live(&shared.live).insert(id, conn.clone());
     let events = shared.events.clone();
     spawn_guarded(events.clone(), None, async move {
         let mut decoder = Decoder::new(shared.config.max_message(), true);
         if let Some((agreed, ours)) = &conn.info().deflate {
             decoder.inflate_with(deflate::for_connection(agreed, ours, true).1);
         }
-        driver::run(conn, stream, decoder, outbound, events).await;
+        driver::run(conn.clone(), stream, decoder, outbound, events).await;
+        // Under the live lock, as a scrape reads: its traffic is counted once, never twice.
+        let mut live = lock_live(&shared.live);
+        shared
+            .metrics
+            .connection_ended(&conn.stats(), conn.close_code());
+        live.remove(&id);
+        drop(live);
         lock(&shared.ids).remove(&id);
     });
 }
 
 fn lock(ids: &Mutex<HashSet<i32>>) -> std::sync::MutexGuard<'_, HashSet<i32>> {
     ids.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock_live(
+    live: &Mutex<HashMap<i32, Arc<Connection>>>,
+) -> std::sync::MutexGuard<'_, HashMap<i32, Arc<Connection>>> {
+    live.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A random id in 2..2^31, unique among this server's live connections.

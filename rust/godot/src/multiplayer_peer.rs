@@ -177,6 +177,21 @@ pub struct RustWebSocketMultiplayerPeer {
     /// used them: a server with many clients saves that much per client). Default false.
     #[var]
     compression_no_context_takeover: bool,
+    /// Server: a path such as `"/metrics"` on which a plain HTTP `GET` (no WebSocket upgrade)
+    /// is answered by the network thread with the server's counters in the Prometheus text
+    /// format 0.0.4: peers, connections accepted / refused / rejected by the handshake
+    /// handler, handshake and TLS failures, payload bytes and messages each way (the totals of
+    /// [method get_stats]), queued bytes, closes by code and a heartbeat RTT histogram (with
+    /// [member heartbeat_interval] on). Only [member metrics_allow] may read it. Empty
+    /// (default): off. Must start with `/`, without a query. Applies to the next create_server.
+    #[var]
+    metrics_path: GString,
+    /// Who may read [member metrics_path]: IPs or CIDR ranges such as `"10.0.0.0/8"`, matched
+    /// against the TCP peer (or the client a PROXY protocol header names), never against
+    /// `X-Forwarded-For`. Others get `403 Forbidden`. Empty (default): loopback only.
+    /// Applies to the next create_server.
+    #[var]
+    metrics_allow: PackedStringArray,
 
     mode: Mode,
     #[init(val = ConnectionStatus::DISCONNECTED)]

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 
-use super::{health, lock, new_id, proxy_header, Shared};
+use super::{health, lock, metrics_path, new_id, proxy_header, Shared};
 use crate::admission::{Admission, AdmissionTicket};
 use crate::config::{Compression, PeerConfig};
 use crate::connection::ConnectionInfo;
@@ -23,6 +23,7 @@ use crate::fence::HeadFence;
 use crate::frame;
 use crate::http::{self, UpgradeRequest};
 use crate::protocol::extension::{self, Agreed};
+use crate::metrics::Metrics;
 use crate::proxy::client_address;
 use crate::tls::MaybeTls;
 
@@ -45,14 +46,25 @@ pub(super) async fn handshake(
 ) -> Option<Handshaken> {
     let remote = proxy_header::client_of(&mut stream, remote, shared, deadline).await?;
     let mut stream = match &shared.tls {
-        Some(tls) => tls.accept(stream).await.ok()?,
+        Some(tls) => match tls.accept(stream).await {
+            Ok(stream) => stream,
+            Err(_) => {
+                Metrics::count(&shared.metrics.tls_failures);
+                return None;
+            }
+        },
         None => MaybeTls::Plain(stream),
     };
     let (head, request) = read_request(&mut stream, remote, shared).await?;
     let client = request.remote;
     // With a handshake handler, the game sees the request before the upgrade.
-    if shared.ask.load(Ordering::Acquire) {
-        ask_the_game(&mut stream, request, &shared.events).await?;
+    if shared.ask.load(Ordering::Acquire)
+        && ask_the_game(&mut stream, request, &shared.events)
+            .await
+            .is_none()
+    {
+        Metrics::count(&shared.metrics.rejected);
+        return None;
     }
     // tungstenite reads the head again from here, and nothing past it.
     let (stream, protocol, requested_url, deflate) = upgrade(
@@ -60,11 +72,19 @@ pub(super) async fn handshake(
         shared.tls.is_some(),
         &shared.config,
     )
-    .await?;
+    .await
+    .or_else(|| {
+        Metrics::count(&shared.metrics.handshake_failures);
+        None
+    })?;
     if shared.refusing.load(Ordering::Acquire) {
+        Metrics::count(&shared.metrics.refused);
         return None;
     }
-    let (stream, id) = greet(stream, shared).await?;
+    let Some((stream, id)) = greet(stream, shared).await else {
+        Metrics::count(&shared.metrics.handshake_failures);
+        return None;
+    };
     let info = ConnectionInfo {
         remote: client,
         protocol,
@@ -87,29 +107,40 @@ async fn read_request(
     let head = match http::read_head(stream).await {
         Ok(head) => head,
         Err(http::HeadError::TooLarge) => {
+            Metrics::count(&shared.metrics.handshake_failures);
             http::write_rejection(stream, 431, "Request Header Fields Too Large").await;
             return None;
         }
         Err(http::HeadError::Malformed) => {
+            Metrics::count(&shared.metrics.handshake_failures);
             http::write_rejection(stream, 400, "Bad Request").await;
             return None;
         }
         Err(http::HeadError::Closed) => return None,
     };
     let Ok(mut request) = http::parse_head(&head, remote) else {
+        Metrics::count(&shared.metrics.handshake_failures);
         http::write_rejection(stream, 400, "Bad Request").await;
         return None;
     };
+    let head_only = request.method == "HEAD";
     if let Some((status, reason, body)) = health::answer(&request, shared) {
-        http::write_text(stream, status, reason, body, request.method == "HEAD").await;
+        http::write_text(stream, (status, reason, None), body, head_only).await;
+        return None;
+    }
+    if let Some((status, reason, body)) = metrics_path::answer(&request, remote.ip(), shared) {
+        let version = (status == 200).then_some("0.0.4");
+        http::write_text(stream, (status, reason, version), &body, head_only).await;
         return None;
     }
     // Refusing, yet accepted because a health path is served: the client fails fast.
     if shared.refusing.load(Ordering::Acquire) {
+        Metrics::count(&shared.metrics.refused);
         http::write_rejection(stream, 503, "Service Unavailable").await;
         return None;
     }
     if let Err((status, reason, extra)) = http::check_upgrade(&request) {
+        Metrics::count(&shared.metrics.handshake_failures);
         http::write_response(stream, status, reason, extra).await;
         return None;
     }

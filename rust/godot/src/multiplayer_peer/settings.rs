@@ -24,22 +24,18 @@ impl RustWebSocketMultiplayerPeer {
             godot_error!("{what}: invalid handshake header '{line}' (expected \"Name: value\")");
             Error::ERR_INVALID_PARAMETER
         })?;
-        let health_path = self.health_path.to_string();
-        let health_path = match health_path.as_str() {
-            "" => None,
-            p if p.starts_with('/')
-                && !p.contains(['?', '#'])
-                && !p.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-            {
-                Some(health_path)
-            }
-            _ => {
-                godot_error!(
-                    "{what}: health_path must be empty (off) or a path such as \"/healthz\" \
-                     (starting with '/', no query or spaces), got '{health_path}'"
-                );
-                return Err(Error::ERR_INVALID_PARAMETER);
-            }
+        let health_path = http_path(what, "health_path", "/healthz", &self.health_path)?;
+        let metrics_path = http_path(what, "metrics_path", "/metrics", &self.metrics_path)?;
+        let addresses = |list: &PackedStringArray, name: &str| {
+            list.as_slice()
+                .iter()
+                .map(|p| {
+                    TrustedProxy::parse(&p.to_string()).map_err(|why| {
+                        godot_error!("{what}: invalid {name} entry: {why}");
+                        Error::ERR_INVALID_PARAMETER
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
         };
         let positive = |v: i32, name: &str| {
             usize::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
@@ -60,19 +56,11 @@ impl RustWebSocketMultiplayerPeer {
             outbound_buffer_size: positive(self.outbound_buffer_size, "outbound_buffer_size")?,
             max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
             godot_protocol: self.godot_protocol,
-            trusted_proxies: self
-                .trusted_proxies
-                .as_slice()
-                .iter()
-                .map(|p| {
-                    TrustedProxy::parse(&p.to_string()).map_err(|why| {
-                        godot_error!("{what}: invalid trusted_proxies entry: {why}");
-                        Error::ERR_INVALID_PARAMETER
-                    })
-                })
-                .collect::<Result<_, _>>()?,
+            trusted_proxies: addresses(&self.trusted_proxies, "trusted_proxies")?,
             proxy_protocol: self.proxy_protocol,
             health_path,
+            metrics_path,
+            metrics_allow: addresses(&self.metrics_allow, "metrics_allow")?,
             heartbeat_interval: (self.heartbeat_interval > 0.0)
                 .then(|| Duration::from_secs_f64(self.heartbeat_interval)),
             // The setters keep the threshold and level in range.
@@ -82,5 +70,32 @@ impl RustWebSocketMultiplayerPeer {
                 no_context_takeover: self.compression_no_context_takeover,
             }),
         })
+    }
+}
+
+/// A path property served over plain HTTP (`name`, e.g. "health_path"): `None` when empty,
+/// else it must start with '/' and hold no query, fragment or spaces.
+fn http_path(
+    what: &str,
+    name: &str,
+    example: &str,
+    value: &GString,
+) -> Result<Option<String>, Error> {
+    let path = value.to_string();
+    match path.as_str() {
+        "" => Ok(None),
+        p if p.starts_with('/')
+            && !p.contains(['?', '#'])
+            && !p.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(Some(path))
+        }
+        _ => {
+            godot_error!(
+                "{what}: {name} must be empty (off) or a path such as \"{example}\" \
+                 (starting with '/', no query or spaces), got '{path}'"
+            );
+            Err(Error::ERR_INVALID_PARAMETER)
+        }
     }
 }

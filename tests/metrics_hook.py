@@ -1,0 +1,94 @@
+"""Python side of tests/godot/metrics.gd: traffic from a raw WebSocket client and one bad
+request, then GET on the rust server's metrics_path, parsed with prometheus_client's text
+parser (the reference parser of the format) and checked against the server's get_stats().
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import provision
+import rawws
+from harness import Checks, Ctx
+from health_hook import get
+
+PROMETHEUS_CLIENT = "prometheus_client==0.26.0"
+P = "rust_websocket_"
+
+
+def metrics_hook(ctx: Ctx) -> list:
+    checks = Checks()
+    try:
+        sys.path.insert(0, provision.python_package(PROMETHEUS_CLIENT))
+        from prometheus_client.parser import text_string_to_metric_families
+    except Exception as e:  # pip or import failure: the test says why
+        return [(False, "py.prometheus_client", f"cannot provide {PROMETHEUS_CLIENT}: {e}")]
+    try:
+        if not ctx.wait_flag("server_ready", 15):
+            return checks + [(False, "py.server_ready", "the server never got ready")]
+        port = ctx.port
+        ws = rawws.Client(port)
+        checks.check(ws.handshake() >= 2, "raw_connected")
+        for i in range(3):
+            ws.send_frame(2, bytes([i]) * 7)
+            op, data, _, _ = ws.recv_frame(5.0)
+            checks.check(op == 2 and data == bytes([i]) * 7, f"raw_echo_{i}", f"{op} {data!r}")
+        code, _ = ws.close_cleanly()
+        checks.check(code == 1000, "raw_closed_1000", str(code))
+        # A request that is neither an upgrade nor the metrics path: a failed handshake.
+        line, _, _ = get(port, "/other")
+        checks.check(line.startswith("HTTP/1.1 400"), "bad_request_400", line)
+        line, _, _ = get(port + 1, "/metrics")
+        checks.check(line.startswith("HTTP/1.1 403"), "not_allowed_403", line)
+        ctx.flag("py_traffic_done")
+        if not ctx.wait_flag("stats_ready", 20):
+            return checks + [(False, "py.stats_ready", "get_stats() never published")]
+        stats = {k: int(v) for k, v in
+                 re.findall(r'"(\w+)":\s*(-?\d+)', ctx.read_value("stats"))}
+        line, headers, body = get(port, "/metrics")
+        checks.check(line.startswith("HTTP/1.1 200"), "metrics_200", line)
+        checks.check("version=0.0.4" in headers.get("content-type", ""), "content_type_0_0_4",
+                     str(headers))
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        value = {}
+        for f in families.values():
+            for s in f.samples:
+                value[(s.name, tuple(sorted(s.labels.items())))] = s.value
+
+        def expect(name: str, kind: str, sample: str, want, labels=()) -> None:
+            f = families.get(P + name)
+            got = value.get((P + sample, tuple(labels)))
+            checks.check(f is not None and f.type == kind and got == want, f"metric_{sample}",
+                         f"type {f.type if f else None}, value {got} (expected {kind} {want})")
+
+        expect("peers", "gauge", "peers", stats.get("peer_count"))
+        expect("connections_accepted", "counter", "connections_accepted_total", 2)
+        expect("connections_refused", "counter", "connections_refused_total", 0)
+        expect("connections_rejected", "counter", "connections_rejected_total", 0)
+        expect("handshake_failures", "counter", "handshake_failures_total", 1)
+        expect("tls_failures", "counter", "tls_failures_total", 0)
+        expect("received_bytes", "counter", "received_bytes_total", stats.get("bytes_in"))
+        expect("sent_bytes", "counter", "sent_bytes_total", stats.get("bytes_out"))
+        expect("received_messages", "counter", "received_messages_total",
+               stats.get("packets_in"))
+        expect("sent_messages", "counter", "sent_messages_total", stats.get("packets_out"))
+        expect("queued_bytes", "gauge", "queued_bytes", stats.get("queued_bytes_out"))
+        expect("closes", "counter", "closes_total", 1, [("code", "1000")])
+        checks.check(stats.get("bytes_in") == 5 * 10 + 3 * 7 and stats.get("packets_in") == 8,
+                     "stats_as_sent", str(stats))
+        h = families.get(P + "heartbeat_rtt_seconds")
+        count = value.get((P + "heartbeat_rtt_seconds_count", ()), 0)
+        inf = value.get((P + "heartbeat_rtt_seconds_bucket", (("le", "+Inf"),)))
+        buckets = [s.value for s in h.samples if s.name.endswith("_bucket")] if h else []
+        checks.check(h is not None and h.type == "histogram" and count >= 1 and inf == count
+                     and buckets == sorted(buckets), "rtt_histogram",
+                     f"type {h.type if h else None}, count {count}, +Inf {inf}, {buckets}")
+        checks.info("scrape", " | ".join(
+            ln for ln in body.decode().splitlines() if ln and not ln.startswith("#")))
+    except (EOFError, OSError, ValueError) as e:
+        checks.check(False, "hook", f"{type(e).__name__}: {e}")
+    finally:
+        ctx.flag("py_done")
+        ctx.barrier("done")
+    return checks
