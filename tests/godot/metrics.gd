@@ -6,7 +6,7 @@
 ##           this side publishes get_stats() and the hook checks the scrape against it.
 ##   port+1  metrics_path "/metrics", metrics_allow ["10.0.0.0/8"]: 127.0.0.1 gets 403
 ##   invalid metrics_path "metrics" -> create_server 31 naming metrics_path; metrics_allow
-##           "nonsense" -> 31 naming metrics_allow
+##           "nonsense" -> 31 naming metrics_allow; health_path equal to it -> 31
 ## Roles: server (rust only), and "py".
 extends "res://tests/lib/base.gd"
 
@@ -23,6 +23,10 @@ func run_server() -> void:
 	bad.metrics_allow = PackedStringArray(["nonsense"])
 	mark("bad_metrics_allow")
 	expect_eq(bad.create_server(port + 2), ERR_INVALID_PARAMETER, "bad_metrics_allow_refused")
+	bad.metrics_allow = PackedStringArray()
+	bad.health_path = "/metrics"
+	mark("same_paths")
+	expect_eq(bad.create_server(port + 2), ERR_INVALID_PARAMETER, "same_paths_refused")
 	mark("end")
 	drop_peer(bad)
 

@@ -183,7 +183,8 @@ pub struct RustWebSocketMultiplayerPeer {
     /// handler, handshake and TLS failures, payload bytes and messages each way (the totals of
     /// [method get_stats]), queued bytes, closes by code and a heartbeat RTT histogram (with
     /// [member heartbeat_interval] on). Only [member metrics_allow] may read it. Empty
-    /// (default): off. Must start with `/`, without a query. Applies to the next create_server.
+    /// (default): off. Must start with `/`, without a query, and differ from
+    /// [member health_path]. Applies to the next create_server.
     #[var]
     metrics_path: GString,
     /// Who may read [member metrics_path]: IPs or CIDR ranges such as `"10.0.0.0/8"`, matched

@@ -26,6 +26,13 @@ impl RustWebSocketMultiplayerPeer {
         })?;
         let health_path = http_path(what, "health_path", "/healthz", &self.health_path)?;
         let metrics_path = http_path(what, "metrics_path", "/metrics", &self.metrics_path)?;
+        if metrics_path.is_some() && metrics_path == health_path {
+            godot_error!(
+                "{what}: metrics_path and health_path are both '{}': give them different paths",
+                self.metrics_path
+            );
+            return Err(Error::ERR_INVALID_PARAMETER);
+        }
         let addresses = |list: &PackedStringArray, name: &str| {
             list.as_slice()
                 .iter()
