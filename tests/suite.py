@@ -31,6 +31,7 @@ from haproxy_hook import haproxy_hook
 from health_hook import health_hook
 from metrics_hook import metrics_hook
 from shutdown_hook import shutdown_hook
+from sigterm_drain_hook import server_prefix, sigterm_drain_hook
 from harness import PAIRINGS, RUST, Proc, StderrExpect, Test, short_name
 from proxy_hook import proxy_hook
 from proxy_protocol_hook import proxy_protocol_hook
@@ -136,6 +137,8 @@ TABLE = [
         rust_stderr={"server": {"shutdown_twice": r"already shutting down"}}),
     Row("health", roles=("server",), pairings="rust-alone", hook=health_hook, hook_party=True,
         rust_stderr={"server": {"bad_health_path": r"health_path must be .*got 'healthz'"}}),
+    Row("sigterm_drain", roles=("server",), pairings="rust-alone", hook=sigterm_drain_hook,
+        hook_party=True, prefix={"server": server_prefix}),
     Row("metrics", roles=("server",), pairings="rust-alone", hook=metrics_hook, hook_party=True,
         rust_stderr={"server": {"bad_metrics_path": r"metrics_path must be .*got 'metrics'",
                                 "bad_metrics_allow": r"invalid metrics_allow entry",
