@@ -2,7 +2,8 @@
 ## party "py") and parsed there with prometheus_client's text parser.
 ##   port+0  metrics_path "/metrics", heartbeat 0.1 s: a rust client in this process sends 5
 ##           packets of 10 bytes (echoed) and stays; the hook's raw client sends 3 packets and
-##           closes with 1000; the hook also sends one bad request (a failed handshake). Then
+##           closes with 1000; the hook also sends one bad request (a failed handshake) and
+##           an upgrade on /deny, which the handshake handler rejects (403). Then
 ##           this side publishes get_stats() and the hook checks the scrape against it.
 ##   port+1  metrics_path "/metrics", metrics_allow ["10.0.0.0/8"]: 127.0.0.1 gets 403
 ##   invalid metrics_path "metrics" -> create_server 31 naming metrics_path; metrics_allow
@@ -34,6 +35,7 @@ func run_server() -> void:
 	s.metrics_path = "/metrics"
 	s.heartbeat_interval = 0.1
 	expect_eq(s.create_server(port), OK_, "create_server_metrics")
+	s.set_handshake_handler(func(h: Object) -> bool: return h.get_path() != "/deny")
 	var walled: Object = make_peer()
 	walled.metrics_path = "/metrics"
 	walled.metrics_allow = PackedStringArray(["10.0.0.0/8"])
