@@ -201,7 +201,7 @@ mod tests {
             bytes_out: 3,
             packets_in: 2,
             packets_out: 1,
-            opened_unix_ms: 0,
+            ..ConnectionStats::default()
         };
         let s = m.snapshot([(live, 11)].into_iter());
         assert_eq!(s.peers, 1);

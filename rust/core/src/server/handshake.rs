@@ -22,8 +22,8 @@ use crate::events::Event;
 use crate::fence::HeadFence;
 use crate::frame;
 use crate::http::{self, UpgradeRequest};
-use crate::protocol::extension::{self, Agreed};
 use crate::metrics::Metrics;
+use crate::protocol::extension::{self, Agreed};
 use crate::proxy::client_address;
 use crate::tls::MaybeTls;
 
