@@ -35,6 +35,13 @@ func run_main() -> void:
 	mark("bomb")
 	flag("server_ready")
 	await barrier("py_server_side_done", 60.0)
+	# The bomb's error is reported with its peer's disconnection: wait until the hook's clients
+	# are all gone, so that it is printed before the next mark.
+	await wait_until(func() -> bool:
+		var ev: Array = events["srv"]
+		return (ev.filter(func(e): return e[1] == "peer_connected").size()
+				== ev.filter(func(e): return e[1] == "peer_disconnected").size()),
+			10.0, "the hook's clients gone")
 	var negotiated := server_exts.all(func(e): return e.begins_with("permessage-deflate"))
 	check(server_exts.size() >= 3 and negotiated, "server_negotiated",
 			"extensions per peer: %s" % [server_exts])
