@@ -73,6 +73,12 @@ def case_never_reads(h: Harness) -> str:
             f"{bad} out of order")
 
 
+def sequenced_frame(i: int, size: int) -> bytes:
+    """Packet `i` of case_fast_sender: its number (4 bytes, little-endian), padded to `size`,
+    in one binary frame (masked with a zero key; scripts/fuzz_seeds.py seeds with it too)."""
+    return frame(2, i.to_bytes(4, "little") + b"\x5a" * (size - 4), key=b"\0\0\0\0")
+
+
 def case_fast_sender(h: Harness, n: int = 50000, size: int = 16, big_n: int = 200,
                      big: int = 60000) -> str:
     """A client sending as fast as it can while the game reads: every packet arrives, in
@@ -82,12 +88,10 @@ def case_fast_sender(h: Harness, n: int = 50000, size: int = 16, big_n: int = 20
         c = rawws.Client(h.ctx.port, timeout=30)
         pid = c.handshake()
         h.cmd("order_begin", id=pid)
-        key = b"\0\0\0\0"
-        pad = b"\x5a" * (sz - 4)
         t0 = time.monotonic()
         batch = []
         for i in range(count):
-            batch.append(frame(2, i.to_bytes(4, "little") + pad, key=key))
+            batch.append(sequenced_frame(i, sz))
             if len(batch) >= 2000 or sum(map(len, batch)) > 1_000_000 or i == count - 1:
                 err = c.send(b"".join(batch))
                 batch = []

@@ -15,6 +15,68 @@ import rawws
 from hostile_harness import HANDSHAKE_TIMEOUT, Closed, Harness, frame, upgrade_request
 
 # ------------------------------------------------------------------------------------------
+# What the cases send, by label (scripts/fuzz_seeds.py seeds the fuzz targets with them too)
+
+def garbage_payloads() -> tuple[tuple[str, bytes], ...]:
+    """Bytes that are not an HTTP request."""
+    return (("binary", b"\x00\xff\x13garbage\x01\x02" + os.urandom(200)),
+            ("tls_hello", bytes.fromhex("16030100a5010000a10303") + os.urandom(96)),
+            ("text_line", b"HELLO THERE\r\n\r\n"))
+
+
+def huge_header_requests(port: int) -> tuple[tuple[str, bytes], ...]:
+    """Requests over the head limits: a 20 KiB header, 120 headers."""
+    return (("huge_header", upgrade_request(port, extra="X-Big: " + "a" * 20000 + "\r\n")),
+            ("many_headers",
+             upgrade_request(port, extra="".join(f"X-H{i}: v\r\n" for i in range(120)))))
+
+
+def bad_upgrade_requests(port: int) -> tuple[tuple[str, bytes], ...]:
+    """Requests tungstenite refuses: wrong version, no key, not websocket, HTTP/1.0."""
+    return (("version_8", upgrade_request(port, version="8")),
+            ("no_version", upgrade_request(port, version=None)),
+            ("no_key", upgrade_request(port, key="")),
+            ("upgrade_h2c", upgrade_request(port, upgrade="h2c")),
+            ("post", upgrade_request(port, method="POST")),
+            ("http_1_0", upgrade_request(port, http="HTTP/1.0")))
+
+
+def bad_frames() -> tuple[tuple[str, bytes, tuple[int, ...]], ...]:
+    """Frames a server must refuse after a good handshake, with the close codes allowed."""
+    zero = b"\0\0\0\0"
+    return (("unmasked", frame(2, b"hello", mask=False), (1002,)),
+            ("reserved_opcode_3", frame(3, b"x"), (1002,)),
+            ("reserved_opcode_0xB", frame(0xB, b"x"), (1002,)),
+            ("reserved_rsv1", frame(2, b"x", rsv=4), (1002,)),
+            ("reserved_rsv3_ping", frame(9, b"", rsv=1), (1002,)),
+            ("control_ping_fin0", frame(9, b"p", fin=False), (1002,)),
+            ("control_ping_126_bytes", frame(9, b"p" * 126), (1002,)),
+            ("control_stray_continuation", frame(0, b"x"), (1002,)),
+            ("utf8_single", frame(1, b"ok \xff\xfe"), (1007,)),
+            ("utf8_fragmented", frame(1, b"ok", fin=False) + frame(0, b"\xc3\x28"), (1007,)),
+            *((f"length_{label}", frame(2, b"", length=n, key=zero) + b"x" * 64, (1009, 1002))
+              for label, n in (("2^63", 1 << 63), ("2^64-1", (1 << 64) - 1),
+                               ("2^63-1", (1 << 63) - 1))))
+
+
+def good_frames() -> tuple[tuple[str, bytes], ...]:
+    """Frame sequences a server must accept: a character split across fragments, a ping
+    between fragments, a flood of empty continuations ended by FIN."""
+    zero = b"\0\0\0\0"
+    return (("utf8_split_valid", frame(1, b"h\xc3", fin=False) + frame(0, b"\xa9llo", fin=True)),
+            ("ping_between_fragments",
+             frame(2, b"ab", fin=False) + frame(9, b"PP") + frame(0, b"cd", fin=True)),
+            ("empty_continuations", frame(2, b"", fin=False, key=zero)
+             + frame(0, b"", fin=False, key=zero) * 100 + frame(0, b"", fin=True, key=zero)))
+
+
+def continuation_flood(frames_n: int) -> bytes:
+    """1-byte continuation frames without end."""
+    one = frame(0, b"z", fin=False, key=b"\0\0\0\0")
+    return frame(2, b"a", fin=False, key=b"\0\0\0\0") + one * frames_n
+
+
+# ------------------------------------------------------------------------------------------
 # Cases: HTTP (before the upgrade)
 
 def _http_case(h: Harness, payload: bytes, name: str, want_status: str | None,
@@ -41,9 +103,7 @@ def _http_case(h: Harness, payload: bytes, name: str, want_status: str | None,
 
 def case_garbage(h: Harness) -> str:
     out = []
-    for label, payload in (("binary", b"\x00\xff\x13garbage\x01\x02" + os.urandom(200)),
-                           ("tls_hello", bytes.fromhex("16030100a5010000a10303") + os.urandom(96)),
-                           ("text_line", b"HELLO THERE\r\n\r\n")):
+    for label, payload in garbage_payloads():
         out.append(label + ": " + _http_case(h, payload, f"garbage_{label}", "400", 0.5))
     return " / ".join(out)
 
@@ -97,22 +157,15 @@ def case_slowloris(h: Harness, n: int = 20) -> str:
 
 
 def case_huge_header(h: Harness) -> str:
-    big = upgrade_request(h.ctx.port, extra="X-Big: " + "a" * 20000 + "\r\n")
-    many = upgrade_request(h.ctx.port, extra="".join(f"X-H{i}: v\r\n" for i in range(120)))
+    (_, big), (_, many) = huge_header_requests(h.ctx.port)
     return ("20 KiB header: " + _http_case(h, big, "huge_header", "431", 0.5)
             + " / 120 headers: " + _http_case(h, many, "many_headers", "431", 0.5))
 
 
 def case_bad_upgrade(h: Harness) -> str:
     """Requests tungstenite refuses: wrong version, no key, not websocket, HTTP/1.0."""
-    port = h.ctx.port
     out = []
-    for label, payload in (("version_8", upgrade_request(port, version="8")),
-                           ("no_version", upgrade_request(port, version=None)),
-                           ("no_key", upgrade_request(port, key="")),
-                           ("upgrade_h2c", upgrade_request(port, upgrade="h2c")),
-                           ("post", upgrade_request(port, method="POST")),
-                           ("http_1_0", upgrade_request(port, http="HTTP/1.0"))):
+    for label, payload in bad_upgrade_requests(h.ctx.port):
         out.append(label + ": " + _http_case(h, payload, f"bad_upgrade_{label}", None, 1.0))
     return " / ".join(out)
 
@@ -160,36 +213,34 @@ def _frame_case(h: Harness, name: str, payload: bytes, codes: tuple[int, ...],
                                      " NOT closed") + (f" (send: {err})" if err else ""))
 
 
+def _bad_frame_cases(h: Harness, prefix: str) -> str:
+    """The bad_frames() whose label starts with `prefix`, each on its own connection."""
+    out = []
+    for label, data, codes in bad_frames():
+        if label.startswith(prefix):
+            out.append(label.removeprefix(prefix) + ": " + _frame_case(h, label, data, codes))
+    return " / ".join(out)
+
+
 def case_unmasked(h: Harness) -> str:
-    return _frame_case(h, "unmasked", frame(2, b"hello", mask=False), (1002,))
+    (_, data, codes), = (f for f in bad_frames() if f[0] == "unmasked")
+    return _frame_case(h, "unmasked", data, codes)
 
 
 def case_reserved(h: Harness) -> str:
-    out = []
-    for label, data in (("opcode_3", frame(3, b"x")), ("opcode_0xB", frame(0xB, b"x")),
-                        ("rsv1", frame(2, b"x", rsv=4)), ("rsv3_ping", frame(9, b"", rsv=1))):
-        out.append(label + ": " + _frame_case(h, f"reserved_{label}", data, (1002,)))
-    return " / ".join(out)
+    return _bad_frame_cases(h, "reserved_")
 
 
 def case_fragmented_control(h: Harness) -> str:
-    out = []
-    for label, data in (("ping_fin0", frame(9, b"p", fin=False)),
-                        ("ping_126_bytes", frame(9, b"p" * 126)),
-                        ("stray_continuation", frame(0, b"x"))):
-        out.append(label + ": " + _frame_case(h, f"control_{label}", data, (1002,)))
-    return " / ".join(out)
+    return _bad_frame_cases(h, "control_")
 
 
 def case_invalid_utf8(h: Harness) -> str:
-    out = []
-    for label, data in (("single", frame(1, b"ok \xff\xfe")),
-                        ("fragmented", frame(1, b"ok", fin=False) + frame(0, b"\xc3\x28"))):
-        out.append(label + ": " + _frame_case(h, f"utf8_{label}", data, (1007,)))
+    out = [_bad_frame_cases(h, "utf8_")]
     # A valid character split across fragments is one good text message.
     c = rawws.Client(h.ctx.port)
     pid = c.handshake()
-    c.send(frame(1, b"h\xc3", fin=False) + frame(0, b"\xa9llo", fin=True))
+    c.send(dict(good_frames())["utf8_split_valid"])
     pk = h.first_packets(pid, 5)
     first = bytes.fromhex(pk["first"][0]) if pk.get("first") else None
     h.checks.check(first == "héllo".encode(), "utf8_split_valid.delivered",
@@ -203,11 +254,7 @@ def case_invalid_utf8(h: Harness) -> str:
 
 
 def case_huge_length(h: Harness) -> str:
-    out = []
-    for label, n in (("2^63", 1 << 63), ("2^64-1", (1 << 64) - 1), ("2^63-1", (1 << 63) - 1)):
-        data = frame(2, b"", length=n, key=b"\0\0\0\0") + b"x" * 64
-        out.append(label + ": " + _frame_case(h, f"length_{label}", data, (1009, 1002)))
-    return " / ".join(out)
+    return _bad_frame_cases(h, "length_")
 
 
 def case_ping_between_fragments(h: Harness) -> str:
@@ -215,7 +262,7 @@ def case_ping_between_fragments(h: Harness) -> str:
     the message is the fragments alone (the built-in glues the ping payload in)."""
     c = rawws.Client(h.ctx.port)
     pid = c.handshake()
-    c.send(frame(2, b"ab", fin=False) + frame(9, b"PP") + frame(0, b"cd", fin=True))
+    c.send(dict(good_frames())["ping_between_fragments"])
     pong = None
     try:
         while True:
@@ -237,8 +284,7 @@ def case_ping_between_fragments(h: Harness) -> str:
 
 def case_continuation_flood(h: Harness, frames_n: int = 100000) -> str:
     """1-byte continuation frames without end: the message passes inbound_buffer_size."""
-    one = frame(0, b"z", fin=False, key=b"\0\0\0\0")
-    data = frame(2, b"a", fin=False, key=b"\0\0\0\0") + one * frames_n
+    data = continuation_flood(frames_n)
     return (f"{frames_n} x 1-byte continuations ({len(data) // 1024} KiB): "
             + _frame_case(h, "continuation_flood", data, (1009,), send_in_thread=True))
 

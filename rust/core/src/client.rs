@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -126,7 +127,18 @@ async fn handshake(
         (true, Some(tls)) => tls.connect(&url.host, stream).await?,
         (true, None) => ClientTls::platform()?.connect(&url.host, stream).await?,
     };
+    let (stream, reader, protocol, deflate, id) = upgrade(stream, url, config).await?;
+    Ok((stream, reader, remote, protocol, deflate, id))
+}
 
+/// The upgrade on a connected stream: the request, tungstenite's check of the server's 101,
+/// the sub-protocol, and in Godot's protocol the server's id message. Generic over the stream
+/// so the fuzz targets drive it with scripted bytes.
+pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    url: &WsUrl,
+    config: &PeerConfig,
+) -> Result<(HeadFence<S>, Decoder, String, Option<(Agreed, String)>, i32), String> {
     let mut request = url
         .to_string()
         .into_client_request()
@@ -182,7 +194,7 @@ async fn handshake(
     if !config.godot_protocol {
         // A plain WebSocket server assigns no id: pick our own, as Godot ids are (2..2^31).
         let id = fastrand::i32(2..=i32::MAX);
-        return Ok((stream, reader, remote, protocol, deflate, id));
+        return Ok((stream, reader, protocol, deflate, id));
     }
     // Godot's protocol: the first message is our id, 4 bytes little-endian, >= 2.
     let id = loop {
@@ -205,7 +217,7 @@ async fn handshake(
             Ok(None) => return Err("the server closed the connection".into()),
         }
     };
-    Ok((stream, reader, remote, protocol, deflate, id))
+    Ok((stream, reader, protocol, deflate, id))
 }
 
 async fn connect_tcp(url: &WsUrl) -> Result<TcpStream, String> {

@@ -280,7 +280,7 @@ async fn write_some<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8]) -> std::io::
 
 /// One read into the decoder, as its read plan asks. Cancel-safe: the bytes are handed over
 /// in the same poll that reads them.
-async fn fill<R: AsyncRead + Unpin>(
+pub(crate) async fn fill<R: AsyncRead + Unpin>(
     stream: &mut R,
     decoder: &mut Decoder,
 ) -> std::io::Result<usize> {

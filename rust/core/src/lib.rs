@@ -14,6 +14,9 @@ mod driver;
 pub mod events;
 pub mod fence;
 mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 mod protocol;

@@ -24,7 +24,7 @@ use crate::protocol::deflate;
 use crate::runtime::spawn_guarded;
 use crate::tls::ServerTls;
 
-mod handshake;
+pub(crate) mod handshake;
 mod health;
 mod metrics_path;
 mod proxy_header;
@@ -71,7 +71,7 @@ impl std::fmt::Display for StartError {
     }
 }
 
-struct Shared {
+pub(crate) struct Shared {
     config: PeerConfig,
     refusing: AtomicBool,
     ids: Mutex<HashSet<i32>>,
@@ -89,6 +89,23 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// The open connections, whose own counters the metrics path sums.
     live: Mutex<HashMap<i32, Arc<Connection>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: PeerConfig, events: Sender<Event>, tls: Option<ServerTls>) -> Self {
+        Shared {
+            config,
+            refusing: AtomicBool::new(false),
+            ids: Mutex::new(HashSet::new()),
+            events,
+            tls,
+            ask: AtomicBool::new(false),
+            handshake_places: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            pending: Mutex::new(Pending::default()),
+            metrics: Arc::new(Metrics::default()),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// At most this many handshakes in progress at once: a flood of half-open sockets is bounded;
@@ -180,18 +197,7 @@ impl Server {
             let _guard = rt.enter();
             TcpListener::from_std(std_listener).map_err(StartError::Io)?
         };
-        let shared = Arc::new(Shared {
-            config,
-            refusing: AtomicBool::new(false),
-            ids: Mutex::new(HashSet::new()),
-            events,
-            tls,
-            ask: AtomicBool::new(false),
-            handshake_places: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES)),
-            pending: Mutex::new(Pending::default()),
-            metrics: Arc::new(Metrics::default()),
-            live: Mutex::new(HashMap::new()),
-        });
+        let shared = Arc::new(Shared::new(config, events, tls));
         let cancel = CancellationToken::new();
         let listening = CancellationToken::new();
         let (stopped_tx, stopped) = std::sync::mpsc::channel();

@@ -182,6 +182,12 @@ impl Protocol {
         &mut self.decoder
     }
 
+    /// The decoder, to look at (the fuzz targets check what it holds).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn decoder_ref(&self) -> &Decoder {
+        &self.decoder
+    }
+
     /// Whether the task should read from the socket.
     pub(crate) fn wants_read(&self) -> bool {
         !self.input_done && self.end.is_none()
@@ -265,13 +271,7 @@ impl Protocol {
 
     /// The other side broke the protocol or a limit: close with the code for the cause.
     fn fail(&mut self, e: FrameError, now: Instant) {
-        let (code, reason) = match e {
-            FrameError::TooBig { .. } => (1009, "Message too big"),
-            FrameError::Utf8 => (1007, "Invalid UTF-8"),
-            FrameError::Protocol(_) => (1002, "Protocol error"),
-            FrameError::InflatedTooBig { .. } => (1009, "Message too big"),
-            FrameError::Inflate(_) => (1007, "Invalid compressed data"),
-        };
+        let (code, reason) = e.close();
         self.failure = Some(e.to_string());
         self.decoder.discard();
         if self.our_close == OurClose::None {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -99,8 +99,8 @@ pub(super) async fn handshake(
 /// once; the health path (answered here), the upgrade checks, the client's address (`remote`, the TCP peer or the client its
 /// PROXY header names, or what a trusted proxy's `X-Forwarded-For` says it is) and the handshake handler all read that parse. Returns every byte read (for
 /// tungstenite) and the request, or answers 400 / 426 / 431 and returns `None`.
-async fn read_request(
-    stream: &mut MaybeTls,
+pub(crate) async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     remote: SocketAddr,
     shared: &Shared,
 ) -> Option<(Vec<u8>, UpgradeRequest)> {
@@ -179,12 +179,13 @@ type Deflate = (Agreed, String, Compression);
 /// tungstenite's upgrade: the sub-protocol choice (400 when none matches), permessage-deflate
 /// (when compression is on and the client offers it) and the extra response headers. Returns
 /// the stream to read frames from, the protocol chosen, the URL the client asked for
-/// (`ws[s]://` + Host + path) and the compression agreed.
-async fn upgrade(
-    stream: HeadFence<MaybeTls>,
+/// (`ws[s]://` + Host + path) and the compression agreed. Generic over the stream so the fuzz
+/// targets drive it with scripted bytes.
+pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: HeadFence<S>,
     secure: bool,
     config: &PeerConfig,
-) -> Option<(HeadFence<MaybeTls>, String, String, Option<Deflate>)> {
+) -> Option<(HeadFence<S>, String, String, Option<Deflate>)> {
     let scheme = if secure { "wss" } else { "ws" };
     let mut selected = None;
     let mut deflate = None;

@@ -43,7 +43,7 @@ mod stream;
 #[cfg(test)]
 mod test_certs;
 mod verifier;
-mod x509;
+pub(crate) mod x509;
 
 use std::fmt;
 use std::io;

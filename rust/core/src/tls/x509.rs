@@ -25,7 +25,7 @@ pub(super) const KU_DIGITAL_SIGNATURE: u16 = 1 << 0;
 pub(super) const KU_KEY_CERT_SIGN: u16 = 1 << 5;
 
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct CertInfo {
+pub(crate) struct CertInfo {
     /// Issuer and subject names are identical (self-signed, as Godot makes them).
     pub self_issued: bool,
     /// Seconds since the Unix epoch (0 for earlier dates).

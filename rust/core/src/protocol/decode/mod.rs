@@ -50,6 +50,19 @@ pub(crate) enum FrameError {
     Inflate(String),
 }
 
+impl FrameError {
+    /// The close code and reason the other side gets for it.
+    pub(crate) fn close(&self) -> (u16, &'static str) {
+        match self {
+            FrameError::TooBig { .. } => (1009, "Message too big"),
+            FrameError::Utf8 => (1007, "Invalid UTF-8"),
+            FrameError::Protocol(_) => (1002, "Protocol error"),
+            FrameError::InflatedTooBig { .. } => (1009, "Message too big"),
+            FrameError::Inflate(_) => (1007, "Invalid compressed data"),
+        }
+    }
+}
+
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -179,6 +192,13 @@ impl Decoder {
     /// A server's decoder (it requires masked frames).
     pub(crate) fn is_server(&self) -> bool {
         self.server
+    }
+
+    /// Bytes held: read and not decoded yet, plus the fragments of a message being assembled
+    /// (the fuzz targets hold this to the inbound limit).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len() + self.partial.as_ref().map_or(0, |p| p.data.len())
     }
 
     /// Drops whatever is buffered (input after a failure is read and ignored).
@@ -400,7 +420,7 @@ struct Header {
     len: usize,
 }
 
-fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, FrameError> {
+pub(crate) fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, FrameError> {
     match payload {
         [] => Ok(None),
         [_] => Err(FrameError::Protocol("close frame with a 1-byte payload")),

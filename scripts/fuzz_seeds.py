@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Seed corpora for the fuzz targets in fuzz/ (scripts/fuzz.py writes them before a run):
+the hostile tests' byte strings (tests/hostile_cases_wire.py, tests/hostile_cases_load.py,
+imported, not copied), valid frames and handshakes made with tests/rawws.py, and the test
+certificates of tests/tls_certs.py as DER. Nothing here is committed: the seeds are made
+afresh, in each target's input format (see the target's header comment).
+
+    python3 scripts/fuzz_seeds.py [CORPUS_DIR]     # default fuzz/corpus
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+import hostile_cases_load  # noqa: E402
+import hostile_cases_wire  # noqa: E402
+import rawws  # noqa: E402
+
+ZERO = b"\0\0\0\0"
+PORT = 9080
+# Read-size bytes for fuzz/src/lib.rs `Splits`: none (reads as large as asked), one byte at a
+# time, and a mix.
+SPLITS = {"whole": b"", "bytewise": b"\x00" * 64, "mixed": bytes([0, 1, 2, 200, 5, 63, 250, 3])}
+
+
+def prefixed(head: bytes) -> bytes:
+    """`take_prefix`'s format: a little-endian u16 length, then the bytes."""
+    return struct.pack("<H", len(head)) + head
+
+
+def frames_client_sends() -> dict[str, bytes]:
+    """Masked frame streams, as a client sends them."""
+    f = rawws.encode_frame
+    seeds: dict[str, bytes] = {}
+    for label, data, _codes in hostile_cases_wire.bad_frames():
+        seeds[f"hostile_{label}"] = data
+    for label, data in hostile_cases_wire.good_frames():
+        seeds[f"hostile_{label}"] = data
+    seeds["hostile_continuation_flood"] = hostile_cases_wire.continuation_flood(50)
+    seeds["hostile_fast_sender"] = b"".join(hostile_cases_load.sequenced_frame(i, 16)
+                                            for i in range(20))
+    seeds["hostile_fast_sender_large"] = hostile_cases_load.sequenced_frame(0, 1000)
+    # Valid traffic of the shapes Autobahn's cases 1-7 send: every length encoding, text and
+    # binary, fragments, control frames between them, close codes and reasons.
+    seeds["lengths"] = b"".join(f(2, b"x" * n) for n in (0, 1, 125, 126, 127, 1000, 65535))
+    seeds["length_65536"] = f(2, b"y" * 65536)
+    seeds["text_utf8"] = f(1, "κόσμε — 🎮".encode()) + f(1, b"")
+    seeds["fragmented_text"] = (f(1, "h\u00e9".encode()[:2], fin=False) + f(9, b"ping")
+                                + f(0, "h\u00e9".encode()[2:] + b"llo", fin=False)
+                                + f(10, b"") + f(0, b"!", fin=True))
+    seeds["pings"] = b"".join(f(9, bytes([i]) * i) for i in range(0, 126, 25))
+    seeds["close_1000"] = f(2, b"bye") + f(8, struct.pack(">H", 1000) + b"done")
+    seeds["close_empty"] = f(8, b"")
+    seeds["close_4999"] = f(8, struct.pack(">H", 4999) + "ü".encode() * 61)
+    seeds["close_bad_code"] = f(8, struct.pack(">H", 1005))
+    seeds["close_then_data"] = f(8, struct.pack(">H", 1001)) + f(2, b"late")
+    seeds["zero_key"] = f(2, b"plain", key=ZERO) + f(1, b"text", key=ZERO)
+    return seeds
+
+
+def unmask(stream: bytes) -> bytes:
+    """The same frames as a server sends them (unmasked)."""
+    out = b""
+    while stream:
+        got = rawws.parse_frame(stream)
+        if got is None:
+            return out + stream  # a deliberately cut or huge frame: keep its bytes raw
+        fr, n = got
+        b0 = stream[0]
+        out += rawws.encode_frame(b0 & 0x0F, fr.payload, fin=bool(b0 & 0x80), rsv=(b0 >> 4) & 7,
+                                  mask=False)
+        stream = stream[n:]
+    return out
+
+
+def frame_decoder_seeds() -> dict[str, bytes]:
+    seeds = {}
+    for label, stream in frames_client_sends().items():
+        for split, sizes in SPLITS.items():
+            server = 7 << 1  # server role, 1 MiB limit
+            small = 2 << 1  # server role, 4-byte limit
+            seeds[f"srv_{label}_{split}"] = bytes([server]) + prefixed(sizes) + stream
+            seeds[f"srv_small_{label}_{split}"] = bytes([small]) + prefixed(sizes) + stream
+            seeds[f"cli_{label}_{split}"] = bytes([server | 1]) + prefixed(sizes) + unmask(stream)
+    return seeds
+
+
+# fuzz_targets/protocol.rs operations: (kind, argument) pairs.
+READ, PAUSE, RESUME, SEND, TRANSMIT, WRITTEN, ADVANCE, ASK_CLOSE, CLOSE, EOF = range(10)
+OP_PATTERNS = {
+    "none": [],
+    "bytewise": [(READ, 0)] * 40,
+    "chatty": [(SEND, 1), (TRANSMIT, 0), (READ, 5), (SEND, 0x84), (WRITTEN, 0), (READ, 250),
+               (TRANSMIT, 0), (WRITTEN, 0), (ADVANCE, 6), (READ, 10)],
+    "paused": [(READ, 3), (PAUSE, 1), (READ, 0), (ADVANCE, 4), (RESUME, 0), (READ, 255)],
+    "game_closes": [(READ, 20), (SEND, 2), (CLOSE, 0x10), (TRANSMIT, 0), (READ, 7),
+                    (WRITTEN, 0), (ADVANCE, 7), (READ, 255), (EOF, 0)],
+    "heartbeat": [(ADVANCE, 4), (TRANSMIT, 0), (WRITTEN, 0), (READ, 30), (ADVANCE, 4),
+                  (ADVANCE, 6)],
+}
+
+
+def protocol_seeds() -> dict[str, bytes]:
+    seeds = {}
+    streams = frames_client_sends()
+    for label in ("hostile_utf8_split_valid", "hostile_ping_between_fragments",
+                  "hostile_unmasked", "hostile_utf8_fragmented", "hostile_length_2^63",
+                  "hostile_continuation_flood", "hostile_fast_sender", "fragmented_text",
+                  "pings", "close_1000", "close_empty", "close_then_data", "lengths"):
+        stream = streams[label]
+        for name, ops in OP_PATTERNS.items():
+            op_bytes = b"".join(bytes(op) for op in ops)
+            server = 3 << 1  # server, 65535-byte limit, no heartbeat
+            beat = server | (1 << 3)  # heartbeat every 100 ms
+            seeds[f"srv_{label}_{name}"] = bytes([server]) + prefixed(op_bytes) + stream
+            seeds[f"cli_{label}_{name}"] = bytes([server | 1]) + prefixed(op_bytes) + unmask(stream)
+            if name == "heartbeat":
+                seeds[f"srv_beat_{label}"] = bytes([beat]) + prefixed(op_bytes) + stream
+    return seeds
+
+
+def http_request_seeds() -> dict[str, bytes]:
+    good = rawws.upgrade_request(PORT)
+    requests = {
+        "good": good,
+        "good_with_frames": good + rawws.encode_frame(2, b"early") + rawws.encode_frame(8, b""),
+        "good_lf_only": good.replace(b"\r\n", b"\n") + rawws.encode_frame(2, b"early"),
+        "forwarded": rawws.upgrade_request(PORT, headers=[
+            "X-Forwarded-For: 1.2.3.4, 203.0.113.7", "X-Forwarded-For: 10.0.0.5, [2001:db8::1]"]),
+        "protocols": rawws.upgrade_request(PORT, headers=["Sec-WebSocket-Protocol: x, godot"]),
+        "query": rawws.upgrade_request(PORT, path="/game?token=abc&x=%20"),
+    }
+    for label, payload in hostile_cases_wire.garbage_payloads():
+        requests[f"hostile_garbage_{label}"] = payload
+    for label, payload in hostile_cases_wire.bad_upgrade_requests(PORT):
+        requests[f"hostile_{label}"] = payload
+    for label, payload in hostile_cases_wire.huge_header_requests(PORT):
+        requests[f"hostile_{label}"] = payload
+    seeds = {}
+    for label, req in requests.items():
+        for split, sizes in SPLITS.items():
+            for settings in (0, 0b0011, 0b1110):
+                seeds[f"{label}_{split}_{settings}"] = bytes([settings]) + prefixed(sizes) + req
+    return seeds
+
+
+def http_response_seeds() -> dict[str, bytes]:
+    head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: @ACCEPT@\r\n")
+    ident = rawws.encode_frame(2, struct.pack("<i", 12345), mask=False)
+    responses = {
+        "ok": (head + "\r\n").encode() + ident,
+        "ok_protocol": (head + "Sec-WebSocket-Protocol: godot\r\n\r\n").encode() + ident,
+        "ok_ping_first": (head + "\r\n").encode() + rawws.encode_frame(9, b"p", mask=False) + ident,
+        "ok_then_frames": (head + "\r\n").encode() + ident + rawws.encode_frame(2, b"x", mask=False),
+        "close_first": (head + "\r\n").encode() + rawws.encode_frame(8, b"\x03\xe8", mask=False),
+        "bad_id": (head + "\r\n").encode() + rawws.encode_frame(2, b"\x01\0\0\0", mask=False),
+        "refused": b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+        "wrong_accept": (head.replace("@ACCEPT@", "AAAA") + "\r\n").encode() + ident,
+    }
+    seeds = {}
+    for label, resp in responses.items():
+        for split, sizes in SPLITS.items():
+            for settings in (0, 0b010, 0b101):
+                seeds[f"{label}_{split}_{settings}"] = bytes([settings]) + prefixed(sizes) + resp
+    return seeds
+
+
+def close_payload_seeds() -> dict[str, bytes]:
+    return {
+        "empty": b"",
+        "one_byte": b"\x03",
+        "normal": struct.pack(">H", 1000) + b"bye",
+        "app": struct.pack(">H", 4001) + "é".encode() * 70,
+        "reserved": struct.pack(">H", 1005),
+        "bad_utf8": struct.pack(">H", 1000) + b"\xc3\x28",
+        "long": struct.pack(">H", 3000) + b"r" * 200,
+    }
+
+
+def url_seeds() -> dict[str, bytes]:
+    urls = ["ws://127.0.0.1:9080", "wss://example.com/game?room=3", "127.0.0.1:9080",
+            "localhost", "ws://[::1]:9080/x", "WS://h?q=1", "ws://h:1/p#frag", "ws://u@h",
+            "ws://[::1", "ws://h:99999", "wss://[fe80::1%25eth0]:443/", "ws://a:b:80/"]
+    return {f"url_{i}": u.encode() for i, u in enumerate(urls)}
+
+
+def proxy_seeds() -> dict[str, bytes]:
+    return {
+        "chain": b"127.0.0.1\n127.0.0.1\n10.0.0.0/8\n\n1.2.3.4, 203.0.113.7, 10.0.0.5",
+        "v6": b"::ffff:10.1.1.1\nfd00::/8\n10.0.0.0/8\n\n[2001:db8::1], fd12::1\n6.6.6.6",
+        "all": b"8.8.8.8\n0.0.0.0/0\n::/0\n\ngarbage, 1.1.1.1",
+        "host_bits": b"10.9.9.9\n10.9.9.9/0\n192.168.1.77/24\n\n1.2.3.4",
+    }
+
+
+def x509_seeds() -> dict[str, bytes]:
+    """Every certificate tests/tls_certs.py makes, as DER (needs `openssl`)."""
+    import base64
+    import tls_certs
+    seeds = {}
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            tls_certs.make_pki(d)
+        except (OSError, RuntimeError) as e:
+            print(f"x509 seeds: no certificates ({e})", file=sys.stderr)
+            return seeds
+        for name in sorted(os.listdir(d)):
+            if not name.endswith(".pem"):
+                continue
+            text = open(os.path.join(d, name)).read()
+            for i, block in enumerate(text.split("-----BEGIN CERTIFICATE-----")[1:]):
+                b64 = block.split("-----END CERTIFICATE-----")[0]
+                seeds[f"{name[:-4]}_{i}"] = base64.b64decode("".join(b64.split()))
+    return seeds
+
+
+SEEDS = {
+    "frame_decoder": frame_decoder_seeds,
+    "protocol": protocol_seeds,
+    "http_request": http_request_seeds,
+    "http_response": http_response_seeds,
+    "close_payload": close_payload_seeds,
+    "url": url_seeds,
+    "proxy_headers": proxy_seeds,
+    "x509": x509_seeds,
+}
+
+
+def write_seeds(corpus: str, targets: list[str] | None = None) -> dict[str, int]:
+    """Writes each target's seeds into corpus/<target>/ (named by content hash, as libFuzzer
+    names its own). Returns the number of seeds per target."""
+    counts = {}
+    for target, make in SEEDS.items():
+        if targets and target not in targets:
+            continue
+        d = os.path.join(corpus, target)
+        os.makedirs(d, exist_ok=True)
+        seeds = make()
+        for data in seeds.values():
+            with open(os.path.join(d, "seed-" + hashlib.sha1(data).hexdigest()), "wb") as f:
+                f.write(data)
+        counts[target] = len(seeds)
+    return counts
+
+
+def main() -> int:
+    corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "fuzz", "corpus")
+    for target, n in write_seeds(corpus).items():
+        print(f"{target}: {n} seeds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
