@@ -30,6 +30,16 @@ impl TrustedProxy {
         if prefix > max {
             return Err(format!("'{s}': a prefix is at most /{max}"));
         }
+        // An IPv4-mapped entry (`::ffff:10.0.0.1`, as a dual-stack socket reports a peer) is
+        // its IPv4 range: `contains` compares IPv4 peers as IPv4, so as IPv6 it would never
+        // match. A mapped address under a prefix below /96 has host bits set (refused below).
+        let (net, prefix) = match net {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (net, prefix),
+            },
+            _ => (net, prefix),
+        };
         let proxy = TrustedProxy { net, prefix };
         let network = proxy.network();
         if network != net {
@@ -147,6 +157,17 @@ mod tests {
         assert!(TrustedProxy::parse("10.0.0.0/x").is_err());
         assert!(t("0.0.0.0/0").contains("8.8.8.8".parse().unwrap()));
         assert!(t("::/0").contains("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_entry_matches_its_ipv4_peers() {
+        // Found by the proxy_headers fuzz target: it was kept as IPv6 and matched nothing.
+        assert!(t("::ffff:10.1.1.1").contains("10.1.1.1".parse().unwrap()));
+        assert!(t("::ffff:10.1.1.1").contains("::ffff:10.1.1.1".parse().unwrap()));
+        assert!(!t("::ffff:10.1.1.1").contains("10.1.1.2".parse().unwrap()));
+        assert!(t("[::ffff:10.0.0.0]/104").contains("10.200.3.4".parse().unwrap()));
+        assert!(!t("::ffff:0.0.0.0/96").contains("2001:db8::1".parse().unwrap()));
+        assert!(TrustedProxy::parse("::ffff:10.1.1.1/95").is_err());
     }
 
     #[test]

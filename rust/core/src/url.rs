@@ -66,6 +66,16 @@ impl WsUrl {
         if host.is_empty() {
             return Err("the URL has no host".into());
         }
+        // Brackets only around an IPv6 address; no spaces or control characters, in the host
+        // or the path (they cannot go into the request line). Such a URL resolves nowhere or
+        // makes a malformed request, and printed back it reads as another URL.
+        let odd = |s: &str| s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if host.contains(['[', ']']) || odd(&host) {
+            return Err(format!("invalid host {host:?}"));
+        }
+        if odd(&resource) {
+            return Err(format!("invalid character in the path {resource:?}"));
+        }
         Ok(WsUrl {
             secure,
             host,
@@ -144,6 +154,14 @@ mod tests {
             "ws://h:99999",
             "ws://[::1",
             "ws://u@h",
+            // Found by the url fuzz target: accepted, then printed as a URL that fails.
+            "ws:2[:\u{13}:11]:9080/x",
+            "ws://a]b:c:80",
+            "ws://[[::1]]:80",
+            "ws://a b",
+            "ws://h\t:80",
+            "swp/:1\0\t#",
+            "ws://h/a b",
         ] {
             assert!(WsUrl::parse(bad).is_err(), "{bad} should be rejected");
         }
