@@ -60,14 +60,23 @@ impl<S> HeadFence<S> {
         Some((inner, rest))
     }
 
+    /// Finds the end of the head in `buf`, looking from about `from`: its first empty line,
+    /// ended by CRLF or by a bare LF as httparse (and so tungstenite) reads it; otherwise
+    /// tungstenite reads past the head and keeps or refuses what follows. Empty lines before
+    /// the first line do not count.
     fn scan(&mut self, from: usize) {
-        if self.head_end.is_none() {
-            let from = from.saturating_sub(3);
-            self.head_end = self.buf[from..]
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|i| from + i + 4);
+        if self.head_end.is_some() {
+            return;
         }
+        let b = &self.buf;
+        let start = b.iter().position(|&c| c != b'\r' && c != b'\n');
+        let Some(start) = start else { return };
+        let from = from.saturating_sub(2).max(start);
+        self.head_end = (from..b.len()).find_map(|i| match &b[i..] {
+            [b'\n', b'\n', ..] => Some(i + 2),
+            [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+            _ => None,
+        });
     }
 
     /// How far into `buf` may be handed out now.
@@ -182,6 +191,28 @@ mod tests {
         assert!(fence.buf.len() <= MAX_HEAD + 4096);
         drop(fence);
         writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_head_ending_in_bare_line_feeds_is_fenced_too() {
+        // Seen reviewing the http fuzz targets: the fence knew only CRLF CRLF, so a server's
+        // 101 with bare LFs let tungstenite keep the id message that followed it.
+        for (head, rest) in [
+            (&b"HTTP/1.1 101 OK\nA: b\n\n"[..], &b"ID"[..]),
+            (b"HTTP/1.1 101 OK\nA: b\n\r\n", b"ID\r\n\r\n"),
+            (b"\r\nGET / HTTP/1.1\r\nA: b\r\n\r\n", b"\n\nID"),
+        ] {
+            let (a, b) = tokio::io::duplex(64);
+            drop(a);
+            let mut fence = HeadFence::new([head, rest].concat(), b);
+            let mut got = vec![0u8; 256];
+            let n = fence.read(&mut got).await.unwrap();
+            assert_eq!(&got[..n], head);
+            assert_eq!(fence.read(&mut got).await.unwrap(), 0);
+            let mut after = Vec::new();
+            fence.open().read_to_end(&mut after).await.unwrap();
+            assert_eq!(after, rest);
+        }
     }
 
     #[tokio::test]
