@@ -160,6 +160,7 @@ def http_response_seeds() -> dict[str, bytes]:
         "ok_protocol": (head + "Sec-WebSocket-Protocol: godot\r\n\r\n").encode() + ident,
         "ok_ping_first": (head + "\r\n").encode() + rawws.encode_frame(9, b"p", mask=False) + ident,
         "ok_then_frames": (head + "\r\n").encode() + ident + rawws.encode_frame(2, b"x", mask=False),
+        "ok_bare_lf": (head + "\r\n").replace("\r\n", "\n").encode() + ident,
         "close_first": (head + "\r\n").encode() + rawws.encode_frame(8, b"\x03\xe8", mask=False),
         "bad_id": (head + "\r\n").encode() + rawws.encode_frame(2, b"\x01\0\0\0", mask=False),
         "refused": b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
