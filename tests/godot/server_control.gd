@@ -31,9 +31,10 @@ const UP := {"A": [10, 300, 5000], "B": [7]}
 const DOWN := {"A": [99, 1199], "B": [49]}
 const CMD_RAW := 3
 const STAT_KEYS := ["bytes_in", "bytes_out", "connected_since_unix_ms", "packets_in",
-		"packets_out", "queued_bytes_out", "queued_packets_out", "rtt_ms"]
+		"packets_out", "queued_bytes_out", "queued_packets_out", "rtt_ms", "wire_bytes_in",
+		"wire_bytes_out"]
 const TOTAL_KEYS := ["bytes_in", "bytes_out", "packets_in", "packets_out", "peer_count",
-		"queued_bytes_out", "queued_packets_out"]
+		"queued_bytes_out", "queued_packets_out", "wire_bytes_in", "wire_bytes_out"]
 
 ## Client: key -> handler records of peer_disconnected (see _record).
 var seen: Dictionary = {}

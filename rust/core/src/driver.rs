@@ -333,6 +333,8 @@ struct EndReport<'a> {
 impl Drop for EndReport<'_> {
     fn drop(&mut self) {
         let conn = self.conn;
+        // After a panic the main thread's way to the socket is still open: close it first.
+        conn.direct.shut();
         conn.set_state(ReadyState::Closed);
         conn.record_close(-1, String::new());
         if conn.silenced.load(Ordering::Acquire) {

@@ -381,20 +381,39 @@ fn start_connection(peer: Handshaken, shared: Arc<Shared>, cancel: CancellationT
     lock_live(&shared.live).insert(id, conn.clone());
     let events = shared.events.clone();
     spawn_guarded(events.clone(), None, async move {
+        // Also when the task panics: a connection left in `live` would keep its socket open.
+        let _ended = Ended {
+            shared: shared.clone(),
+            conn: conn.clone(),
+            id,
+        };
         let mut decoder = Decoder::new(shared.config.max_message(), true);
         if let Some((agreed, ours)) = &conn.info().deflate {
             decoder.inflate_with(deflate::for_connection(agreed, ours, true).1);
         }
-        driver::run(conn.clone(), stream, decoder, outbound, events).await;
+        driver::run(conn, stream, decoder, outbound, events).await;
+    });
+}
+
+/// A connection's end, for the server's books: its traffic into the totals, its id free.
+struct Ended {
+    shared: Arc<Shared>,
+    conn: Arc<Connection>,
+    id: i32,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let shared = &self.shared;
         // Under the live lock, as a scrape reads: its traffic is counted once, never twice.
         let mut live = lock_live(&shared.live);
         shared
             .metrics
-            .connection_ended(&conn.stats(), conn.close_code());
-        live.remove(&id);
+            .connection_ended(&self.conn.stats(), self.conn.close_code());
+        live.remove(&self.id);
         drop(live);
-        lock(&shared.ids).remove(&id);
-    });
+        lock(&shared.ids).remove(&self.id);
+    }
 }
 
 fn lock(ids: &Mutex<HashSet<i32>>) -> std::sync::MutexGuard<'_, HashSet<i32>> {
