@@ -36,6 +36,9 @@ pub struct PeerConfig {
     /// Server: a plain `GET` on this path (no upgrade) is answered by the runtime with 200
     /// while accepting, 503 while refusing new connections. `None` = off.
     pub health_path: Option<String>,
+    /// The peer object's set of plain sockets with input waiting, which its `poll()` reads
+    /// itself ([`crate::ready`]). `None`: the connection tasks read everything.
+    pub ready_sockets: Option<std::sync::Arc<crate::ready::ReadySockets>>,
     /// Server: a plain `GET` on this path (no upgrade) is answered by the runtime with the
     /// server's counters in the Prometheus text format (`metrics`). `None` = off.
     pub metrics_path: Option<String>,
@@ -85,6 +88,7 @@ impl Default for PeerConfig {
             compression: None,
             metrics_path: None,
             metrics_allow: Vec::new(),
+            ready_sockets: None,
         }
     }
 }

@@ -149,6 +149,8 @@ pub struct Connection {
     /// within them. Cleared once the queue is back within the limits.
     over_since_us: AtomicU64,
     pub(crate) heartbeat: Option<Duration>,
+    /// Where the task registers a plain socket for the main thread's reads.
+    pub(crate) ready: Option<Arc<crate::ready::ReadySockets>>,
     /// Round-trip time of the last answered ping, in µs (0 = not measured yet).
     pub(crate) rtt_us: AtomicU64,
     /// The main thread's way to a plain TCP socket (see `direct`).
@@ -196,6 +198,7 @@ impl Connection {
             too_slow: AtomicBool::new(false),
             over_since_us: AtomicU64::new(0),
             heartbeat: config.heartbeat_interval,
+            ready: config.ready_sockets.clone(),
             rtt_us: AtomicU64::new(0),
             direct: direct::DirectPath::default(),
             metrics: std::sync::OnceLock::new(),

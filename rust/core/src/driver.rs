@@ -6,12 +6,20 @@
 //! reads nothing cannot stop us from reading its pings and close, and a game that reads
 //! nothing (backpressure) cannot stop our writes.
 
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
+use bytes::{BufMut, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use crate::connection::{Connection, Outgoing, ReadyState};
 use crate::events::{Event, InboundPacket};
@@ -24,6 +32,36 @@ use crate::tls::MaybeTls;
 
 /// Frames are gathered into one buffer up to about this size before a socket write.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Socket reads one `poll()` makes for one connection at most (see [`read_on_main_thread`]).
+const MAIN_READS_PER_CONN: usize = 4;
+
+/// A connection's protocol, shared by its task and (plain `ws://` only) the game's main
+/// thread, which reads sockets known to have input in `poll()` ([`crate::ready`]). The task
+/// locks it for each step and never across an `await`; the main thread only `try_lock`s it.
+pub(crate) struct Shared {
+    live: Mutex<Live>,
+    /// The main thread changed something the task must act on (a frame to send, a close,
+    /// the end of input).
+    wake: Notify,
+    conn: Arc<Connection>,
+    events: Sender<Event>,
+}
+
+struct Live {
+    proto: Protocol,
+    /// The socket, for the main thread's reads (`None` for TLS, and once the task ends: it
+    /// closes the socket before it reports the end).
+    tcp: Option<Arc<TcpStream>>,
+    /// The task has finished: nothing more may be delivered (its end is reported next).
+    done: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Live> {
+        // A poisoned lock means a panic in the task, which ends it: the state is not used on.
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Drives one open connection until it closes, then reports [`Event::Disconnected`].
 /// `decoder` may hold bytes already read (the client reads its id with it).
@@ -48,16 +86,38 @@ pub(crate) async fn run(
         proto.deflate_with(deflate::for_connection(agreed, ours, !client).0);
         direct_below = ours.threshold;
     }
+    let shared = |tcp| {
+        Arc::new(Shared {
+            live: Mutex::new(Live {
+                proto,
+                tcp,
+                done: false,
+            }),
+            wake: Notify::new(),
+            conn: conn.clone(),
+            events: events.clone(),
+        })
+    };
     match stream {
         MaybeTls::Plain(tcp) => {
             let tcp = Arc::new(tcp);
             conn.direct.open(tcp.clone(), client, direct_below);
+            let shared = shared(Some(tcp.clone()));
+            // Not with compression: inflating stays on the runtime's threads.
+            let key = conn
+                .ready
+                .as_ref()
+                .filter(|_| conn.info().deflate.is_none())
+                .and_then(|ready| ready.add(&tcp, &shared));
             let (rd, wr) = (SharedTcp(tcp.clone()), SharedTcp(tcp));
-            drive(&conn, rd, wr, proto, &outbound, &events).await;
+            drive(&shared, rd, wr, &outbound).await;
+            if let (Some(ready), Some(key)) = (&conn.ready, key) {
+                ready.forget(key);
+            }
         }
         tls => {
             let (rd, wr) = tokio::io::split(tls);
-            drive(&conn, rd, wr, proto, &outbound, &events).await;
+            drive(&shared(None), rd, wr, &outbound).await;
         }
     }
 }
@@ -96,17 +156,13 @@ impl Batch {
     }
 }
 
-async fn drive<R, W>(
-    conn: &Arc<Connection>,
-    mut rd: R,
-    mut wr: W,
-    mut proto: Protocol,
-    outbound: &Receiver<Outgoing>,
-    events: &Sender<Event>,
-) where
+async fn drive<R, W>(shared: &Arc<Shared>, mut rd: R, mut wr: W, outbound: &Receiver<Outgoing>)
+where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let conn = &shared.conn;
+    let events = &shared.events;
     let mut report = EndReport {
         conn,
         events,
@@ -114,32 +170,22 @@ async fn drive<R, W>(
     };
     let mut batch = Batch::default();
     let mut close_seen = false;
-    loop {
-        let now = Instant::now();
-        if !close_seen && conn.close_queued.load(Ordering::Acquire) {
-            close_seen = true;
-            proto.ask_close(now, conn.too_slow.load(Ordering::Acquire));
+    // `None`: nobody listens any more.
+    while let Some(Plan {
+        paused,
+        shut_down,
+        ended,
+        deadline,
+        reading,
+    }) = plan(shared, outbound, &mut batch, &mut close_seen)
+    {
+        if shut_down {
+            // Nothing follows a failure's close frame: the peer reads it, then our FIN.
+            let _ = tokio::time::timeout(TIMEOUTS.linger, wr.shutdown()).await;
         }
-        let Some(paused) = deliver(conn, &mut proto, events, now) else {
-            break; // Nobody listens any more.
-        };
-        if proto.closing() {
-            conn.set_state(ReadyState::Closing);
-        }
-        if batch.idle() {
-            if batch.finish(conn) && proto.on_written(now) {
-                // Nothing follows a failure's close frame: the peer reads it, then our FIN.
-                let _ = tokio::time::timeout(TIMEOUTS.linger, wr.shutdown()).await;
-            }
-            if proto.end().is_none() {
-                refill(conn, &mut proto, outbound, &mut batch, now);
-            }
-        }
-        if proto.end().is_some() {
+        if ended {
             break;
         }
-        let deadline = proto.poll_timeout().map(tokio::time::Instant::from_std);
-        let reading = proto.wants_read() && !paused;
         // Not biased: a peer that streams must not starve our writes, nor a fast socket our
         // reads.
         tokio::select! {
@@ -153,16 +199,17 @@ async fn drive<R, W>(
                 // The socket is gone.
                 _ => break,
             },
-            res = fill(&mut rd, proto.decoder()), if reading => {
+            res = poll_fn(|cx| poll_fill(shared, &mut rd, cx)), if reading => {
                 if !matches!(res, Ok(n) if n > 0) {
-                    proto.input_ended(Instant::now());
+                    shared.lock().proto.input_ended(Instant::now());
                 }
             }
             _ = conn.inbound.wake.notified(), if paused => {}
             _ = conn.out_wake.notified(), if batch.idle() => {}
             _ = conn.close_wake.notified(), if !close_seen => {}
+            _ = shared.wake.notified() => {}
             _ = sleep_until(deadline), if deadline.is_some() => {
-                proto.handle_timeout(Instant::now());
+                shared.lock().proto.handle_timeout(Instant::now());
             }
         }
     }
@@ -170,9 +217,128 @@ async fn drive<R, W>(
     conn.direct.shut();
     drop(rd);
     drop(wr);
+    let mut live = shared.lock();
+    live.done = true;
+    live.tcp = None;
     conn.close_received
-        .store(proto.close_received(), Ordering::Release);
-    report.failure = proto.failure().map(str::to_owned);
+        .store(live.proto.close_received(), Ordering::Release);
+    report.failure = live.proto.failure().map(str::to_owned);
+}
+
+/// What the task does next, decided under the protocol's lock.
+struct Plan {
+    /// No room for the game's input: reading waits until it takes some.
+    paused: bool,
+    /// A failure's close frame is written: shut the write side down.
+    shut_down: bool,
+    ended: bool,
+    deadline: Option<tokio::time::Instant>,
+    reading: bool,
+}
+
+/// One step of the task's rules: the game's close, delivery, accounting of a written batch
+/// and the next batch. `None`: nobody listens any more.
+fn plan(
+    shared: &Shared,
+    outbound: &Receiver<Outgoing>,
+    batch: &mut Batch,
+    close_seen: &mut bool,
+) -> Option<Plan> {
+    let conn = &shared.conn;
+    let now = Instant::now();
+    let mut live = shared.lock();
+    let proto = &mut live.proto;
+    if !*close_seen && conn.close_queued.load(Ordering::Acquire) {
+        *close_seen = true;
+        proto.ask_close(now, conn.too_slow.load(Ordering::Acquire));
+    }
+    let paused = deliver(conn, proto, &shared.events, now)?;
+    if proto.closing() {
+        conn.set_state(ReadyState::Closing);
+    }
+    let mut shut_down = false;
+    if batch.idle() {
+        shut_down = batch.finish(conn) && proto.on_written(now);
+        if proto.end().is_none() {
+            refill(conn, proto, outbound, batch, now);
+        }
+    }
+    Some(Plan {
+        paused,
+        shut_down,
+        ended: proto.end().is_some(),
+        deadline: proto.poll_timeout().map(tokio::time::Instant::from_std),
+        reading: proto.wants_read() && !paused,
+    })
+}
+
+/// What one main-thread read of a connection did.
+pub(crate) struct MainRead {
+    pub(crate) bytes: usize,
+    /// Input may be left in the socket (the read budget ran out): no new edge will say so.
+    pub(crate) more: bool,
+}
+
+/// The main thread's read of a plain connection's socket, from `poll()`: a few non-blocking
+/// reads through the protocol, their messages handed to the game's queue at once. Skipped
+/// when the task holds the protocol (it reads then), and a no-op once the task has ended.
+pub(crate) fn read_on_main_thread(shared: &Shared) -> MainRead {
+    let mut result = MainRead {
+        bytes: 0,
+        more: false,
+    };
+    let Ok(mut live) = shared.live.try_lock() else {
+        return result;
+    };
+    let Live {
+        proto,
+        tcp: Some(tcp),
+        done: false,
+    } = &mut *live
+    else {
+        return result;
+    };
+    let before = (proto.poll_timeout(), proto.pending(), proto.closing());
+    // Input ended, or delivery stopped (paused for the game's room, or nobody listens): the
+    // task decides what follows, so it must run.
+    let mut wake_task = false;
+    result.more = true;
+    for _ in 0..MAIN_READS_PER_CONN {
+        if !proto.wants_read() || shared.conn.inbound.paused.load(Ordering::Acquire) {
+            result.more = false;
+            break;
+        }
+        let eof = match try_fill(tcp, proto.decoder()) {
+            Ok(0) => true,
+            Ok(n) => {
+                result.bytes += n;
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                result.more = false;
+                break;
+            }
+            Err(_) => true,
+        };
+        let now = Instant::now();
+        if eof {
+            proto.input_ended(now);
+        }
+        let delivered = deliver(&shared.conn, proto, &shared.events, now) == Some(false);
+        if eof || !delivered {
+            wake_task = true;
+            result.more = false;
+            break;
+        }
+    }
+    if proto.pending() > 0 {
+        shared.conn.direct.reserve_for_task();
+    }
+    let after = (proto.poll_timeout(), proto.pending(), proto.closing());
+    if wake_task || before != after || proto.end().is_some() {
+        shared.wake.notify_one();
+    }
+    result
 }
 
 /// Hands the game what has been read, while it has room. `Some(true)`: no room, reading is
@@ -293,6 +459,75 @@ pub(crate) async fn fill<R: AsyncRead + Unpin>(
         }
         ReadPlan::Buffer(ask) => {
             let n = stream.read_buf(decoder.buffer()).await?;
+            decoder.filled(n, ask);
+            Ok(n)
+        }
+    }
+}
+
+/// [`fill`] for the task's `select!`: the protocol is locked only inside each poll, so the
+/// main thread can read between them. Cancel-safe like `fill`.
+fn poll_fill<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    rd: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut live = shared.lock();
+    let decoder = live.proto.decoder();
+    match decoder.read_plan() {
+        ReadPlan::Idle => {
+            let mut first = [0u8; IDLE_READ];
+            let mut buf = ReadBuf::new(&mut first);
+            ready!(Pin::new(rd).poll_read(cx, &mut buf))?;
+            let n = buf.filled().len();
+            decoder.receive(&first[..n]);
+            Poll::Ready(Ok(n))
+        }
+        ReadPlan::Buffer(ask) => {
+            let n = ready!(poll_read_buf(rd, cx, decoder.buffer()))?;
+            decoder.filled(n, ask);
+            Poll::Ready(Ok(n))
+        }
+    }
+}
+
+/// One read into `buf`'s spare capacity (what `AsyncReadExt::read_buf` does, as a poll).
+fn poll_read_buf<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let dst = buf.chunk_mut();
+    // SAFETY: the slice is only written by the read, and only what it reports is advanced
+    // over (the same as tokio's `read_buf`).
+    let dst = unsafe { &mut *(dst as *mut _ as *mut [MaybeUninit<u8>]) };
+    let mut rb = ReadBuf::uninit(dst);
+    ready!(Pin::new(rd).poll_read(cx, &mut rb))?;
+    let n = rb.filled().len();
+    // SAFETY: `n` bytes were initialized by the read.
+    unsafe { buf.advance_mut(n) };
+    Poll::Ready(Ok(n))
+}
+
+/// [`fill`] without waiting, from the main thread: `WouldBlock` when nothing is there. A
+/// plain `recv`, not tokio's `try_read`: that one trusts the runtime's view of readiness,
+/// which is stale exactly when the runtime has not run since the input arrived.
+fn try_fill(tcp: &TcpStream, decoder: &mut Decoder) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(tcp);
+    match decoder.read_plan() {
+        ReadPlan::Idle => {
+            let mut first = [MaybeUninit::<u8>::uninit(); IDLE_READ];
+            let n = sock.recv(&mut first)?;
+            // SAFETY: `recv` initialized the first `n` bytes.
+            let read = unsafe { std::slice::from_raw_parts(first.as_ptr().cast::<u8>(), n) };
+            decoder.receive(read);
+            Ok(n)
+        }
+        ReadPlan::Buffer(ask) => {
+            let buf = decoder.buffer();
+            let n = sock.recv(buf.spare_capacity_mut())?;
+            // SAFETY: `recv` initialized `n` bytes of the spare capacity.
+            unsafe { buf.set_len(buf.len() + n) };
             decoder.filled(n, ask);
             Ok(n)
         }

@@ -22,6 +22,7 @@ pub mod metrics;
 mod protocol;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod ready;
 pub mod runtime;
 pub mod server;
 mod shared_tcp;

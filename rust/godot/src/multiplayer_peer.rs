@@ -210,6 +210,8 @@ pub struct RustWebSocketMultiplayerPeer {
     /// Where outgoing payloads are copied (see `outgoing`).
     send_arena: outgoing::SendArena,
     events: Option<Receiver<Event>>,
+    /// The plain sockets with input waiting, read by `poll()` itself (core `ready`).
+    ready: Option<std::sync::Arc<rust_websocket_core::ready::ReadySockets>>,
     /// Bumped by every reset, so `poll()` notices when a signal handler closed the peer.
     epoch: u64,
     /// Whether the last packet returned by get_packet was a text frame.
@@ -608,6 +610,7 @@ impl RustWebSocketMultiplayerPeer {
         self.deferred_disconnects.clear();
         self.current = None;
         self.events = None;
+        self.ready = None;
         self.status = ConnectionStatus::DISCONNECTED;
         self.unique_id = 0;
         self.epoch += 1;
@@ -639,6 +642,9 @@ impl RustWebSocketMultiplayerPeer {
 impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
     fn poll(&mut self) {
         rust_websocket_core::connection::refill_direct_budget();
+        if let Some(ready) = &self.ready {
+            ready.read_ready();
+        }
         self.poll_events();
         self.advance_drain();
     }

@@ -107,6 +107,18 @@ impl DirectPath {
         taken
     }
 
+    /// The main thread read a frame that needs an answer (a pong, a close) from the task:
+    /// the socket is the task's until it has written it, so a message the game sends in
+    /// answer to what it just received cannot overtake it.
+    pub(crate) fn reserve_for_task(&self) {
+        let _ = self.owner.compare_exchange(
+            OWNER_IDLE,
+            OWNER_TASK,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
     /// The task has nothing more to write: the socket is free for direct sends again.
     pub(crate) fn task_releases(&self) {
         self.owner.store(OWNER_IDLE, Ordering::SeqCst);

@@ -51,7 +51,7 @@ impl RustWebSocketMultiplayerPeer {
             );
             return Error::ERR_INVALID_PARAMETER;
         };
-        let config = match self.config("create_server") {
+        let mut config = match self.config("create_server") {
             Ok(config) => config,
             Err(e) => return e,
         };
@@ -69,6 +69,8 @@ impl RustWebSocketMultiplayerPeer {
             }
         };
         self.start_session();
+        config.ready_sockets = rust_websocket_core::ready::ReadySockets::new();
+        self.ready = config.ready_sockets.clone();
         let (tx, rx) = crossbeam_channel::unbounded();
         let server = match Server::start(&rt, port, bind, config, tx, tls) {
             Ok(server) => server,
@@ -127,7 +129,7 @@ impl RustWebSocketMultiplayerPeer {
             },
             _ => None,
         };
-        let config = match self.config("create_client") {
+        let mut config = match self.config("create_client") {
             Ok(config) => config,
             Err(e) => return e,
         };
@@ -139,6 +141,8 @@ impl RustWebSocketMultiplayerPeer {
             }
         };
         self.start_session();
+        config.ready_sockets = rust_websocket_core::ready::ReadySockets::new();
+        self.ready = config.ready_sockets.clone();
         let (tx, rx) = crossbeam_channel::unbounded();
         self.mode = Mode::Client(Client::connect(&rt, parsed, config, tx, tls));
         self.events = Some(rx);

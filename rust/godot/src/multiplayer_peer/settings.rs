@@ -76,6 +76,7 @@ impl RustWebSocketMultiplayerPeer {
                 level: self.compression_level.clamp(0, 9) as u32,
                 no_context_takeover: self.compression_no_context_takeover,
             }),
+            ready_sockets: None, // made per session, in create_*
         })
     }
 }

@@ -1,0 +1,159 @@
+//! The plain `ws://` sockets that have input waiting, for `poll()` to read itself.
+//!
+//! A message that arrives while the runtime's worker waits for a CPU (two spinning main
+//! threads on two cores), or while it is parked and takes a while to wake, would wait for it
+//! before the game sees it. So each peer object keeps an edge-triggered epoll set of its
+//! plain connections' sockets beside the runtime's own: `poll()` asks it, with a zero timeout,
+//! which sockets received something, and reads a few of them through the connection's
+//! protocol — when the connection task is not using it at that moment (a `try_lock`: the
+//! game's thread never waits for the runtime). The task stays the reader of record: it is
+//! woken by the same input through tokio's registration and reads whatever is left.
+//!
+//! The cost of `poll()` grows with the sockets that received something since the last call,
+//! capped at [`CONNS_PER_POLL`], never with idle ones. Linux only (elsewhere [`ReadySockets::new`]
+//! returns `None` and the tasks read everything, as before). TLS connections are never here
+//! (their session belongs to the task), nor those with permessage-deflate (inflating stays on
+//! the runtime's threads).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::driver::Shared;
+
+/// Connections whose input one `poll()` reads at most; the rest is left to their tasks.
+pub const CONNS_PER_POLL: usize = 8;
+
+/// One peer object's set of sockets with input waiting.
+pub struct ReadySockets {
+    #[cfg(target_os = "linux")]
+    epoll: std::os::fd::OwnedFd,
+    conns: Mutex<HashMap<u64, Weak<Shared>>>,
+    next_key: AtomicU64,
+    bytes_read: AtomicU64,
+    /// Connections whose last read left input in the socket: read again at the next `poll()`
+    /// (edge-triggered, the set will not report them again).
+    again: Mutex<Vec<u64>>,
+}
+
+impl std::fmt::Debug for ReadySockets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadySockets")
+    }
+}
+
+impl ReadySockets {
+    /// A new, empty set; `None` where the platform has no epoll (or it cannot be made), or
+    /// with `RUST_WEBSOCKET_MAIN_READS=0` in the environment (the benchmark's A/B switch).
+    pub fn new() -> Option<Arc<ReadySockets>> {
+        if std::env::var("RUST_WEBSOCKET_MAIN_READS").as_deref() == Ok("0") {
+            return None;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: plain system call; the descriptor is owned from here on.
+            let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            if fd < 0 {
+                return None;
+            }
+            Some(Arc::new(ReadySockets {
+                // SAFETY: `fd` is a new descriptor nobody else owns.
+                epoll: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+                conns: Mutex::new(HashMap::new()),
+                next_key: AtomicU64::new(1),
+                bytes_read: AtomicU64::new(0),
+                again: Mutex::new(Vec::new()),
+            }))
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// Watches `tcp` for `conn` (its task calls this once the connection is open). Returns
+    /// the key to [`ReadySockets::remove`] it with.
+    pub(crate) fn add(&self, tcp: &tokio::net::TcpStream, conn: &Arc<Shared>) -> Option<u64> {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(key, Arc::downgrade(conn));
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let mut ev = libc::epoll_event {
+                events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+                u64: key,
+            };
+            // SAFETY: both descriptors are open for the duration of the call; `ev` is valid.
+            let rc = unsafe {
+                libc::epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_ADD,
+                    tcp.as_raw_fd(),
+                    &mut ev,
+                )
+            };
+            if rc != 0 {
+                self.lock().remove(&key);
+                return None;
+            }
+        }
+        Some(key)
+    }
+
+    /// Forgets a connection whose task has ended. Its socket, closed by then, has left the
+    /// epoll set by itself.
+    pub(crate) fn forget(&self, key: u64) {
+        self.lock().remove(&key);
+    }
+
+    /// The main thread's part, from `poll()`: reads the input of up to [`CONNS_PER_POLL`]
+    /// connections that received something, handing their messages to the game's queue.
+    pub fn read_ready(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let mut keys =
+                std::mem::take(&mut *self.again.lock().unwrap_or_else(|e| e.into_inner()));
+            if keys.len() < CONNS_PER_POLL {
+                let mut events = [libc::epoll_event { events: 0, u64: 0 }; CONNS_PER_POLL];
+                let room = (CONNS_PER_POLL - keys.len()) as i32;
+                // SAFETY: the buffer holds `room` events or more; a zero timeout never blocks.
+                let n = unsafe {
+                    libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), room, 0)
+                };
+                for ev in &events[..n.max(0) as usize] {
+                    let key = ev.u64;
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+            }
+            let mut again = Vec::new();
+            for key in keys {
+                // A task adding or removing its socket holds this for an instant: skip then.
+                let conn = match self.conns.try_lock() {
+                    Ok(conns) => conns.get(&key).and_then(Weak::upgrade),
+                    Err(_) => None,
+                };
+                let Some(shared) = conn else {
+                    continue;
+                };
+                let read = crate::driver::read_on_main_thread(&shared);
+                self.bytes_read
+                    .fetch_add(read.bytes as u64, Ordering::Relaxed);
+                if read.more {
+                    again.push(key);
+                }
+            }
+            *self.again.lock().unwrap_or_else(|e| e.into_inner()) = again;
+        }
+    }
+
+    /// Bytes the main thread has read from these sockets so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Shared>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

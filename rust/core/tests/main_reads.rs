@@ -1,0 +1,320 @@
+//! The main thread's reads of sockets with input waiting (`ready::ReadySockets`): with a
+//! thread standing in for the game's `poll()` reading beside the connection tasks, messages
+//! still arrive whole and in order, control frames still get their answers from the task,
+//! and backpressure still stops reading.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::events::Event;
+use rust_websocket_core::ready::ReadySockets;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{connected, greeted_client, start_plain as start, wait_for};
+
+/// A thread that calls `read_ready()` like a game's `poll()` in a fast loop, until dropped.
+struct Poller {
+    ready: Arc<ReadySockets>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    fn start() -> Poller {
+        let ready = ReadySockets::new().expect("epoll");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s) = (ready.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                r.read_ready();
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        });
+        Poller {
+            ready,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn config(&self, base: PeerConfig) -> PeerConfig {
+        PeerConfig {
+            ready_sockets: Some(self.ready.clone()),
+            ..base
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One worker for the addon's runtime in this test binary, so that [`block_runtime`] stops
+/// every connection task.
+fn one_worker() {
+    rust_websocket_core::runtime::set_worker_threads(1);
+}
+
+/// Occupies the runtime's worker for `d` (returns once it is occupied): meanwhile only the
+/// main thread can read.
+fn block_runtime(d: Duration) {
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    common::rt().spawn(async move {
+        s.store(true, Ordering::SeqCst);
+        std::thread::sleep(d);
+    });
+    while !started.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Message `i`: its index, then a body whose size cycles through 8 B, 1 KiB and 70 KiB
+/// (more than one read), filled with a pattern of `i`.
+fn message(i: u32) -> Vec<u8> {
+    let len = [8usize, 1024, 70 * 1024][i as usize % 3];
+    let mut m = i.to_le_bytes().to_vec();
+    m.extend((0..len).map(|k| (k as u32 ^ i) as u8));
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_read_by_the_main_thread_arrive_whole_and_in_order() {
+    one_worker();
+    let poller = Poller::start();
+    let config = poller.config(PeerConfig {
+        inbound_buffer_size: 1 << 20,
+        ..PeerConfig::default()
+    });
+    let (server, rx, port) = start(config);
+    let mut ws = greeted_client(port).await.0;
+    const N: u32 = 600;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            ws.feed(Message::binary(message(i))).await.unwrap();
+            // Bursts, and pauses in which the main thread is likely the first to read.
+            if i % 5 == 0 {
+                ws.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        ws.flush().await.unwrap();
+        ws
+    });
+    tokio::task::spawn_blocking(move || {
+        connected(&rx);
+        for i in 0..N {
+            let data = wait_for(&rx, |e| match e {
+                Event::Packet(p) => Some(p.data().to_vec()),
+                _ => None,
+            });
+            assert_eq!(data, message(i), "message {i}");
+        }
+    })
+    .await
+    .unwrap();
+    drop(sender.await.unwrap());
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_runtime_is_busy_the_main_thread_still_delivers() {
+    one_worker();
+    let poller = Poller::start();
+    let config = poller.config(PeerConfig {
+        inbound_buffer_size: 1 << 20,
+        ..PeerConfig::default()
+    });
+    let (server, rx, port) = start(config);
+    let mut ws = greeted_client(port).await.0;
+    let rx2 = rx.clone();
+    tokio::task::spawn_blocking(move || connected(&rx2))
+        .await
+        .unwrap();
+    const N: u32 = 30;
+    let blocked_until = std::time::Instant::now() + Duration::from_millis(1500);
+    tokio::task::spawn_blocking(|| block_runtime(Duration::from_millis(1500)))
+        .await
+        .unwrap();
+    for i in 0..N {
+        ws.send(Message::binary(message(i))).await.unwrap();
+    }
+    let read_in_time = tokio::task::spawn_blocking(move || {
+        for i in 0..N {
+            let data = wait_for(&rx, |e| match e {
+                Event::Packet(p) => Some(p.data().to_vec()),
+                _ => None,
+            });
+            assert_eq!(data, message(i), "message {i}");
+        }
+        std::time::Instant::now() < blocked_until
+    })
+    .await
+    .unwrap();
+    assert!(
+        read_in_time,
+        "the messages waited for the runtime's worker, not read by the main thread"
+    );
+    assert!(poller.ready.bytes_read() > 0);
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_and_the_close_handshake_still_get_their_answers() {
+    one_worker();
+    let poller = Poller::start();
+    let (server, rx, port) = start(poller.config(PeerConfig::default()));
+    let mut ws = greeted_client(port).await.0;
+    let (_conn, _id) = tokio::task::spawn_blocking({
+        let rx = rx.clone();
+        move || connected(&rx)
+    })
+    .await
+    .unwrap();
+    for round in 0..20u8 {
+        ws.send(Message::Ping(vec![round; 3].into())).await.unwrap();
+        let pong = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a pong in time");
+        match pong {
+            Some(Ok(Message::Pong(p))) => assert_eq!(&p[..], &[round; 3]),
+            other => panic!("expected the pong of ping {round}, got {other:?}"),
+        }
+        // Give the main thread time to be the one that reads the next ping.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The close is read by the main thread; the task answers it once it runs again.
+    tokio::task::spawn_blocking(|| block_runtime(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the close answered in time");
+    match answer {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::Normal),
+        other => panic!("expected the server's close frame, got {other:?}"),
+    }
+    let gone = tokio::task::spawn_blocking(move || {
+        wait_for(&rx, |e| match e {
+            Event::Disconnected { id } => Some(id),
+            _ => None,
+        })
+    })
+    .await
+    .unwrap();
+    assert!(gone > 0);
+    assert!(
+        poller.ready.bytes_read() > 0,
+        "the main thread read nothing"
+    );
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_that_does_not_read_still_pauses_the_main_thread_reads() {
+    one_worker();
+    let poller = Poller::start();
+    let config = poller.config(PeerConfig {
+        max_queued_packets: 16,
+        ..PeerConfig::default()
+    });
+    let (server, rx, port) = start(config);
+    let mut ws = greeted_client(port).await.0;
+    const N: u32 = 5000;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            ws.feed(Message::binary(i.to_le_bytes().to_vec()))
+                .await
+                .unwrap();
+        }
+        ws.flush().await.unwrap();
+        ws
+    });
+    let held = tokio::task::spawn_blocking(move || {
+        connected(&rx);
+        std::thread::sleep(Duration::from_millis(300));
+        let held = rx.len();
+        for i in 0..N {
+            let data = wait_for(&rx, |e| match e {
+                Event::Packet(p) => Some(p.data().to_vec()),
+                _ => None,
+            });
+            assert_eq!(data, i.to_le_bytes(), "packet {i}");
+        }
+        held
+    })
+    .await
+    .unwrap();
+    assert!(
+        held <= 17,
+        "reading went on while the game held {held} packets"
+    );
+    drop(sender.await.unwrap());
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pong_read_by_the_main_thread_goes_out_before_the_games_answer() {
+    one_worker();
+    let poller = Poller::start();
+    let (server, rx, port) = start(poller.config(PeerConfig::default()));
+    let mut ws = greeted_client(port).await.0;
+    let rx2 = rx.clone();
+    let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx2))
+        .await
+        .unwrap();
+    // The task cannot run: the main thread reads the ping and the message, and the game's
+    // answer would go straight to the socket if nothing held it for the pong.
+    tokio::task::spawn_blocking(|| block_runtime(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    ws.feed(Message::Ping(b"first".to_vec().into()))
+        .await
+        .unwrap();
+    ws.feed(Message::binary(b"question".to_vec()))
+        .await
+        .unwrap();
+    ws.flush().await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let q = wait_for(&rx, |e| match e {
+            Event::Packet(p) => Some(p.data().to_vec()),
+            _ => None,
+        });
+        assert_eq!(q, b"question");
+        conn.send(rust_websocket_core::Bytes::from_static(b"answer"), false)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) => {
+                got.push(format!("pong {}", String::from_utf8_lossy(&p)))
+            }
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                got.push(format!("binary {}", String::from_utf8_lossy(&b)))
+            }
+            other => panic!("expected a pong and the answer, got {other:?}"),
+        }
+    }
+    assert_eq!(got, ["pong first", "binary answer"]);
+    server.close();
+}
