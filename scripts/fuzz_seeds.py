@@ -202,6 +202,24 @@ def proxy_seeds() -> dict[str, bytes]:
     }
 
 
+def proxy_protocol_seeds() -> dict[str, bytes]:
+    """PROXY headers as HAProxy, nginx and AWS NLB send them, each followed by a request."""
+    import struct
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    v4 = bytes([10, 0, 0, 1, 10, 0, 0, 2]) + struct.pack(">HH", 51234, 9080)
+    v6 = bytes(15) + b"\x01" + bytes(15) + b"\x02" + struct.pack(">HH", 51234, 9080)
+    tlv = b"\x04" + struct.pack(">H", 3) + b"abc"
+    return {
+        "v1_tcp4": b"PROXY TCP4 192.0.2.1 192.0.2.2 51234 9080\r\n" + get,
+        "v1_tcp6": b"PROXY TCP6 2001:db8::1 2001:db8::2 51234 9080\r\n" + get,
+        "v1_unknown": b"PROXY UNKNOWN\r\n" + get,
+        "v2_tcp4": sig + b"\x21\x11" + struct.pack(">H", len(v4)) + v4 + get,
+        "v2_tcp6_tlv": sig + b"\x21\x21" + struct.pack(">H", len(v6 + tlv)) + v6 + tlv + get,
+        "v2_local": sig + b"\x20\x00" + struct.pack(">H", 0) + get,
+    }
+
+
 def x509_seeds() -> dict[str, bytes]:
     """Every certificate tests/tls_certs.py makes, as DER (needs `openssl`)."""
     import base64
@@ -231,6 +249,7 @@ SEEDS = {
     "close_payload": close_payload_seeds,
     "url": url_seeds,
     "proxy_headers": proxy_seeds,
+    "proxy_protocol": proxy_protocol_seeds,
     "x509": x509_seeds,
 }
 
