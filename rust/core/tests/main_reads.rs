@@ -80,6 +80,14 @@ fn block_runtime(d: Duration) {
     }
 }
 
+/// The payload of the next packet event (up to 5 s).
+fn next_packet(rx: &crossbeam_channel::Receiver<Event>) -> Vec<u8> {
+    wait_for(rx, |e| match e {
+        Event::Packet(p) => Some(p.data().to_vec()),
+        _ => None,
+    })
+}
+
 /// Message `i`: its index, then a body whose size cycles through 8 B, 1 KiB and 70 KiB
 /// (more than one read), filled with a pattern of `i`.
 fn message(i: u32) -> Vec<u8> {
@@ -115,10 +123,7 @@ async fn messages_read_by_the_main_thread_arrive_whole_and_in_order() {
     tokio::task::spawn_blocking(move || {
         connected(&rx);
         for i in 0..N {
-            let data = wait_for(&rx, |e| match e {
-                Event::Packet(p) => Some(p.data().to_vec()),
-                _ => None,
-            });
+            let data = next_packet(&rx);
             assert_eq!(data, message(i), "message {i}");
         }
     })
@@ -152,10 +157,7 @@ async fn while_the_runtime_is_busy_the_main_thread_still_delivers() {
     }
     let read_in_time = tokio::task::spawn_blocking(move || {
         for i in 0..N {
-            let data = wait_for(&rx, |e| match e {
-                Event::Packet(p) => Some(p.data().to_vec()),
-                _ => None,
-            });
+            let data = next_packet(&rx);
             assert_eq!(data, message(i), "message {i}");
         }
         std::time::Instant::now() < blocked_until
@@ -252,10 +254,7 @@ async fn a_game_that_does_not_read_still_pauses_the_main_thread_reads() {
         std::thread::sleep(Duration::from_millis(300));
         let held = rx.len();
         for i in 0..N {
-            let data = wait_for(&rx, |e| match e {
-                Event::Packet(p) => Some(p.data().to_vec()),
-                _ => None,
-            });
+            let data = next_packet(&rx);
             assert_eq!(data, i.to_le_bytes(), "packet {i}");
         }
         held
@@ -293,10 +292,7 @@ async fn a_pong_read_by_the_main_thread_goes_out_before_the_games_answer() {
         .unwrap();
     ws.flush().await.unwrap();
     tokio::task::spawn_blocking(move || {
-        let q = wait_for(&rx, |e| match e {
-            Event::Packet(p) => Some(p.data().to_vec()),
-            _ => None,
-        });
+        let q = next_packet(&rx);
         assert_eq!(q, b"question");
         conn.send(rust_websocket_core::Bytes::from_static(b"answer"), false)
             .unwrap();
