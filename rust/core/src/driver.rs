@@ -373,6 +373,11 @@ fn deliver(
                     continue;
                 }
                 conn.received(data.len(), wire);
+                // A pong or close read before this message is the task's to write: hold the
+                // socket for it before the game can see the message and answer directly.
+                if proto.pending() > 0 {
+                    conn.direct.reserve_for_task();
+                }
                 let packet = InboundPacket::new(conn.clone(), data, text);
                 events.send(Event::Packet(packet)).ok()?;
             }
