@@ -28,6 +28,7 @@ use crate::protocol::decode::{Decoder, Incoming, ReadPlan, IDLE_READ};
 use crate::protocol::deflate;
 use crate::protocol::{Output, Protocol, TIMEOUTS};
 use crate::shared_tcp::SharedTcp;
+use crate::shared_tls::{self, SharedTls, TlsSession};
 use crate::tls::MaybeTls;
 
 /// Frames are gathered into one buffer up to about this size before a socket write.
@@ -35,8 +36,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// Socket reads one `poll()` makes for one connection at most (see [`read_on_main_thread`]).
 const MAIN_READS_PER_CONN: usize = 4;
 
-/// A connection's protocol, shared by its task and (plain `ws://` only) the game's main
-/// thread, which reads sockets known to have input in `poll()` ([`crate::ready`]). The task
+/// A connection's protocol, shared by its task and the game's main thread, which reads
+/// sockets known to have input in `poll()` ([`crate::ready`]). The task
 /// locks it for each step and never across an `await`; the main thread only `try_lock`s it.
 pub(crate) struct Shared {
     live: Mutex<Live>,
@@ -49,9 +50,11 @@ pub(crate) struct Shared {
 
 struct Live {
     proto: Protocol,
-    /// The socket, for the main thread's reads (`None` for TLS, and once the task ends: it
-    /// closes the socket before it reports the end).
+    /// The socket, for the main thread's reads (`None` once the task ends: it closes the
+    /// socket before it reports the end).
     tcp: Option<Arc<TcpStream>>,
+    /// `wss://`: the TLS session the socket's bytes go through.
+    tls: Option<Arc<TlsSession>>,
     /// The task has finished: nothing more may be delivered (its end is reported next).
     done: bool,
 }
@@ -86,11 +89,12 @@ pub(crate) async fn run(
         proto.deflate_with(deflate::for_connection(agreed, ours, !client).0);
         direct_below = ours.threshold;
     }
-    let shared = |tcp| {
+    let shared = |tcp, tls| {
         Arc::new(Shared {
             live: Mutex::new(Live {
                 proto,
-                tcp,
+                tcp: Some(tcp),
+                tls,
                 done: false,
             }),
             wake: Notify::new(),
@@ -98,27 +102,28 @@ pub(crate) async fn run(
             events: events.clone(),
         })
     };
-    match stream {
-        MaybeTls::Plain(tcp) => {
-            let tcp = Arc::new(tcp);
-            conn.direct.open(tcp.clone(), client, direct_below);
-            let shared = shared(Some(tcp.clone()));
-            // Not with compression: inflating stays on the runtime's threads.
-            let key = conn
-                .ready
-                .as_ref()
-                .filter(|_| conn.info().deflate.is_none())
-                .and_then(|ready| ready.add(&tcp, &shared));
-            let (rd, wr) = (SharedTcp(tcp.clone()), SharedTcp(tcp));
-            drive(&shared, rd, wr, &outbound).await;
-            if let (Some(ready), Some(key)) = (&conn.ready, key) {
-                ready.forget(key);
-            }
+    let (tcp, tls) = match stream {
+        MaybeTls::Plain(tcp) => (Arc::new(tcp), None),
+        MaybeTls::Tls(stream) => {
+            let tls = TlsSession::new(*stream);
+            (tls.tcp.clone(), Some(tls))
         }
-        tls => {
-            let (rd, wr) = tokio::io::split(tls);
-            drive(&shared(None), rd, wr, &outbound).await;
-        }
+    };
+    conn.direct
+        .open(tcp.clone(), tls.clone(), client, direct_below);
+    let shared = shared(tcp.clone(), tls.clone());
+    // Not with compression: inflating stays on the runtime's threads.
+    let key = conn
+        .ready
+        .as_ref()
+        .filter(|_| conn.info().deflate.is_none())
+        .and_then(|ready| ready.add(&tcp, &shared));
+    match tls {
+        None => drive(&shared, SharedTcp(tcp.clone()), SharedTcp(tcp), &outbound).await,
+        Some(tls) => drive(&shared, SharedTls(tls.clone()), SharedTls(tls), &outbound).await,
+    }
+    if let (Some(ready), Some(key)) = (&conn.ready, key) {
+        ready.forget(key);
     }
 }
 
@@ -220,6 +225,7 @@ where
     let mut live = shared.lock();
     live.done = true;
     live.tcp = None;
+    live.tls = None;
     conn.close_received
         .store(live.proto.close_received(), Ordering::Release);
     report.failure = live.proto.failure().map(str::to_owned);
@@ -293,10 +299,19 @@ pub(crate) fn read_on_main_thread(shared: &Shared) -> MainRead {
     let Live {
         proto,
         tcp: Some(tcp),
+        tls,
         done: false,
     } = &mut *live
     else {
         return result;
+    };
+    // With TLS, only if the task is not using the session either.
+    let mut session = match tls {
+        Some(tls) => match tls.try_lock() {
+            Some(session) => Some(session),
+            None => return result,
+        },
+        None => None,
     };
     let before = (proto.poll_timeout(), proto.pending(), proto.closing());
     // Input ended, or delivery stopped (paused for the game's room, or nobody listens): the
@@ -308,7 +323,11 @@ pub(crate) fn read_on_main_thread(shared: &Shared) -> MainRead {
             result.more = false;
             break;
         }
-        let eof = match try_fill(tcp, proto.decoder()) {
+        let read = match session.as_deref_mut() {
+            Some(session) => try_fill_tls(session, tcp, proto.decoder()),
+            None => try_fill(tcp, proto.decoder()),
+        };
+        let eof = match read {
             Ok(0) => true,
             Ok(n) => {
                 result.bytes += n;
@@ -334,6 +353,21 @@ pub(crate) fn read_on_main_thread(shared: &Shared) -> MainRead {
     if proto.pending() > 0 {
         shared.conn.direct.reserve_for_task();
     }
+    // What the session still holds is the task's to finish: records it sealed in answer
+    // (a key update) to write, plaintext left when the read budget ran out.
+    if let Some(session) = session.as_deref_mut() {
+        if session.wants_write() {
+            shared.conn.direct.ask_tls_flush();
+            wake_task = true;
+        }
+        let plaintext = session
+            .process_new_packets()
+            .map(|s| s.plaintext_bytes_to_read());
+        if plaintext.map_or(true, |n| n > 0) {
+            wake_task = true;
+        }
+    }
+    drop(session);
     let after = (proto.poll_timeout(), proto.pending(), proto.closing());
     if wake_task || before != after || proto.end().is_some() {
         shared.wake.notify_one();
@@ -419,6 +453,9 @@ fn refill(
         batch.bytes += payload;
         batch.wire += payload;
         batch.count += 1;
+    }
+    if conn.direct.take_tls_flush() {
+        batch.flushing = true;
     }
     while batch.buf.len() + proto.pending() < WRITE_BATCH {
         match outbound.try_recv() {
@@ -533,6 +570,34 @@ fn try_fill(tcp: &TcpStream, decoder: &mut Decoder) -> io::Result<usize> {
             let n = sock.recv(buf.spare_capacity_mut())?;
             // SAFETY: `recv` initialized `n` bytes of the spare capacity.
             unsafe { buf.set_len(buf.len() + n) };
+            decoder.filled(n, ask);
+            Ok(n)
+        }
+    }
+}
+
+/// [`try_fill`] for a `wss://` connection: the plaintext of what has arrived, through its
+/// TLS session.
+fn try_fill_tls(
+    session: &mut tokio_rustls::rustls::Connection,
+    tcp: &TcpStream,
+    decoder: &mut Decoder,
+) -> io::Result<usize> {
+    match decoder.read_plan() {
+        ReadPlan::Idle => {
+            let mut first = [0u8; IDLE_READ];
+            let n = shared_tls::read_plain(session, tcp, true, &mut first)?;
+            decoder.receive(&first[..n]);
+            Ok(n)
+        }
+        ReadPlan::Buffer(ask) => {
+            let buf = decoder.buffer();
+            let start = buf.len();
+            let room = (buf.capacity() - start).min(shared_tls::RECORD);
+            buf.resize(start + room, 0);
+            let n = shared_tls::read_plain(session, tcp, true, &mut buf[start..]);
+            buf.truncate(start + *n.as_ref().unwrap_or(&0));
+            let n = n?;
             decoder.filled(n, ask);
             Ok(n)
         }

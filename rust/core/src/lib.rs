@@ -26,6 +26,7 @@ pub mod ready;
 pub mod runtime;
 pub mod server;
 mod shared_tcp;
+mod shared_tls;
 pub mod tls;
 pub mod url;
 

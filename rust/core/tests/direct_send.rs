@@ -13,7 +13,7 @@ use rust_websocket_core::Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::connected;
+use common::{connected, Transport};
 
 /// A payload of `len` bytes whose first 4 are `seq` (little-endian), the rest a pattern of it.
 fn packet(seq: u32, len: usize) -> Bytes {
@@ -41,14 +41,23 @@ fn send_all(conn: &rust_websocket_core::connection::Connection, packets: &[Bytes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_that_overflows_the_socket_arrives_whole_and_in_order() {
+    burst_in_order(Transport::Ws).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_a_burst_that_overflows_the_socket_arrives_whole_and_in_order() {
+    burst_in_order(Transport::Wss).await
+}
+
+async fn burst_in_order(transport: Transport) {
     let config = PeerConfig {
         outbound_buffer_size: 1 << 20,
         ..PeerConfig::default()
     };
-    let (server, rx, port) = common::start(None, config);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
-        .await
-        .unwrap();
+    let (server, rx, port, ca) = common::start_on(transport, config);
+    let mut ws = common::client_on(port, ca.as_deref()).await;
+    // The sender stands in for a game's main thread: its poll() refills the direct budget.
+    let _poller = common::Poller::start();
     let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx))
         .await
         .unwrap();

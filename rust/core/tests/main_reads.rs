@@ -10,55 +10,15 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rust_websocket_core::config::PeerConfig;
 use rust_websocket_core::events::Event;
-use rust_websocket_core::ready::ReadySockets;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connected, greeted_client, start_plain as start, wait_for};
-
-/// A thread that calls `read_ready()` like a game's `poll()` in a fast loop, until dropped.
-struct Poller {
-    ready: Arc<ReadySockets>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Poller {
-    fn start() -> Poller {
-        let ready = ReadySockets::new().expect("epoll");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (ready.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                r.read_ready();
-                std::thread::sleep(Duration::from_micros(20));
-            }
-        });
-        Poller {
-            ready,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn config(&self, base: PeerConfig) -> PeerConfig {
-        PeerConfig {
-            ready_sockets: Some(self.ready.clone()),
-            ..base
-        }
-    }
-}
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use common::{
+    connected, greeted_client, greeted_on, start_on, start_plain as start, wait_for, Poller,
+    Transport,
+};
 
 /// One worker for the addon's runtime in this test binary, so that [`block_runtime`] stops
 /// every connection task.
@@ -99,14 +59,23 @@ fn message(i: u32) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_read_by_the_main_thread_arrive_whole_and_in_order() {
+    arrive_whole_and_in_order(Transport::Ws).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_messages_read_by_the_main_thread_arrive_whole_and_in_order() {
+    arrive_whole_and_in_order(Transport::Wss).await
+}
+
+async fn arrive_whole_and_in_order(transport: Transport) {
     one_worker();
     let poller = Poller::start();
     let config = poller.config(PeerConfig {
         inbound_buffer_size: 1 << 20,
         ..PeerConfig::default()
     });
-    let (server, rx, port) = start(config);
-    let mut ws = greeted_client(port).await.0;
+    let (server, rx, port, ca) = start_on(transport, config);
+    let mut ws = greeted_on(port, ca.as_deref()).await.0;
     const N: u32 = 600;
     let sender = tokio::spawn(async move {
         for i in 0..N {
@@ -134,17 +103,27 @@ async fn messages_read_by_the_main_thread_arrive_whole_and_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_the_runtime_is_busy_the_main_thread_still_delivers() {
+async fn while_the_runtime_is_busy_the_main_thread_still_delivers_and_answers() {
+    runtime_busy(Transport::Ws).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_while_the_runtime_is_busy_the_main_thread_still_delivers_and_answers() {
+    runtime_busy(Transport::Wss).await
+}
+
+/// Messages arrive, and the game's answer leaves, while the runtime cannot run.
+async fn runtime_busy(transport: Transport) {
     one_worker();
     let poller = Poller::start();
     let config = poller.config(PeerConfig {
         inbound_buffer_size: 1 << 20,
         ..PeerConfig::default()
     });
-    let (server, rx, port) = start(config);
-    let mut ws = greeted_client(port).await.0;
+    let (server, rx, port, ca) = start_on(transport, config);
+    let mut ws = greeted_on(port, ca.as_deref()).await.0;
     let rx2 = rx.clone();
-    tokio::task::spawn_blocking(move || connected(&rx2))
+    let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx2))
         .await
         .unwrap();
     const N: u32 = 30;
@@ -160,7 +139,10 @@ async fn while_the_runtime_is_busy_the_main_thread_still_delivers() {
             let data = next_packet(&rx);
             assert_eq!(data, message(i), "message {i}");
         }
-        std::time::Instant::now() < blocked_until
+        let in_time = std::time::Instant::now() < blocked_until;
+        conn.send(rust_websocket_core::Bytes::from_static(b"answer"), false)
+            .unwrap();
+        in_time
     })
     .await
     .unwrap();
@@ -169,6 +151,15 @@ async fn while_the_runtime_is_busy_the_main_thread_still_delivers() {
         "the messages waited for the runtime's worker, not read by the main thread"
     );
     assert!(poller.ready.bytes_read() > 0);
+    let answer = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(
+        matches!(&answer, Ok(Some(Ok(Message::Binary(b)))) if &b[..] == b"answer"),
+        "{answer:?}"
+    );
+    assert!(
+        std::time::Instant::now() < blocked_until,
+        "the answer waited for the runtime's worker, not sent by the main thread"
+    );
     server.close();
 }
 

@@ -6,14 +6,17 @@
 //!
 //! One writer at a time: the socket belongs to nobody ([`OWNER_IDLE`]; the next writer takes
 //! it), to the main thread during one direct write, or to the task while it has frames or a
-//! partial write to finish. TLS connections have no direct path (their session state belongs
-//! to the task; BENCHMARKS.md says why).
+//! partial write to finish. For `wss://` the frame is sealed into the connection's TLS
+//! session, which the main thread only ever `try_lock`s ([`crate::shared_tls`]): when the
+//! task holds it, the message is queued.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Connection;
 use crate::frame;
+use crate::shared_tls::{self, TlsSession};
 
 pub(crate) const OWNER_IDLE: u8 = 0;
 const OWNER_MAIN: u8 = 1;
@@ -53,6 +56,8 @@ struct Socket {
     /// Messages this long or longer go to the task: with permessage-deflate they are
     /// compressed, which is the runtime's work, never the main thread's.
     direct_below: usize,
+    /// `wss://`: frames are sealed in this session and written from its buffer.
+    tls: Option<Arc<TlsSession>>,
 }
 
 #[derive(Default)]
@@ -69,17 +74,26 @@ pub(crate) struct DirectPath {
     carry: Mutex<Option<(Vec<u8>, usize)>>,
     /// When the last direct write happened (µs since the connection was made).
     last_us: AtomicU64,
+    /// A direct write left sealed TLS records in the session: the task flushes them.
+    tls_flush: AtomicBool,
 }
 
 impl DirectPath {
-    /// Opens the path (the task does, for plain TCP), for messages shorter than
-    /// `direct_below` bytes.
-    pub(crate) fn open(&self, tcp: Arc<tokio::net::TcpStream>, client: bool, direct_below: usize) {
+    /// Opens the path (the task does), for messages shorter than `direct_below` bytes;
+    /// `tls` for `wss://`.
+    pub(crate) fn open(
+        &self,
+        tcp: Arc<tokio::net::TcpStream>,
+        tls: Option<Arc<TlsSession>>,
+        client: bool,
+        direct_below: usize,
+    ) {
         *self.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(Socket {
             tcp,
             masker: client.then(frame::Masker::new),
             scratch: Vec::new(),
             direct_below,
+            tls,
         });
     }
 
@@ -129,6 +143,17 @@ impl DirectPath {
         self.carry.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
+    /// Asks the task to write what the TLS session holds sealed (the main thread left it
+    /// there: a partial direct write, or an answer the session made to what it read).
+    pub(crate) fn ask_tls_flush(&self) {
+        self.tls_flush.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the TLS session has sealed records for the task to write.
+    pub(crate) fn take_tls_flush(&self) -> bool {
+        self.tls_flush.swap(false, Ordering::SeqCst)
+    }
+
     /// Writes one data frame to the socket from this thread, if it is plain TCP, nothing else
     /// of ours is queued and nobody is writing. `false`: queue it instead.
     pub(crate) fn send(&self, conn: &Connection, data: &[u8], text: bool) -> bool {
@@ -157,6 +182,9 @@ impl DirectPath {
         buf.clear();
         frame::encode(buf, op, data, socket.masker.as_mut());
         self.last_us.store(now, Ordering::Relaxed);
+        if let Some(tls) = &socket.tls {
+            return self.send_sealed(conn, tls, buf, data.len());
+        }
         // Would-block, or a broken socket (the task finds the error on its own): 0 written.
         let written = socket.tcp.try_write(buf).unwrap_or_default();
         if written == buf.len() {
@@ -165,20 +193,59 @@ impl DirectPath {
                 *buf = Vec::new();
             }
             conn.written(data.len(), data.len(), 1);
-            self.owner.store(OWNER_IDLE, Ordering::SeqCst);
-            // The task waited for the socket, or a close was queued meanwhile: let it go on.
-            if self.task_waiting.swap(false, Ordering::SeqCst) || !conn.outbound.is_empty() {
-                conn.out_wake.notify_one();
-            }
+            self.release(conn);
             return true;
         }
         // The task owns the socket until the rest is written; the buffer goes with it.
         let mut rest = std::mem::take(buf);
         rest.drain(..written);
         *self.carry.lock().unwrap_or_else(|e| e.into_inner()) = Some((rest, data.len()));
+        self.hand_to_task(conn);
+        true
+    }
+
+    /// The direct send of a `wss://` frame, with the socket ours: sealed into the session if
+    /// the task is not using it, then written as far as the socket takes it; the session
+    /// keeps the rest, in order, for the task. `false`: queue it instead.
+    fn send_sealed(
+        &self,
+        conn: &Connection,
+        tls: &TlsSession,
+        frame: &[u8],
+        payload: usize,
+    ) -> bool {
+        let Some(mut session) = tls.try_lock() else {
+            self.release(conn);
+            return false;
+        };
+        // The session takes any length; an error means the connection is ending, and the task
+        // reports that.
+        let _ = session.writer().write_all(frame);
+        let flushed = shared_tls::write_sealed(&mut session, &tls.tcp).is_ok();
+        drop(session);
+        conn.written(payload, payload, 1);
+        if flushed {
+            self.release(conn);
+        } else {
+            self.ask_tls_flush();
+            self.hand_to_task(conn);
+        }
+        true
+    }
+
+    /// The main thread is done with the socket: free for the next writer.
+    fn release(&self, conn: &Connection) {
+        self.owner.store(OWNER_IDLE, Ordering::SeqCst);
+        // The task waited for the socket, or a close was queued meanwhile: let it go on.
+        if self.task_waiting.swap(false, Ordering::SeqCst) || !conn.outbound.is_empty() {
+            conn.out_wake.notify_one();
+        }
+    }
+
+    /// The task owns the socket until it has written what the main thread could not.
+    fn hand_to_task(&self, conn: &Connection) {
         self.owner.store(OWNER_TASK, Ordering::SeqCst);
         self.task_waiting.store(false, Ordering::SeqCst);
         conn.out_wake.notify_one();
-        true
     }
 }

@@ -2,6 +2,7 @@
 //! tokio-tungstenite's), and event waiting.
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,14 +12,14 @@ use rust_websocket_core::client::Client;
 use rust_websocket_core::config::PeerConfig;
 use rust_websocket_core::connection::Connection;
 use rust_websocket_core::events::Event;
+use rust_websocket_core::ready::ReadySockets;
 use rust_websocket_core::server::{BindAddress, Server};
 use rust_websocket_core::tls::ServerTls;
 use rust_websocket_core::url::WsUrl;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A tokio-tungstenite client connection.
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws = AnyWs;
 
 pub fn rt() -> tokio::runtime::Handle {
     rust_websocket_core::runtime::handle().expect("runtime")
@@ -40,22 +41,12 @@ pub fn start_plain(config: PeerConfig) -> (Server, Receiver<Event>, u16) {
 
 /// A tokio-tungstenite client connected to `ws://127.0.0.1:port/`, before the id greeting.
 pub async fn raw_client(port: u16) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
-        .await
-        .expect("connect");
-    ws
+    client_on(port, None).await
 }
 
 /// [`raw_client`] after the server's id greeting, with that id.
 pub async fn greeted_client(port: u16) -> (Ws, i32) {
-    let mut ws = raw_client(port).await;
-    let id = match ws.next().await {
-        Some(Ok(Message::Binary(b))) if b.len() == 4 => {
-            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        }
-        other => panic!("no id: {other:?}"),
-    };
-    (ws, id)
+    greeted_on(port, None).await
 }
 
 /// Our client connecting to `url` with the default configuration, and its event queue.
@@ -98,4 +89,149 @@ pub fn connected(rx: &Receiver<Event>) -> (Arc<Connection>, i32) {
         Event::Connected { conn, id } => Some((conn, id)),
         _ => None,
     })
+}
+
+/// A thread that does what a game's `poll()` does for the runtime, in a fast loop until
+/// dropped: reads the sockets with input waiting, refills the direct-write budget.
+pub struct Poller {
+    pub ready: Arc<ReadySockets>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    pub fn start() -> Poller {
+        let ready = ReadySockets::new().expect("epoll");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s) = (ready.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                r.read_ready();
+                rust_websocket_core::connection::refill_direct_budget();
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        });
+        Poller {
+            ready,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn config(&self, base: PeerConfig) -> PeerConfig {
+        PeerConfig {
+            ready_sockets: Some(self.ready.clone()),
+            ..base
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Which socket a test runs on: the paths differ (a TLS session between the socket and the
+/// frames), the outcomes must not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Ws,
+    Wss,
+}
+
+/// Anything a WebSocket client can run on.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// A tokio-tungstenite client on either transport.
+pub type AnyWs = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+/// A server on 127.0.0.1 over `transport`; for `wss://`, a certificate for "localhost" made
+/// here, signed by a CA of its own, whose PEM is returned for clients to trust.
+pub fn start_on(
+    transport: Transport,
+    config: PeerConfig,
+) -> (Server, Receiver<Event>, u16, Option<String>) {
+    match transport {
+        Transport::Ws => {
+            let (server, rx, port) = start(None, config);
+            (server, rx, port, None)
+        }
+        Transport::Wss => {
+            let (ca_pem, chain, key) = localhost_certificate();
+            let tls = ServerTls::from_pem(&key, &chain).expect("server TLS config");
+            let (server, rx, port) = start(Some(tls), config);
+            (server, rx, port, Some(ca_pem))
+        }
+    }
+}
+
+/// (CA certificate, leaf certificate for "localhost", leaf key), as PEM.
+fn localhost_certificate() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("leaf");
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
+/// A tokio-tungstenite client (messages up to 64 MiB) of the server on `port`, before the id
+/// greeting; `ca` is the PEM to trust for `wss://` ([`start_on`]).
+pub async fn client_on(port: u16, ca: Option<&str>) -> AnyWs {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (io, scheme, host): (Box<dyn Io>, _, _) = match ca {
+        None => (Box::new(tcp), "ws", "127.0.0.1"),
+        Some(ca) => {
+            use tokio_rustls::rustls;
+            use tokio_rustls::rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(cert.expect("CA PEM")).expect("CA");
+            }
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect("localhost".try_into().expect("name"), tcp)
+                .await
+                .expect("TLS handshake");
+            (Box::new(tls), "wss", "localhost")
+        }
+    };
+    let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
+    let url = format!("{scheme}://{host}:{port}/");
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, io, Some(limits))
+        .await
+        .expect("WebSocket handshake");
+    ws
+}
+
+/// [`client_on`] after the server's id greeting, with that id.
+pub async fn greeted_on(port: u16, ca: Option<&str>) -> (AnyWs, i32) {
+    let mut ws = client_on(port, ca).await;
+    let id = match ws.next().await {
+        Some(Ok(Message::Binary(b))) if b.len() == 4 => {
+            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        }
+        other => panic!("no id: {other:?}"),
+    };
+    (ws, id)
 }
