@@ -1,9 +1,9 @@
-//! The plain `ws://` sockets that have input waiting, for `poll()` to read itself.
+//! The sockets that have input waiting, for `poll()` to read itself.
 //!
 //! A message that arrives while the runtime's worker waits for a CPU (two spinning main
 //! threads on two cores), or while it is parked and takes a while to wake, would wait for it
 //! before the game sees it. So each peer object keeps an edge-triggered epoll set of its
-//! plain connections' sockets beside the runtime's own: `poll()` asks it, with a zero timeout,
+//! connections' sockets beside the runtime's own: `poll()` asks it, with a zero timeout,
 //! which sockets received something, and reads a few of them through the connection's
 //! protocol — when the connection task is not using it at that moment (a `try_lock`: the
 //! game's thread never waits for the runtime). The task stays the reader of record: it is
@@ -11,9 +11,9 @@
 //!
 //! The cost of `poll()` grows with the sockets that received something since the last call,
 //! capped at [`CONNS_PER_POLL`], never with idle ones. Linux only (elsewhere [`ReadySockets::new`]
-//! returns `None` and the tasks read everything, as before). TLS connections are never here
-//! (their session belongs to the task), nor those with permessage-deflate (inflating stays on
-//! the runtime's threads).
+//! returns `None` and the tasks read everything, as before). For `wss://` the TLS session is
+//! `try_lock`ed as well ([`crate::shared_tls`]). Connections with permessage-deflate are never
+//! here (inflating stays on the runtime's threads).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
