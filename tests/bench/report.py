@@ -216,12 +216,14 @@ def markdown(rows: list[list[str]], info: dict, cmdline: str, loads: dict, minut
             "rounds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if not rows:  # e.g. --only compression, whose table follows
+        lines = []
     meta = (f"Machine: {info['cores']} cores, {info['cpu_model']}, {info['mem_gib']} GiB, "
             f"Linux {info['kernel']}; {info['godot']}; {info['rustc']}; library: "
             f"{info.get('measured', 'work tree')} (HEAD {info['commit']}"
             f"{', dirty tree' if info['dirty'] else ''}). Load average before "
             f"{loads['before']}, after {loads['after']}. Run took {minutes:.1f} min: `{cmdline}`.")
-    return "\n".join(lines) + "\n\n" + meta + "\n"
+    return "\n".join(lines + ["", meta, ""]).lstrip("\n")
 
 
 # ------------------------------------------------------------------------------------------
@@ -382,6 +384,8 @@ def compression_markdown(records: list[dict]) -> str:
         peers = snap[0]["peers"]
         size = med([r["snapshot_bytes"] for r in snap])
         what = f"snapshot {size:,.0f} B × {peers} clients @ {snap[0]['hz']} Hz"
+        if snap[0].get("outbuf"):
+            what += f", outbound_buffer_size {snap[0]['outbuf']:,}"
         v, n = meds(snap, "snapshot_bytes")
         row(what, "payload bytes per message (var_to_bytes)", v, n)
         v, n = meds(snap, "client_wire_bytes_per_msg")
@@ -432,4 +436,8 @@ def compression_markdown(records: list[dict]) -> str:
         row(what, "wire bytes per message", v, n)
         v, n = meds(rs, lambda r: (r.get("cpu_us_per_packet") or {}).get("total"))
         row(what, "CPU µs per message (all threads, both processes)", v, n)
+        v, n = meds(rs, lambda r: (r.get("cpu_us_per_packet") or {}).get("client_io"))
+        row(what, "of which the sender's runtime threads (compressing)", v, n)
+        v, n = meds(rs, lambda r: (r.get("cpu_us_per_packet") or {}).get("server_io"))
+        row(what, "of which the receiver's runtime threads (inflating)", v, n)
     return "\n".join(lines) + "\n"

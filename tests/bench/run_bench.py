@@ -99,6 +99,7 @@ class Settings:
         self.compression_hz = 60
         self.compression_seconds = 3.0 if quick else 5.0
         self.compression_inflate_every = 50  # one client in 50 inflates and checks
+        self.compression_outbuf = None  # outbound_buffer_size; None: the classes' default
 
 
 # ------------------------------------------------------------------------------------------
@@ -176,6 +177,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="only re-render results.md and bench.svg from a results.json into --out")
     ap.add_argument("--compression-clients", type=int, metavar="N",
                     help="raw clients of the compression workload's broadcast (default 500)")
+    ap.add_argument("--compression-outbuf", type=int, metavar="BYTES",
+                    help="outbound_buffer_size of the compression workload's broadcasting "
+                         "server, every class (default: the classes' default, 65535)")
     ap.add_argument("-v", "--verbose", action="store_true", help="show failing processes' output")
     return ap.parse_args(argv)
 
@@ -186,6 +190,7 @@ def main(argv: list[str]) -> int:
     settings = Settings(args.quick, args.rounds)
     if args.compression_clients:
         settings.compression_clients = args.compression_clients
+    settings.compression_outbuf = args.compression_outbuf
     only = [w.strip() for w in args.only.split(",") if w.strip()]
     for w in only:
         if w not in WORKLOADS:

@@ -1,7 +1,8 @@
 """The benchmark's workloads: each measurement as headless Godot processes (tests/bench/godot/
 bench.gd), raw Python clients (rawclients.py) or the tokio-tungstenite ceiling binary, with
 its records. Used by run_bench.py, which chooses what runs, alternates the classes and
-reports."""
+reports. Over 500 lines because each workload is one method here, sharing the process,
+CPU-time and RSS helpers and the record format."""
 
 from __future__ import annotations
 
@@ -358,6 +359,8 @@ class Bench:
                     port=port, clients=n, duration=secs, hz=hz, payload="game",
                     timeout=secs + 120, stage_timeout=90, extra=[])
         args["extra"] += DEFLATE_ARGS.get(cls, [])
+        if self.s.compression_outbuf:
+            args["extra"].append(f"outbuf={self.s.compression_outbuf}")
         srv = self.godot_proc(f"compression-server[{cls}]", **args)
         if srv.wait_line("@@READY", 20) is None:
             srv.finish(5)
@@ -409,7 +412,7 @@ class Bench:
                     peers = connected or 1
                     rec = {"workload": "compression", "cls": cls, "round": rnd,
                            "peers": connected, "peers_at_end": r["peers"], "sent": sent,
-                           "hz": hz, "ticks": r["ticks"],
+                           "hz": hz, "ticks": r["ticks"], "outbuf": self.s.compression_outbuf,
                            "achieved_hz": r["ticks"] / r["wall_s"] if r.get("wall_s") else None,
                            "ms_p50": r["ms_p50"],
                            "ms_p99": r["ms_p99"], "ms_mean": r["ms_mean"],
