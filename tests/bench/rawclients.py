@@ -47,6 +47,7 @@ class Stats:
         self.ready = 0
         self.closed = 0
         self.sent = 0
+        self.opened = 0
         self.compressed = 0
         self.negotiated = 0
         self.inflated = 0
@@ -195,7 +196,8 @@ async def grow(port: int, clients: list, stats: Stats, target: int, concurrency:
         nonlocal failures
         async with sem:
             for _attempt in range(5):
-                k = len(clients)
+                k = stats.opened  # every attempt numbered once (concurrent ones too)
+                stats.opened += 1
                 c = RawClient(stats, deflate, deflate and inflate_every > 0 and k % inflate_every == 0)
                 try:
                     await c.open(port, 15.0)

@@ -347,6 +347,7 @@ def plot_svg(records: list[dict], path: str, subtitle: str) -> None:
 # The compression workload (issue 14): its own table, three classes side by side
 
 COMPRESSION_COLS = (("rust-z", "rust, compression on"), ("rust-z1", "rust, on, level 1"),
+                    ("rust-znc", "rust, on, no context takeover"),
                     ("rust", "rust, compression off"), ("builtin", "built-in"))
 
 

@@ -26,8 +26,9 @@ Workloads (every one bounded in time; the processes stop by themselves):
               drains each frame: ms per frame, snapshots delivered, inputs received  rust, builtin
   ceiling     the throughput and round-trip workloads with tokio-tungstenite alone
               (tests/bench/ceiling), plain and through the addon's queue architecture
-  compression permessage-deflate (issue 14), four classes: rust with compression_enabled
-              (rust-z; rust-z1 at compression_level 1), rust without, built-in. A game snapshot (var_to_bytes of 100 moving
+  compression permessage-deflate (issue 14), five classes: rust with compression_enabled
+              (rust-z; rust-z1 at compression_level 1; rust-znc without context
+              takeover), rust without, built-in. A game snapshot (var_to_bytes of 100 moving
               entities, about 10.8 KB) broadcast at 60 Hz to raw clients that offer deflate:
               bytes on the wire and server CPU µs per message, main-thread ms per frame, RSS
               per connection idle and busy, delivered/expected; then one-way 16 KiB throughput
@@ -68,8 +69,8 @@ CLASS_NAMES = {"rust": "RustWebSocketMultiplayerPeer", "builtin": "WebSocketMult
 WORKLOADS = ["throughput", "tls", "poll", "rtt", "rpc", "fanout", "game", "ceiling",
              "compression"]
 # The compression workload's classes: rust-z is the rust class with compression_enabled,
-# rust-z1 the same with compression_level 1.
-COMPRESSION_CLASSES = ["rust-z", "rust-z1", "rust", "builtin"]
+# rust-z1 the same with compression_level 1, rust-znc with compression_no_context_takeover.
+COMPRESSION_CLASSES = ["rust-z", "rust-z1", "rust-znc", "rust", "builtin"]
 SIZES = [64, 1024, 16384, 61440]
 TLS_SIZES = [1024, 16384]  # the tls workload: one-way throughput over wss
 

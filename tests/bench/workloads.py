@@ -25,8 +25,10 @@ CEILING_BIN = os.path.join(CEILING_TARGET, "release", "rwsmp-bench-ceiling")
 # Same (raised) buffers for both WebSocket classes in the streaming workloads: 8 MiB in and out,
 # 131072 queued packets. The sender's window (2 MiB / 16384 packets) stays far below them.
 BIG_BUFFERS = ["inbuf=8388608", "outbuf=8388608", "maxq=131072"]
-# The compression workload's rust classes with compression on: level 6 (the default) and 1.
-DEFLATE_ARGS = {"rust-z": ["deflate=1"], "rust-z1": ["deflate=1", "deflate_level=1"]}
+# The compression workload's rust classes with compression on: level 6 (the default), level 1,
+# and level 6 without context takeover.
+DEFLATE_ARGS = {"rust-z": ["deflate=1"], "rust-z1": ["deflate=1", "deflate_level=1"],
+                "rust-znc": ["deflate=1", "deflate_nct=1"]}
 
 
 class Bench:

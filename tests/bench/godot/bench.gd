@@ -17,7 +17,8 @@
 ##               remade each tick (the compression workload)
 ##
 ## `deflate=1` turns on compression_enabled (rust only; both ends of a throughput pair get it),
-## `deflate_level=N` sets its compression_level (default 6).
+## `deflate_level=N` sets its compression_level (default 6), `deflate_nct=1` turns on
+## compression_no_context_takeover.
 ## throughput `payload=json|random`: the sender rotates 16 pre-made messages of `size` bytes,
 ## a leaderboard JSON document or random bytes, instead of one fixed pattern.
 ##
@@ -204,6 +205,7 @@ func new_peer() -> MultiplayerPeer:
 				print("@@ERROR deflate=1: only the rust class has compression_enabled")
 			p.set("compression_enabled", true)
 			p.set("compression_level", argi("deflate_level", 6))
+			p.set("compression_no_context_takeover", A.get("deflate_nct", "0") == "1")
 	p.peer_connected.connect(func(_id: int) -> void: _connected += 1)
 	p.peer_disconnected.connect(func(_id: int) -> void: _connected -= 1)
 	return p
