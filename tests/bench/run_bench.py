@@ -32,7 +32,9 @@ Workloads (every one bounded in time; the processes stop by themselves):
               entities, about 10.8 KB) broadcast at 60 Hz to raw clients that offer deflate:
               bytes on the wire and server CPU µs per message, main-thread ms per frame, RSS
               per connection idle and busy, delivered/expected; then one-way 16 KiB throughput
-              of a JSON leaderboard and of random bytes (--compression-clients N, default 500)
+              of a JSON leaderboard and of random bytes (--compression-clients N, default 500;
+              --compression-outbuf BYTES). Runs only when named in --only; its classes
+              are its own (--classes does not apply).
 
 Every measurement alternates the classes (A B A B ...) in the same run, each trial in fresh
 processes; the table gives medians over the rounds and the rust/built-in ratio. Outputs go to
@@ -159,8 +161,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds, smaller counts (< 3 min)")
     ap.add_argument("--rounds", type=int, help="rounds per measurement (default 3, quick 1)")
-    ap.add_argument("--only", default=",".join(WORKLOADS),
-                    help=f"comma-separated workloads among {','.join(WORKLOADS)}")
+    ap.add_argument("--only", default=",".join(w for w in WORKLOADS if w != "compression"),
+                    help=f"comma-separated workloads among {','.join(WORKLOADS)} (default: all "
+                         "but compression, which runs only when named)")
     ap.add_argument("--classes", default="rust,builtin,enet",
                     help="peer classes to measure, in alternation order (default rust,builtin,enet)")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)),
