@@ -8,12 +8,21 @@ idle-connection, fan-out and game-tick workloads, so the
 clients cost the machine far less than Godot clients would and are the same for every server
 class.
 
-    python3 tests/bench/rawclients.py PORT [--concurrency 8]
+    python3 tests/bench/rawclients.py PORT [--concurrency 8] [--deflate] [--inflate-every K]
+
+--deflate: every client offers permessage-deflate (`permessage-deflate; client_max_window_bits`,
+as browsers do) and counts the compressed messages (RSV1); it never compresses what it sends.
+With --inflate-every K, one client in K also inflates every message it gets (zlib, context
+takeover unless the server declined it) and counts the decompressed bytes and any failure, so
+the payload is checked without every client paying for zlib.
 
 Commands, one per line on stdin; each is answered by one line on stdout:
     grow N     open connections until N are ready (got their id) -> `ok N SECONDS` or `err ...`
     reset      zero the message counters                           -> `ok`
-    count      -> `count MESSAGES BYTES READY CLOSED`
+    count      -> `count MESSAGES BYTES READY CLOSED COMPRESSED NEGOTIATED INFLATED
+                  INFLATED_BYTES INFLATE_ERRORS` (BYTES: payload as on the wire; COMPRESSED:
+                  messages with RSV1; NEGOTIATED: upgrades answered with permessage-deflate;
+                  INFLATED*: the checking clients' messages and their decompressed bytes)
     send HZ SIZE  every client starts sending a SIZE-byte binary message HZ times a second
                (masked, as a client must; clients start at spread-out times)  -> `ok`
     stop       stops the senders                                   -> `ok SENT`
@@ -28,6 +37,7 @@ import base64
 import os
 import sys
 import time
+import zlib
 
 
 class Stats:
@@ -37,13 +47,23 @@ class Stats:
         self.ready = 0
         self.closed = 0
         self.sent = 0
+        self.opened = 0
+        self.compressed = 0
+        self.negotiated = 0
+        self.inflated = 0
+        self.inflated_bytes = 0
+        self.inflate_errors = 0
 
 
 class RawClient:
     """One connection. Server frames are unmasked; we never send anything after the upgrade."""
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, deflate: bool = False, inflate: bool = False) -> None:
         self.stats = stats
+        self.deflate = deflate
+        self.inflate = inflate
+        self.takeover = True  # the server keeps its compression context between messages
+        self.inflater = None
         self.got_id: asyncio.Future = asyncio.get_running_loop().create_future()
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task | None = None
@@ -55,10 +75,18 @@ class RawClient:
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                      "Sec-WebSocket-Version: 13\r\n"
+                      + ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                         if self.deflate else "") + "\r\n").encode())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
             raise ConnectionError(f"upgrade refused: {head[:80]!r}")
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "sec-websocket-extensions" and \
+                    "permessage-deflate" in value:
+                self.stats.negotiated += 1
+                self.takeover = "server_no_context_takeover" not in value
         self.task = asyncio.get_running_loop().create_task(self._read(reader))
         await asyncio.wait_for(asyncio.shield(self.got_id), timeout)
 
@@ -97,6 +125,11 @@ class RawClient:
                     elif opcode in (1, 2):
                         st.messages += 1
                         st.bytes += b1
+                        rsv1 = buf[pos] & 0x40
+                        if rsv1:
+                            st.compressed += 1
+                        if self.inflate:
+                            self._inflate(bytes(buf[pos + hdr:pos + hdr + b1]), rsv1)
                     elif opcode == 8:
                         raise EOFError
                     pos += hdr + b1
@@ -108,6 +141,23 @@ class RawClient:
             st.closed += 1
             if not self.got_id.done():
                 self.got_id.set_exception(ConnectionError("closed before the id"))
+
+    def _inflate(self, payload: bytes, compressed: bool) -> None:
+        """Decompresses one unfragmented message (RFC 7692: append 00 00 ff ff) and counts it."""
+        st = self.stats
+        if not compressed:
+            st.inflated += 1
+            st.inflated_bytes += len(payload)
+            return
+        if self.inflater is None or not self.takeover:
+            self.inflater = zlib.decompressobj(-15)
+        try:
+            out = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
+            st.inflated += 1
+            st.inflated_bytes += len(out)
+        except zlib.error:
+            st.inflate_errors += 1
+            self.inflater = None
 
     async def send_loop(self, hz: float, size: int) -> None:
         """One masked binary frame of `size` bytes every 1/hz s, from a random phase."""
@@ -136,7 +186,8 @@ class RawClient:
             self.writer.transport.abort()
 
 
-async def grow(port: int, clients: list, stats: Stats, target: int, concurrency: int) -> str:
+async def grow(port: int, clients: list, stats: Stats, target: int, concurrency: int,
+               deflate: bool = False, inflate_every: int = 0) -> str:
     start = time.monotonic()
     sem = asyncio.Semaphore(concurrency)
     failures = 0
@@ -145,7 +196,9 @@ async def grow(port: int, clients: list, stats: Stats, target: int, concurrency:
         nonlocal failures
         async with sem:
             for _attempt in range(5):
-                c = RawClient(stats)
+                k = stats.opened  # every attempt numbered once (concurrent ones too)
+                stats.opened += 1
+                c = RawClient(stats, deflate, deflate and inflate_every > 0 and k % inflate_every == 0)
                 try:
                     await c.open(port, 15.0)
                     clients.append(c)
@@ -170,6 +223,10 @@ async def main() -> None:
     concurrency = 8
     if "--concurrency" in sys.argv:
         concurrency = int(sys.argv[sys.argv.index("--concurrency") + 1])
+    deflate = "--deflate" in sys.argv
+    inflate_every = 0
+    if "--inflate-every" in sys.argv:
+        inflate_every = int(sys.argv[sys.argv.index("--inflate-every") + 1])
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -187,13 +244,20 @@ async def main() -> None:
             break
         cmd, *rest = line.split()
         if cmd == "grow":
-            say(await grow(port, clients, stats, int(rest[0]), concurrency))
+            say(await grow(port, clients, stats, int(rest[0]), concurrency, deflate,
+                           inflate_every))
         elif cmd == "reset":
             stats.messages = 0
             stats.bytes = 0
+            stats.compressed = 0
+            stats.inflated = 0
+            stats.inflated_bytes = 0
+            stats.inflate_errors = 0
             say("ok")
         elif cmd == "count":
-            say(f"count {stats.messages} {stats.bytes} {stats.ready} {stats.closed}")
+            say(f"count {stats.messages} {stats.bytes} {stats.ready} {stats.closed} "
+                f"{stats.compressed} {stats.negotiated} {stats.inflated} {stats.inflated_bytes} "
+                f"{stats.inflate_errors}")
         elif cmd == "send":
             hz, size = float(rest[0]), int(rest[1])
             stats.sent = 0

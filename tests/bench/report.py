@@ -216,12 +216,14 @@ def markdown(rows: list[list[str]], info: dict, cmdline: str, loads: dict, minut
             "rounds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if not rows:  # e.g. --only compression, whose table follows
+        lines = []
     meta = (f"Machine: {info['cores']} cores, {info['cpu_model']}, {info['mem_gib']} GiB, "
             f"Linux {info['kernel']}; {info['godot']}; {info['rustc']}; library: "
             f"{info.get('measured', 'work tree')} (HEAD {info['commit']}"
             f"{', dirty tree' if info['dirty'] else ''}). Load average before "
             f"{loads['before']}, after {loads['after']}. Run took {minutes:.1f} min: `{cmdline}`.")
-    return "\n".join(lines) + "\n\n" + meta + "\n"
+    return "\n".join(lines + ["", meta, ""]).lstrip("\n")
 
 
 # ------------------------------------------------------------------------------------------
@@ -339,3 +341,104 @@ def plot_svg(records: list[dict], path: str, subtitle: str) -> None:
         f.write("\n".join(parts) + "\n")
 
 
+
+
+# ------------------------------------------------------------------------------------------
+# The compression workload (issue 14): its own table, three classes side by side
+
+COMPRESSION_COLS = (("rust-z", "rust, compression on"), ("rust-z1", "rust, on, level 1"),
+                    ("rust-znc", "rust, on, no context takeover"),
+                    ("rust", "rust, compression off"), ("builtin", "built-in"))
+
+
+def compression_markdown(records: list[dict]) -> str:
+    """The compression workload's table (empty string if it did not run): medians over the
+    rounds, the ratio of compression on to off and the issue's targets."""
+    snap = pick(records, workload="compression")
+    tp = pick(records, workload="compression_tp")
+    if not snap and not tp:
+        return ""
+    head = ["workload", "metric"] + [label for _, label in COMPRESSION_COLS] + \
+        ["on / off", "target", "rounds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+
+    def meds(recs: list[dict], key) -> tuple[dict, int]:
+        out, n = {}, 0
+        for cls, _ in COMPRESSION_COLS:
+            rs = pick(recs, cls=cls)
+            vals = [key(r) if callable(key) else r.get(key) for r in rs]
+            if any(v is not None for v in vals):
+                out[cls] = med(vals)
+                n = max(n, len(rs))
+        return out, n
+
+    def row(what: str, metric: str, v: dict, n: int, target: str = "", met=None,
+            digits: int = 3) -> None:
+        on, off = v.get("rust-z"), v.get("rust")
+        r = f"{on / off:.{digits}g}×" if on is not None and off else "—"
+        mark = "" if met is None else (" ✅ met" if met else " ❌ not met")
+        show = (lambda x: "—" if x is None else f"{x:.4f}") if digits == 4 else fmt
+        lines.append("| " + " | ".join([what, metric] + [show(v.get(c)) for c, _ in COMPRESSION_COLS]
+                                        + [r, (target + mark).strip(), str(n)]) + " |")
+
+    if snap:
+        peers = snap[0]["peers"]
+        size = med([r["snapshot_bytes"] for r in snap])
+        what = f"snapshot {size:,.0f} B × {peers} clients @ {snap[0]['hz']} Hz"
+        if snap[0].get("outbuf"):
+            what += f", outbound_buffer_size {snap[0]['outbuf']:,}"
+        v, n = meds(snap, "snapshot_bytes")
+        row(what, "payload bytes per message (var_to_bytes)", v, n)
+        v, n = meds(snap, "client_wire_bytes_per_msg")
+        on, off = v.get("rust-z"), v.get("rust")
+        row(what, "wire bytes per message (read by the clients)", v, n, "≥ 3× fewer",
+            (off / on >= 3) if on and off else None)
+        v, n = meds(snap, "server_wire_bytes_per_msg")
+        row(what, "wire bytes per message (server get_stats)", v, n)
+        v, n = meds(snap, "cpu_us_per_msg")
+        row(what, "server CPU µs per message (all threads, making the snapshot excluded)", v, n)
+        v, n = meds(snap, "cpu_us_per_msg_main")
+        row(what, "of which the main thread", v, n)
+        v, n = meds(snap, "ms_p50")
+        on, off = v.get("rust-z"), v.get("rust")
+        row(what, "server main-thread ms/frame p50", v, n, "unchanged (≤ 1.2× off)",
+            (on <= 1.2 * off) if on is not None and off else None)
+        v, n = meds(snap, "ms_p99")
+        row(what, "server main-thread ms/frame p99", v, n)
+        v, n = meds(snap, "oncpu_ms_p50")
+        row(what, "main thread on CPU ms/frame p50", v, n)
+        v, n = meds(snap, "rss_idle_kib_per_conn")
+        row(what, "server RSS KiB per connection, idle", v, n)
+        v, n = meds(snap, "rss_busy_kib_per_conn")
+        row(what, "server RSS KiB per connection, busy (highest)", v, n)
+        v, n = meds(snap, "peers_at_end")
+        row(what, "clients still connected at the end", v, n)
+        v, n = meds(snap, "achieved_hz")
+        row(what, "broadcasts per second achieved", v, n)
+        v, n = meds(snap, "delivered_ratio")
+        row(what, "delivered/expected", v, n, digits=4)
+        v, n = meds(snap, "compressed_share")
+        row(what, "messages compressed (RSV1)", v, n)
+        v, n = meds(snap, lambda r: r["inflate_errors"])
+        row(what, "inflate errors at the checking clients", v, n)
+    for payload, label in (("json", "16 KiB JSON leaderboard"), ("random", "16 KiB random bytes")):
+        rs = pick(tp, payload=payload)
+        if not rs:
+            continue
+        what = f"one-way {label}, 100 µs sleep/frame"
+        v, n = meds(rs, "mbps")
+        on, off = v.get("rust-z"), v.get("rust")
+        if payload == "random":
+            row(what, "MB/s (payload)", v, n, "on ≥ 70% of off",
+                (on >= 0.7 * off) if on is not None and off else None)
+        else:
+            row(what, "MB/s (payload)", v, n)
+        v, n = meds(rs, lambda r: r.get("wire_ratio", 1.0) * r["size"])
+        row(what, "wire bytes per message", v, n)
+        v, n = meds(rs, lambda r: (r.get("cpu_us_per_packet") or {}).get("total"))
+        row(what, "CPU µs per message (all threads, both processes)", v, n)
+        v, n = meds(rs, lambda r: (r.get("cpu_us_per_packet") or {}).get("client_io"))
+        row(what, "of which the sender's runtime threads (compressing)", v, n)
+        v, n = meds(rs, lambda r: (r.get("cpu_us_per_packet") or {}).get("server_io"))
+        row(what, "of which the receiver's runtime threads (inflating)", v, n)
+    return "\n".join(lines) + "\n"

@@ -26,6 +26,15 @@ Workloads (every one bounded in time; the processes stop by themselves):
               drains each frame: ms per frame, snapshots delivered, inputs received  rust, builtin
   ceiling     the throughput and round-trip workloads with tokio-tungstenite alone
               (tests/bench/ceiling), plain and through the addon's queue architecture
+  compression permessage-deflate (issue 14), five classes: rust with compression_enabled
+              (rust-z; rust-z1 at compression_level 1; rust-znc without context
+              takeover), rust without, built-in. A game snapshot (var_to_bytes of 100 moving
+              entities, about 10.8 KB) broadcast at 60 Hz to raw clients that offer deflate:
+              bytes on the wire and server CPU µs per message, main-thread ms per frame, RSS
+              per connection idle and busy, delivered/expected; then one-way 16 KiB throughput
+              of a JSON leaderboard and of random bytes (--compression-clients N, default 500;
+              --compression-outbuf BYTES). Runs only when named in --only; its classes
+              are its own (--classes does not apply).
 
 Every measurement alternates the classes (A B A B ...) in the same run, each trial in fresh
 processes; the table gives medians over the rounds and the rust/built-in ratio. Outputs go to
@@ -54,12 +63,16 @@ import time
 from benchlib import (REPO, build_addon, library_names, loadavg, log, machine_info,
                       make_project, nofile, raise_nofile)
 import godot_bin  # found through benchlib, which puts tests/ on sys.path
-from report import GAME_INPUT_HZ, markdown, plot_svg, summarize
+from report import GAME_INPUT_HZ, compression_markdown, markdown, plot_svg, summarize
 from workloads import CEILING_DIR, CEILING_TARGET, Bench
 
 CLASS_NAMES = {"rust": "RustWebSocketMultiplayerPeer", "builtin": "WebSocketMultiplayerPeer",
                "enet": "ENetMultiplayerPeer"}
-WORKLOADS = ["throughput", "tls", "poll", "rtt", "rpc", "fanout", "game", "ceiling"]
+WORKLOADS = ["throughput", "tls", "poll", "rtt", "rpc", "fanout", "game", "ceiling",
+             "compression"]
+# The compression workload's classes: rust-z is the rust class with compression_enabled,
+# rust-z1 the same with compression_level 1, rust-znc with compression_no_context_takeover.
+COMPRESSION_CLASSES = ["rust-z", "rust-z1", "rust-znc", "rust", "builtin"]
 SIZES = [64, 1024, 16384, 61440]
 TLS_SIZES = [1024, 16384]  # the tls workload: one-way throughput over wss
 
@@ -85,6 +98,11 @@ class Settings:
         self.fanout_seconds = 3.0 if quick else 10.0
         self.fanout_rounds = 1 if quick else 2
         self.ceiling_duration = 1.0 if quick else 2.0
+        self.compression_clients = 100 if quick else 500
+        self.compression_hz = 60
+        self.compression_seconds = 3.0 if quick else 5.0
+        self.compression_inflate_every = 50  # one client in 50 inflates and checks
+        self.compression_outbuf = None  # outbound_buffer_size; None: the classes' default
 
 
 # ------------------------------------------------------------------------------------------
@@ -143,8 +161,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds, smaller counts (< 3 min)")
     ap.add_argument("--rounds", type=int, help="rounds per measurement (default 3, quick 1)")
-    ap.add_argument("--only", default=",".join(WORKLOADS),
-                    help=f"comma-separated workloads among {','.join(WORKLOADS)}")
+    ap.add_argument("--only", default=",".join(w for w in WORKLOADS if w != "compression"),
+                    help=f"comma-separated workloads among {','.join(WORKLOADS)} (default: all "
+                         "but compression, which runs only when named)")
     ap.add_argument("--classes", default="rust,builtin,enet",
                     help="peer classes to measure, in alternation order (default rust,builtin,enet)")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)),
@@ -160,6 +179,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                          "is below L")
     ap.add_argument("--from-json", metavar="FILE",
                     help="only re-render results.md and bench.svg from a results.json into --out")
+    ap.add_argument("--compression-clients", type=int, metavar="N",
+                    help="raw clients of the compression workload's broadcast (default 500)")
+    ap.add_argument("--compression-outbuf", type=int, metavar="BYTES",
+                    help="outbound_buffer_size of the compression workload's broadcasting "
+                         "server, every class (default: the classes' default, 65535)")
     ap.add_argument("-v", "--verbose", action="store_true", help="show failing processes' output")
     return ap.parse_args(argv)
 
@@ -168,6 +192,9 @@ def main(argv: list[str]) -> int:
     global SIZES
     args = parse_args(argv)
     settings = Settings(args.quick, args.rounds)
+    if args.compression_clients:
+        settings.compression_clients = args.compression_clients
+    settings.compression_outbuf = args.compression_outbuf
     only = [w.strip() for w in args.only.split(",") if w.strip()]
     for w in only:
         if w not in WORKLOADS:
@@ -184,6 +211,9 @@ def main(argv: list[str]) -> int:
         settings = Settings(data.get("quick", False), data.get("rounds"))
         rows, _ = summarize(data["records"], settings)
         md = markdown(rows, data["machine"], data["command"], data["load"], data["minutes"])
+        comp = compression_markdown(data["records"])
+        if comp:
+            md += "\n" + comp
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
             f.write(md)
@@ -267,6 +297,12 @@ def main(argv: list[str]) -> int:
         if "game" in only and rnd <= settings.fanout_rounds:
             for cls in ws_classes:
                 bench.fanout(cls, rnd, GAME_INPUT_HZ)
+        if "compression" in only:
+            for cls in COMPRESSION_CLASSES:
+                bench.compression(cls, rnd)
+            for payload in ("json", "random"):
+                for cls in COMPRESSION_CLASSES:
+                    bench.throughput(cls, 16384, rnd, 100, payload=payload)
         if "ceiling" in only and rnd <= (1 if settings.quick else 2):
             for size in SIZES:
                 bench.ceiling("plain", size, rnd)
@@ -279,6 +315,9 @@ def main(argv: list[str]) -> int:
     cmdline = "python3 tests/bench/run_bench.py " + " ".join(argv)
     rows, verdicts = summarize(bench.records, settings)
     md = markdown(rows, info, cmdline.strip(), loads, minutes)
+    comp = compression_markdown(bench.records)
+    if comp:
+        md += "\n" + comp
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
         json.dump({"when": datetime.datetime.now(datetime.timezone.utc).isoformat(),

@@ -1,7 +1,8 @@
 """The benchmark's workloads: each measurement as headless Godot processes (tests/bench/godot/
 bench.gd), raw Python clients (rawclients.py) or the tokio-tungstenite ceiling binary, with
 its records. Used by run_bench.py, which chooses what runs, alternates the classes and
-reports."""
+reports. Over 500 lines because each workload is one method here, sharing the process,
+CPU-time and RSS helpers and the record format."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ CEILING_BIN = os.path.join(CEILING_TARGET, "release", "rwsmp-bench-ceiling")
 # Same (raised) buffers for both WebSocket classes in the streaming workloads: 8 MiB in and out,
 # 131072 queued packets. The sender's window (2 MiB / 16384 packets) stays far below them.
 BIG_BUFFERS = ["inbuf=8388608", "outbuf=8388608", "maxq=131072"]
+# The compression workload's rust classes with compression on: level 6 (the default), level 1,
+# and level 6 without context takeover.
+DEFLATE_ARGS = {"rust-z": ["deflate=1"], "rust-z1": ["deflate=1", "deflate_level=1"],
+                "rust-znc": ["deflate=1", "deflate_nct=1"]}
 
 
 class Bench:
@@ -68,10 +73,19 @@ class Bench:
     # 1. throughput
 
     def throughput(self, cls: str, size: int, rnd: int, sleep_usec: int = 0,
-                   tls: bool = False) -> None:
+                   tls: bool = False, payload: str = "") -> None:
+        """One-way client -> server. `payload` (the compression workload): json|random
+        messages instead of the fixed pattern, and `cls` may be `rust-z`, the rust class with
+        compression_enabled on both ends."""
         port = free_port()
         timeout = self.s.tp_warmup + self.s.tp_duration + 25
         extra = list(BIG_BUFFERS)
+        label = cls
+        if payload:
+            extra.append(f"payload={payload}")
+            if cls.startswith("rust-z"):
+                extra += DEFLATE_ARGS[cls]
+                cls = "rust"
         tls_dir = None
         if tls:
             tls_dir = tempfile.mkdtemp(prefix="rwsmp-bench-tls-")
@@ -80,14 +94,16 @@ class Bench:
                       warmup=self.s.tp_warmup, duration=self.s.tp_duration, timeout=timeout,
                       sleep_usec=sleep_usec, extra=extra)
         try:
-            self._throughput(cls, size, rnd, sleep_usec, tls, common, timeout)
+            self._throughput(label, size, rnd, sleep_usec, tls, common, timeout, payload)
         finally:
             if tls_dir:
                 shutil.rmtree(tls_dir, ignore_errors=True)
 
     def _throughput(self, cls: str, size: int, rnd: int, sleep_usec: int, tls: bool,
-                    common: dict, timeout: float) -> None:
+                    common: dict, timeout: float, payload: str = "") -> None:
         workload = "throughput_tls" if tls else "throughput"
+        if payload:
+            workload = "compression_tp"
         what = f"{workload} {cls} {size}"
         procs = self.server_then_client("tp", what, **common)
         if procs is None:
@@ -117,12 +133,20 @@ class Bench:
                "receiver_frames": r.get("frames"), "exit_codes": [srv.rc, cli.rc],
                "cpu_us_per_packet": cpu,
                "cpu_s": {"server": srv.cpu_seconds(), "client": cli.cpu_seconds()}}
+        if payload:
+            rec["payload"] = payload
+            # bytes as they crossed the wire per payload byte (the receiver's get_stats; only
+            # the rust class has it, and without compression it is 1)
+            if r.get("payload_bytes_in"):
+                rec["wire_ratio"] = r["wire_bytes_in"] / r["payload_bytes_in"]
         self.record(rec)
         flag = "" if r["complete"] and rec["put_errors"] == 0 else \
             f"  INCOMPLETE ({r['received_total']}/{r['sent_total']}, put errors {rec['put_errors']})"
         if srv.rc or cli.rc:
             flag += f"  (exit codes: server {srv.rc}, client {cli.rc})"
-        log(f"  {'wss' if tls else 'throughput'} {size:>6} B {sleep_label(sleep_usec):<9} {cls:<8} {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s{flag}")
+        if payload:
+            flag += f"  wire/payload {rec.get('wire_ratio', 1.0):.3f}"
+        log(f"  {'wss' if tls else payload or 'throughput'} {size:>6} B {sleep_label(sleep_usec):<9} {cls:<8} {r['pps']:>12,.0f} packets/s {r['mbps']:>9.1f} MB/s{flag}")
 
     # --------------------------------------------------------------------------------------
     # 3. rtt
@@ -317,6 +341,123 @@ class Bench:
         if not any(r["workload"] == workload and r["cls"] == cls and r["round"] == rnd
                    for r in self.records):
             self.fail(f"{workload} {cls}", [srv, raw])
+
+    # --------------------------------------------------------------------------------------
+    # 8. compression: a game snapshot broadcast, with and without permessage-deflate
+
+    def compression(self, cls: str, rnd: int) -> None:
+        """The fan-out loop with `payload=game` (var_to_bytes of 100 moving entities, remade
+        each tick) to raw clients that offer permessage-deflate. `cls`: rust-z (the rust class
+        with compression_enabled), rust, builtin. Besides the frame times: the server's CPU
+        time (every thread, /proc) over the broadcast per message sent, its VmRSS with no
+        client, with every client connected and idle, and the highest during the broadcast,
+        and the payload bytes the clients read per message (the wire's, without frame
+        headers)."""
+        port = free_port()
+        n = self.s.compression_clients
+        hz = self.s.compression_hz
+        secs = self.s.compression_seconds
+        args = dict(workload="fanout", role="server", cls="builtin" if cls == "builtin" else "rust",
+                    port=port, clients=n, duration=secs, hz=hz, payload="game",
+                    timeout=secs + 120, stage_timeout=90, extra=[])
+        args["extra"] += DEFLATE_ARGS.get(cls, [])
+        if self.s.compression_outbuf:
+            args["extra"].append(f"outbuf={self.s.compression_outbuf}")
+        srv = self.godot_proc(f"compression-server[{cls}]", **args)
+        if srv.wait_line("@@READY", 20) is None:
+            srv.finish(5)
+            return self.fail(f"compression {cls}", [srv])
+        time.sleep(0.5)
+        rss_base = read_rss_kib(srv.pid)
+        raw = Proc([sys.executable, RAWCLIENTS, str(port), "--concurrency", "8", "--deflate",
+                    "--inflate-every", str(self.s.compression_inflate_every)],
+                   f"rawclients[{cls}]", stdin=subprocess.PIPE)
+        try:
+            raw.send(f"grow {n}")
+            ans = raw.wait_line("", 120)
+            if not ans or not ans.startswith("ok"):
+                log(f"  ! rawclients: {ans}")
+            elif (stage := srv.wait_line("@@STAGE", 60)) is not None:
+                connected = json.loads(stage[len("@@STAGE "):])["peers"]
+                time.sleep(0.3)
+                rss_idle = read_rss_kib(srv.pid)
+                raw.send("reset")
+                raw.wait_line("ok", 10)
+                cpu0 = cpu1 = None
+                rss_busy = 0
+                if srv.wait_line("@@WINDOW start", 30) is not None:
+                    cpu0 = thread_cpu(srv.pid)
+                    while srv.wait_line("@@WINDOW end", 0.5) is None:
+                        if srv.popen.poll() is not None:
+                            break
+                        rss_busy = max(rss_busy, read_rss_kib(srv.pid))
+                res = srv.wait_line("@@RESULT", 60)
+                if cpu0 is not None and res:
+                    # after the linger: what was queued at the last tick is compressed and sent
+                    cpu1 = thread_cpu(srv.pid)
+                raw.send("count")
+                cnt = raw.wait_line("count", 10)
+                if res and cnt and cpu1 is not None:
+                    r = json.loads(res[len("@@RESULT "):])
+                    c = [int(x) for x in cnt.split()[1:]]
+                    got, wire_payload, compressed, negotiated = c[0], c[1], c[4], c[5]
+                    inflated, inflated_bytes, inflate_errors = c[6], c[7], c[8]
+                    # every client connected at the start should get every tick's snapshot
+                    expected = r["ticks"] * connected
+                    t = r.get("traffic") or {}
+                    # messages the server sent (the rust class counts them; the built-in
+                    # closed no peer in these runs, so ticks × peers)
+                    sent = t.get("packets_out") or r["ticks"] * r["peers"]
+                    cpu = {k: cpu1[k] - cpu0[k] for k in cpu1}
+                    # the game's own work, making the snapshots (the same for every class)
+                    cpu["main"] = max(0.0, cpu["main"] - r.get("build_us", 0) / 1e6)
+                    peers = connected or 1
+                    rec = {"workload": "compression", "cls": cls, "round": rnd,
+                           "peers": connected, "peers_at_end": r["peers"], "sent": sent,
+                           "hz": hz, "ticks": r["ticks"], "outbuf": self.s.compression_outbuf,
+                           "achieved_hz": r["ticks"] / r["wall_s"] if r.get("wall_s") else None,
+                           "ms_p50": r["ms_p50"],
+                           "ms_p99": r["ms_p99"], "ms_mean": r["ms_mean"],
+                           "oncpu_ms_p50": r.get("oncpu_ms_p50"),
+                           "oncpu_ms_p99": r.get("oncpu_ms_p99"),
+                           "delivered": got, "expected": expected,
+                           "delivered_ratio": got / expected if expected else float("nan"),
+                           "put_errors": r["put_errors"],
+                           "server_warnings": [ln for ln in srv.stderr
+                                               if "ERROR" in ln or "WARNING" in ln][:5],
+                           "snapshot_bytes": r["snapshot_bytes_mean"],
+                           "client_wire_bytes_per_msg": wire_payload / got if got else None,
+                           "compressed_share": compressed / got if got else None,
+                           "negotiated": negotiated, "inflated": inflated,
+                           "inflated_bytes_per_msg": inflated_bytes / inflated if inflated else None,
+                           "inflate_errors": inflate_errors,
+                           "build_s": r.get("build_us", 0) / 1e6,
+                           "cpu_s": cpu, "cpu_us_per_msg": sum(cpu.values()) / sent * 1e6 if sent else None,
+                           "cpu_us_per_msg_main": cpu["main"] / sent * 1e6 if sent else None,
+                           "rss_base_kib": rss_base, "rss_idle_kib": rss_idle,
+                           "rss_busy_kib": rss_busy,
+                           "rss_idle_kib_per_conn": (rss_idle - rss_base) / peers,
+                           "rss_busy_kib_per_conn": (rss_busy - rss_base) / peers}
+                    if t.get("payload_bytes_out"):
+                        rec["server_payload_bytes_per_msg"] = t["payload_bytes_out"] / sent
+                        rec["server_wire_bytes_per_msg"] = t["wire_bytes_out"] / sent
+                    self.record(rec)
+                    log(f"  compression {cls:<8} {connected} clients ({r['peers']} at the end): {r['ms_p50']:.3f} ms/frame "
+                        f"p50, {r['ms_p99']:.3f} p99 ({rec['achieved_hz'] or 0:.1f} Hz); {rec['snapshot_bytes']:.0f} B snapshot -> "
+                        f"{rec['client_wire_bytes_per_msg'] or 0:.0f} B on the wire "
+                        f"(server stats {rec.get('server_wire_bytes_per_msg', float('nan')):.0f}); "
+                        f"CPU {rec['cpu_us_per_msg'] or 0:.2f} µs/msg; RSS/conn idle "
+                        f"{rec['rss_idle_kib_per_conn']:.1f} KiB busy {rec['rss_busy_kib_per_conn']:.1f} KiB; "
+                        f"delivered {got}/{expected} ({rec['delivered_ratio']:.4f}); negotiated "
+                        f"{negotiated}, inflated {inflated} ({inflate_errors} errors); "
+                        f"put errors {r['put_errors']}")
+        finally:
+            raw.send("quit")
+            srv.finish(30)
+            raw.finish(30)
+        if not any(r["workload"] == "compression" and r["cls"] == cls and r["round"] == rnd
+                   for r in self.records):
+            self.fail(f"compression {cls}", [srv, raw])
 
     # --------------------------------------------------------------------------------------
     # 7. transport ceiling

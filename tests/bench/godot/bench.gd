@@ -12,7 +12,15 @@
 ##   idle        server only: poll() cost and connection counts while raw clients (Python)
 ##               connect in stages; the runner reads the server's VmRSS between stages
 ##   fanout      server only: broadcasts a snapshot to raw clients (Python) at 60 Hz, and
-##               drains (counts) whatever they send (the game workload: inputs at 30 Hz)
+##               drains (counts) whatever they send (the game workload: inputs at 30 Hz);
+##               with `payload=game` the snapshot is var_to_bytes of 100 moving entities,
+##               remade each tick (the compression workload)
+##
+## `deflate=1` turns on compression_enabled (rust only; both ends of a throughput pair get it),
+## `deflate_level=N` sets its compression_level (default 6), `deflate_nct=1` turns on
+## compression_no_context_takeover.
+## throughput `payload=json|random`: the sender rotates 16 pre-made messages of `size` bytes,
+## a leaderboard JSON document or random bytes, instead of one fixed pattern.
 ##
 ## Output (stdout): `@@READY ...` once listening, `@@WINDOW start|end` (throughput receiver:
 ## the runner samples both processes' CPU time there), `@@STAGE {json}`, `@@RESULT {json}`,
@@ -192,6 +200,12 @@ func new_peer() -> MultiplayerPeer:
 		if A.has("maxq"):
 			p.set("max_queued_packets", int(A["maxq"]))
 		p.set("handshake_timeout", argf("handshake_timeout", 10.0))
+		if A.get("deflate", "0") == "1":
+			if cls != "rust":
+				print("@@ERROR deflate=1: only the rust class has compression_enabled")
+			p.set("compression_enabled", true)
+			p.set("compression_level", argi("deflate_level", 6))
+			p.set("compression_no_context_takeover", A.get("deflate_nct", "0") == "1")
 	p.peer_connected.connect(func(_id: int) -> void: _connected += 1)
 	p.peer_disconnected.connect(func(_id: int) -> void: _connected -= 1)
 	return p
@@ -295,6 +309,106 @@ func drain_frames(seconds: float) -> void:
 		await process_frame
 
 
+## The rust class's traffic totals (payload and wire bytes); empty for the other classes.
+func traffic() -> Dictionary:
+	if peer == null or not peer.has_method("get_stats"):
+		return {}
+	return peer.call("get_stats")
+
+
+## What moved between two traffic() readings: `payload_bytes_in/out` (decompressed) and
+## `wire_bytes_in/out` (as sent), absent for the classes without get_stats.
+func traffic_delta(a: Dictionary, b: Dictionary) -> Dictionary:
+	if a.is_empty() or b.is_empty():
+		return {}
+	return {"payload_bytes_in": int(b["bytes_in"]) - int(a["bytes_in"]),
+			"payload_bytes_out": int(b["bytes_out"]) - int(a["bytes_out"]),
+			"wire_bytes_in": int(b["wire_bytes_in"]) - int(a["wire_bytes_in"]),
+			"wire_bytes_out": int(b["wire_bytes_out"]) - int(a["wire_bytes_out"]),
+			"packets_out": int(b["packets_out"]) - int(a["packets_out"])}
+
+
+const NAME_HEADS := ["Ash", "Bran", "Cor", "Dag", "El", "Fen", "Gal", "Hal", "Ira", "Jor",
+		"Kel", "Lor", "Mar", "Nyx", "Or", "Pyr", "Quin", "Ros", "Syl", "Tor", "Ul", "Vex"]
+const NAME_TAILS := ["a", "en", "wyn", "ric", "ia", "dor", "eth", "ion", "us", "ka", "mir"]
+const GUILDS := ["Iron Wolves", "Night Owls", "Crimson Tide", "Frostborn", "Sunforge",
+		"Silent Blades", "Stormcallers", ""]
+
+
+## A leaderboard as a game server would send it: JSON of players (name, guild, score, level,
+## wins, losses, last seen), version `v` of it (scores and order move between versions, the
+## players stay), padded with spaces to exactly `size` bytes.
+func leaderboard_json(v: int, size: int) -> PackedByteArray:
+	var rng := RandomNumberGenerator.new()
+	rng.seed = 1234  # the same players in every version
+	var players := []
+	for i in 400:
+		players.append({"player_id": 100000 + rng.randi_range(0, 899999),
+				"name": NAME_HEADS[rng.randi() % NAME_HEADS.size()] + NAME_TAILS[rng.randi() % NAME_TAILS.size()] + str(rng.randi_range(1, 999)),
+				"guild": GUILDS[rng.randi() % GUILDS.size()], "base": rng.randi_range(1000, 90000),
+				"level": rng.randi_range(1, 60)})
+	rng.seed = 777 + v  # what changed since the last version
+	for p in players:
+		p["score"] = p["base"] + rng.randi_range(0, 2500) * (v + 1)
+	players.sort_custom(func(a: Dictionary, b: Dictionary) -> bool: return a["score"] > b["score"])
+	var doc := {"season": 14, "board": "ranked_solo", "version": 5000 + v, "entries": []}
+	var text := ""
+	for i in players.size():
+		var p: Dictionary = players[i]
+		doc["entries"].append({"rank": i + 1, "player_id": p["player_id"], "name": p["name"],
+				"guild": p["guild"], "score": p["score"], "level": p["level"],
+				"wins": p["score"] / 300 + rng.randi_range(0, 20),
+				"losses": p["score"] / 450 + rng.randi_range(0, 20),
+				"last_seen": "2026-12-%02dT%02d:%02d:%02dZ" % [rng.randi_range(1, 3), rng.randi_range(0, 23), rng.randi_range(0, 59), rng.randi_range(0, 59)]})
+		var t := JSON.stringify(doc)
+		if t.length() > size:
+			break
+		text = t
+	var out := text.to_utf8_buffer()
+	var pad := size - out.size()
+	out.resize(size)
+	for i in pad:
+		out[size - pad + i] = 0x20
+	return out
+
+
+## A game's world for the `payload=game` snapshot: 100 entities that walk, run, stop and turn
+## a little each tick, seeded so every class sends the same sequence.
+class World:
+	var ids := PackedInt32Array()
+	var pos := PackedVector3Array()
+	var vel := PackedVector3Array()
+	var state := PackedInt32Array()  # 0 idle, 1 walk, 2 run, 3 attack
+	var rng := RandomNumberGenerator.new()
+
+	func _init(n: int) -> void:
+		rng.seed = 42
+		for i in n:
+			ids.append(1000 + i)
+			pos.append(Vector3(rng.randf_range(-200, 200), 0.0, rng.randf_range(-200, 200)))
+			state.append(rng.randi_range(0, 3))
+			vel.append(velocity_for(state[i], rng.randf_range(0, TAU)))
+
+	func velocity_for(s: int, heading: float) -> Vector3:
+		var speed: float = [0.0, 1.5, 5.0, 0.5][s]
+		return Vector3(cos(heading), 0.0, sin(heading)) * speed
+
+	func step(dt: float) -> void:
+		for i in ids.size():
+			if rng.randf() < 1.0 / 120.0:  # about every 2 s an entity changes what it does
+				state[i] = rng.randi_range(0, 3)
+				vel[i] = velocity_for(state[i], rng.randf_range(0, TAU))
+			elif state[i] != 0:
+				vel[i] = vel[i].rotated(Vector3.UP, rng.randf_range(-0.05, 0.05))
+			pos[i] += vel[i] * dt
+
+	func snapshot() -> PackedByteArray:
+		var entities := []
+		for i in ids.size():
+			entities.append({"id": ids[i], "pos": pos[i], "vel": vel[i], "state": state[i]})
+		return var_to_bytes({"entities": entities})
+
+
 # --------------------------------------------------------------------------------------------
 # 1. One-way throughput, client -> server
 
@@ -314,6 +428,7 @@ func tp_server() -> void:
 	var fin := -1
 	var last_ack := 0
 	var frames := 0
+	var stats0 := {}
 	var end_ms := Time.get_ticks_msec() + int(argf("timeout", 30.0) * 1000.0)
 	while not _finished:
 		peer.poll()
@@ -335,12 +450,14 @@ func tp_server() -> void:
 			n0 = n
 			b0 = b
 			frames = 0
+			stats0 = traffic()
 			print("@@WINDOW start")
 		if win_start >= 0 and not stopped and t - win_start >= duration_us:
 			var secs := (t - win_start) / 1e6
 			res = {"packets": n - n0, "bytes": b - b0, "seconds": secs,
 					"pps": (n - n0) / secs, "mbps": (b - b0) / secs / 1e6,
 					"frames": frames, "size": argi("size", 0)}
+			res.merge(traffic_delta(stats0, traffic()))
 			stopped = true
 			print("@@WINDOW end")
 			peer.put_packet(ctrl(T_STOP, 0))
@@ -371,6 +488,16 @@ func tp_client() -> void:
 	if size == CTRL_SIZE:
 		payload.resize(size + 1)
 		size += 1
+	var pool: Array[PackedByteArray] = []
+	match A.get("payload", ""):
+		"json":
+			for v in 16:
+				pool.append(leaderboard_json(v, size))
+		"random":
+			var crypto := Crypto.new()
+			for v in 16:
+				pool.append(crypto.generate_random_bytes(size))
+	var next := 0
 	var win_pkts := argi("window_pkts", 16384)
 	var win_bytes := argi("window_bytes", 2 * 1024 * 1024)
 	win_pkts = maxi(1, mini(win_pkts, win_bytes / size))
@@ -396,6 +523,9 @@ func tp_client() -> void:
 		else:
 			var room := win_pkts - (sent - acked)
 			for i in room:
+				if not pool.is_empty():
+					payload = pool[next]
+					next = (next + 1) % pool.size()
 				if peer.put_packet(payload) != OK:
 					errors += 1
 					break
@@ -647,6 +777,9 @@ func fanout_server() -> void:
 	snapshot.resize(argi("size", 1024))
 	for i in snapshot.size():
 		snapshot[i] = (i * 7) & 0xFF
+	var world: World = World.new(100) if A.get("payload", "") == "game" else null
+	var payload_bytes := 0
+	var build_us := 0  # making the snapshots, the game's own work (the runner subtracts it)
 	# A steady 60 Hz loop: the main loop sleeps between frames like a game's would.
 	Engine.max_fps = hz
 	for i in 30:
@@ -663,7 +796,15 @@ func fanout_server() -> void:
 	# whether it was work or a wait for the CPU (2 cores shared with the clients).
 	var oncpu := PackedFloat64Array()
 	var runq := PackedFloat64Array()
+	var stats0 := traffic()
+	print("@@WINDOW start")
 	for tick in ticks:
+		if world != null:  # the game's own work, outside the timed part
+			var b0 := now_us()
+			world.step(1.0 / hz)
+			snapshot = world.snapshot()
+			build_us += now_us() - b0
+			payload_bytes += snapshot.size()
 		var s0 := schedstat()
 		var t0 := now_us()
 		intervals.append((t0 - prev) / 1000.0)
@@ -682,6 +823,7 @@ func fanout_server() -> void:
 		runq.append((s1[1] - s0[1]) / 1e6)
 		await process_frame
 	var wall := (now_us() - t_start) / 1e6
+	print("@@WINDOW end")
 	# Keep polling (the built-in writes queued data in poll()) until the runner has counted.
 	var linger := Time.get_ticks_msec() + int(argf("linger", 1.5) * 1000.0)
 	while Time.get_ticks_msec() < linger:
@@ -690,6 +832,7 @@ func fanout_server() -> void:
 			peer.get_packet()
 			received += 1
 		await process_frame
+	var traffic_out := traffic_delta(stats0, traffic())
 	var sorted := costs.duplicate()
 	sorted.sort()
 	var isorted := intervals.duplicate()
@@ -716,7 +859,8 @@ func fanout_server() -> void:
 			"oncpu_ms_p99": oncpu_sorted[mini(m - 1, (m * 99) / 100)],
 			"runq_ms_p99": runq_sorted[mini(m - 1, (m * 99) / 100)],
 			"slow_frames": slow, "slow_runq_share": slow_runq_ms / slow_ms if slow else 0.0,
-			"received": received,
+			"received": received, "snapshot_bytes_mean": float(payload_bytes) / ticks if world != null else float(snapshot.size()),
+			"traffic": traffic_out, "build_us": build_us,
 			"ms_p50": sorted[m / 2], "ms_p99": sorted[mini(m - 1, (m * 99) / 100)],
 			"ms_max": sorted[m - 1], "ms_mean": mean / m,
 			"interval_ms_p50": isorted[m / 2], "interval_ms_p99": isorted[mini(m - 1, (m * 99) / 100)]})
