@@ -21,6 +21,8 @@ use crate::config::Compression;
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// First output buffer for an inflated message, as a multiple of its compressed size.
 const FIRST_RATIO: usize = 4;
+/// Most messages sent as they are after one that did not shrink (see [`Deflater::wants`]).
+const MAX_SKIP: u32 = 64;
 
 /// Why an inflated message was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +43,10 @@ pub(crate) struct Deflater {
     /// is borrowed per message.
     own: Option<Compress>,
     no_context: bool,
+    /// Messages still to send as they are, after one that compression did not shrink.
+    skip: u32,
+    /// How many the next such message makes skip (doubles up to [`MAX_SKIP`]).
+    backoff: u32,
 }
 
 /// The receiving side's decompressor for one connection.
@@ -76,6 +82,8 @@ pub(crate) fn for_connection(
         window_bits: send_bits.clamp(9, MAX_WINDOW_BITS),
         own: None,
         no_context: send_reset,
+        skip: 0,
+        backoff: 1,
     };
     let inflater = Inflater {
         own: None,
@@ -100,13 +108,36 @@ fn new_decompress() -> Decompress {
 }
 
 impl Deflater {
-    /// Whether a message of `len` bytes is sent compressed.
-    pub(crate) fn wants(&self, len: usize) -> bool {
-        len >= self.threshold
+    /// Whether a message of `len` bytes is sent compressed: from the threshold up, unless
+    /// the data has stopped compressing. Incompressible data (media, encrypted or already
+    /// compressed payloads) costs a deflate pass and saves nothing, so after a message that
+    /// shrank by less than a tenth the next ones go as they are — 1, then 2, 4, ... up to
+    /// [`MAX_SKIP`] while it goes on; one that shrinks resets that. The choice is made before
+    /// compressing: with context takeover, data once compressed must be sent compressed.
+    pub(crate) fn wants(&mut self, len: usize) -> bool {
+        if len < self.threshold {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
     }
 
     /// Appends `data` compressed (one message's payload, without the tail) to `out`.
     pub(crate) fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        self.compress_into(data, out);
+        if (out.len() - start) * 10 > data.len() * 9 {
+            self.skip = self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_SKIP);
+        } else {
+            self.backoff = 1;
+        }
+    }
+
+    fn compress_into(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if !self.no_context {
             let (level, bits) = (self.level, self.window_bits);
             let stream = self.own.get_or_insert_with(|| new_compress(level, bits));
@@ -333,9 +364,73 @@ mod tests {
 
     #[test]
     fn threshold() {
-        let (deflater, _) = pair(false, 100);
+        let (mut deflater, _) = pair(false, 100);
         assert!(!deflater.wants(99));
         assert!(deflater.wants(100));
+    }
+
+    /// Which of `messages` the deflater compresses, in order, each sent as it decides.
+    fn compressed(deflater: &mut Deflater, messages: &[Vec<u8>]) -> Vec<bool> {
+        let mut out = Vec::new();
+        messages
+            .iter()
+            .map(|m| {
+                let yes = deflater.wants(m.len());
+                if yes {
+                    deflater.compress(m, &mut out);
+                    out.clear();
+                }
+                yes
+            })
+            .collect()
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_data_stops_being_compressed_and_text_resumes_it() {
+        for no_context in [false, true] {
+            let (mut deflater, _) = pair(no_context, 0);
+            let random: Vec<Vec<u8>> = (0..300).map(|i| noise(4096, i)).collect();
+            let got = compressed(&mut deflater, &random);
+            let tried: Vec<usize> = (0..got.len()).filter(|&i| got[i]).collect();
+            // 1 skipped after the first, then 2, 4, ... 64, and 64 from then on.
+            assert_eq!(tried, [0, 2, 5, 10, 19, 36, 69, 134, 199, 264], "{no_context}");
+            // Compressible data is compressed again once the skipping ends.
+            let text = b"{\"player\": 1, \"x\": 10}".repeat(100);
+            let next = compressed(&mut deflater, &vec![text.clone(); 70]);
+            let first = next.iter().position(|&c| c).expect("never compressed again");
+            assert!(first <= 64, "{first}");
+            assert!(next[first..].iter().all(|&c| c), "{next:?}");
+        }
+    }
+
+    /// Skipped messages go out plain (RSV1 clear), so the other side's context has only the
+    /// compressed ones: a later compressed message still inflates.
+    #[test]
+    fn skipping_keeps_both_contexts_in_step() {
+        let (mut deflater, mut inflater) = pair(false, 0);
+        let text = b"the same words again and again, ".repeat(40);
+        for (i, m) in [noise(2000, 1), noise(2000, 2), text.clone(), text.clone()]
+            .iter()
+            .enumerate()
+        {
+            if deflater.wants(m.len()) {
+                let mut out = Vec::new();
+                deflater.compress(m, &mut out);
+                assert_eq!(&inflater.inflate(&out, 1 << 20).unwrap(), m, "#{i}");
+            }
+        }
     }
 
     #[test]

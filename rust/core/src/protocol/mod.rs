@@ -300,8 +300,9 @@ impl Protocol {
         } else {
             frame::OP_BINARY
         };
+        let compress = self.deflater.as_mut().map(|d| d.wants(data.len()));
         match self.deflater.as_mut() {
-            Some(deflater) if deflater.wants(data.len()) => {
+            Some(deflater) if compress == Some(true) => {
                 deflater.compress(data, &mut self.deflated);
                 self.wire_out += self.deflated.len();
                 let op = op | frame::RSV1;
