@@ -2,6 +2,8 @@
 ## autoload): listens with a health path and a metrics path, and drains on
 ## the orchestrator's SIGTERM, which deploy/entrypoint.sh turns into DRAIN_FILE.
 ## Environment: PORT (default 9080), DRAIN_FILE (default /tmp/drain), DRAIN_SECONDS (default 20),
+## DRAIN_DELAY (shutdown_delay: seconds of 503 on the health path before the players are told to
+## leave, so the load balancer stops sending new ones first; default 0),
 ## METRICS_ALLOW (comma-separated IPs/CIDRs allowed to read /metrics; default loopback only).
 extends Node
 
@@ -17,6 +19,8 @@ func _ready() -> void:
 	if OS.has_environment("METRICS_ALLOW"):
 		peer.metrics_allow = PackedStringArray(OS.get_environment("METRICS_ALLOW").split(","))
 	peer.heartbeat_interval = 5.0
+	if OS.has_environment("DRAIN_DELAY"):
+		peer.shutdown_delay = float(OS.get_environment("DRAIN_DELAY"))
 	var err: int = peer.create_server(port)
 	if err != OK:
 		printerr("create_server(%d) failed: %s" % [port, error_string(err)])

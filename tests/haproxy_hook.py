@@ -37,8 +37,9 @@ CHECK = "    option httpchk GET /healthz\n"
 CHECK_ARGS = " check check-send-proxy inter 200ms rise 1 fall 1"
 
 
-def server_state(sock: str) -> dict:
-    """be_v2/game's row of HAProxy's `show stat` (status, check_status, check_code, ...)."""
+def server_state(sock: str, backend: str = "be_v2", server: str = "game") -> dict:
+    """backend/server's row of HAProxy's `show stat` (status, check_status, check_code, ...)
+    read through the stats socket `sock`; {} if there is no such row."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(2)
         s.connect(sock)
@@ -50,18 +51,20 @@ def server_state(sock: str) -> dict:
     names = lines[0].lstrip("# ").split(",") if lines else []
     for ln in lines[1:]:
         row = dict(zip(names, ln.split(",")))
-        if row.get("pxname") == "be_v2" and row.get("svname") == "game":
+        if row.get("pxname") == backend and row.get("svname") == server:
             return row
     return {}
 
 
-def wait_state(sock: str, status: str, seconds: float) -> dict:
-    """be_v2/game's row once its status is `status` (or the last one seen after `seconds`)."""
+def wait_state(sock: str, status: str, seconds: float, backend: str = "be_v2",
+               server: str = "game") -> dict:
+    """backend/server's row once its status is `status` after a layer-7 check (or the last
+    one seen after `seconds`)."""
     end = time.monotonic() + seconds
     row: dict = {}
     while time.monotonic() < end:
         try:
-            row = server_state(sock)
+            row = server_state(sock, backend, server)
         except OSError as e:
             row = {"error": str(e)}
         if row.get("status") == status and row.get("check_status", "").startswith("L7"):
@@ -90,17 +93,23 @@ def _health(checks: Checks, ctx: Ctx, sock: str) -> None:
                      "httpchk_up_again", str(brief(row)))
 
 
-def haproxy_config(port: int, sock: str) -> str:
-    parts = [f"""# Written by tests/haproxy_hook.py for one run of the haproxy scenario.
+def config_head(test: str, sock: str, maxconn: int = 256, idle: str = "30s") -> str:
+    """The global and defaults sections: TCP mode, the stats socket `sock`, connections idle
+    for `idle` closed."""
+    return f"""# Written by tests/{test}_hook.py for one run of the {test} scenario.
 global
-    maxconn 256
+    maxconn {maxconn}
     stats socket {sock} mode 600 level admin
 defaults
     mode tcp
     timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-"""]
+    timeout client {idle}
+    timeout server {idle}
+"""
+
+
+def haproxy_config(port: int, sock: str) -> str:
+    parts = [config_head("haproxy", sock)]
     for name, (offset, send) in FRONTENDS.items():
         parts.append(f"""
 frontend fe_{name}
@@ -143,6 +152,13 @@ def start_haproxy(ctx: Ctx, config: str, ports: list[int], checks: Checks,
                  + " | ".join(stderr_lines[-10:]))
     stop_haproxy(proc)
     return None
+
+
+def alerts(stderr_lines: list[str]) -> list[str]:
+    """HAProxy's [ALERT] lines, but "has no server available", which a test that takes every
+    server of a backend down causes on purpose."""
+    return [ln for ln in stderr_lines
+            if "[ALERT]" in ln and "has no server available" not in ln]
 
 
 def stop_haproxy(proc: subprocess.Popen | None) -> None:
@@ -200,8 +216,7 @@ def haproxy_hook(ctx: Ctx) -> list:
         ctx.barrier("done")
         stop_haproxy(proc)
         # "no server available" is the DOWN phase of the health check, on purpose.
-        alerts = [ln for ln in stderr_lines
-                  if "[ALERT]" in ln and "has no server available" not in ln]
-        if alerts:
-            checks.check(False, "haproxy_alerts", " | ".join(alerts[:5]))
+        bad = alerts(stderr_lines)
+        if bad:
+            checks.check(False, "haproxy_alerts", " | ".join(bad[:5]))
     return checks

@@ -27,6 +27,7 @@ from browser_hook import browser_hook
 from compression_hook import compression_hook
 from failure_close_hook import failure_close_hook
 from handshake_handler_hook import handshake_handler_hook
+from haproxy_drain_hook import haproxy_drain_hook
 from haproxy_hook import haproxy_hook
 from health_hook import health_hook
 from metrics_hook import metrics_hook
@@ -133,8 +134,12 @@ TABLE = [
     Row("proxy_protocol", roles=("server",), pairings="rust-alone", hook=proxy_protocol_hook,
         hook_party=True, rust_stderr={"server": {"refusals": PROXY_PROTOCOL_REFUSALS}}),
     Row("haproxy", pairings="rust-server", hook=haproxy_hook, hook_party=True),
+    # Three rust servers (roles a, b, c) behind one HAProxy, 200 raw clients, a drains.
+    Row("haproxy_drain", roles=("a", "b", "c"), pairings="rust-alone", hook=haproxy_drain_hook,
+        hook_party=True, args={"timeout": 100}, process_timeout=120.0),
     Row("shutdown", pairings="rust-server", hook=shutdown_hook, hook_party=True,
-        rust_stderr={"server": {"shutdown_twice": r"already shutting down"}}),
+        rust_stderr={"server": {"shutdown_twice": r"already shutting down",
+                                "bad_shutdown_delay": r"shutdown_delay must be 0 or a positive"}}),
     Row("health", roles=("server",), pairings="rust-alone", hook=health_hook, hook_party=True,
         rust_stderr={"server": {"bad_health_path": r"health_path must be .*got 'healthz'"}}),
     Row("sigterm_drain", roles=("server",), pairings="rust-alone", hook=sigterm_drain_hook,

@@ -6,6 +6,11 @@
 ##           an upgrade on /deny, which the handshake handler rejects (403). Then
 ##           this side publishes get_stats() and the hook checks the scrape against it.
 ##   port+1  metrics_path "/metrics", metrics_allow ["10.0.0.0/8"]: 127.0.0.1 gets 403
+##   port+3  metrics_path, proxy_protocol on, trusting 127.0.0.1 only, handshake_timeout 1 s:
+##           the hook refuses one connection per cause (no header, a malformed one, half of one,
+##           one from 127.0.0.2) and reads proxy_header_failures_total{cause} 1 each
+##   port+4  metrics_path over wss:// (a self-signed certificate): the hook sends plain HTTP
+##           (a failed TLS handshake), then reads tls_failures_total 1 over TLS
 ##   invalid metrics_path "metrics" -> create_server 31 naming metrics_path; metrics_allow
 ##           "nonsense" -> 31 naming metrics_allow; health_path equal to it -> 31
 ## Roles: server (rust only), and "py".
@@ -40,9 +45,22 @@ func run_server() -> void:
 	walled.metrics_path = "/metrics"
 	walled.metrics_allow = PackedStringArray(["10.0.0.0/8"])
 	expect_eq(walled.create_server(port + 1), OK_, "create_server_walled")
+	var proxied: Object = make_peer()
+	proxied.metrics_path = "/metrics"
+	proxied.proxy_protocol = true
+	proxied.trusted_proxies = PackedStringArray(["127.0.0.1"])
+	proxied.handshake_timeout = 1.0
+	expect_eq(proxied.create_server(port + 3), OK_, "create_server_proxied")
+	var crypto := Crypto.new()
+	var key := crypto.generate_rsa(2048)
+	var cert := crypto.generate_self_signed_certificate(key, "CN=localhost,O=rwsmp tests,C=US")
+	var secure: Object = make_peer()
+	secure.metrics_path = "/metrics"
+	expect_eq(secure.create_server(port + 4, "*", TLSOptions.server(key, cert)), OK_,
+			"create_server_tls")
 	var c: Object = make_peer()
 	expect_eq(c.create_client(url()), OK_, "create_client")
-	polled.append_array([s, walled, c])
+	polled.append_array([s, walled, proxied, secure, c])
 	var echoed := [0]
 	var echo := func() -> void:
 		for r in drain(s):

@@ -4,7 +4,8 @@
 ##   server   once all three are connected it broadcasts PACKETS packets of 1000 bytes and
 ##            calls shutdown(1.5, 1001, "going away") at once: OK, is_listening() false, a
 ##            second call -> ERR_UNCONFIGURED; peer_disconnected for each of the three,
-##            shutdown_completed(1) (the Python client was cut) 1.3-3.0 s later, DISCONNECTED
+##            shutdown_completed(1) (the Python client was cut) 1.3-3.0 s later, DISCONNECTED;
+##            shutdown_delay -1 is refused with an error (stays 0: the listener closes at once)
 ##   client   each client gets the packets in order (all of them; from the built-in, which
 ##            drops those that arrive with the close, a prefix), then the close: peer_disconnected(1)
 ##            with get_peer(1).get_close_code() 1001 and reason "going away"
@@ -27,6 +28,10 @@ func run_server() -> void:
 	watch(s, "srv")
 	s.shutdown_completed.connect(func(forced: int) -> void:
 		completed.append([Time.get_ticks_msec(), forced]))
+	mark("bad_shutdown_delay")
+	s.shutdown_delay = -1.0
+	mark("end")
+	expect_eq(s.shutdown_delay, 0.0, "bad_shutdown_delay_ignored")
 	expect_eq(s.create_server(port), OK_, "create_server")
 	polled.append(s)
 	flag("server_ready")

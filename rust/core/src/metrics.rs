@@ -23,11 +23,45 @@ pub struct Metrics {
     pub(crate) rejected: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) tls_failures: AtomicU64,
+    /// Connections closed over their PROXY protocol header, by [`ProxyFailure`].
+    proxy_header_failures: [AtomicU64; ProxyFailure::ALL.len()],
     /// Non-cumulative counts per bucket, the last one for `+Inf`.
     rtt_buckets: [AtomicU64; RTT_BUCKETS.len() + 1],
     rtt_sum_us: AtomicU64,
     rtt_count: AtomicU64,
     ended: Mutex<Ended>,
+}
+
+/// Why a connection was closed over its PROXY protocol header (`proxy_protocol`), the label
+/// `cause` of `proxy_header_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyFailure {
+    /// A header from an address not in `trusted_proxies`, or with `proxy_protocol` off.
+    Untrusted,
+    /// A trusted proxy's connection without one.
+    Missing,
+    /// A broken header (bad version, address, length; cut short) or a read error.
+    Malformed,
+    /// Not complete within `handshake_timeout`.
+    Timeout,
+}
+
+impl ProxyFailure {
+    pub const ALL: [ProxyFailure; 4] = [
+        ProxyFailure::Untrusted,
+        ProxyFailure::Missing,
+        ProxyFailure::Malformed,
+        ProxyFailure::Timeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProxyFailure::Untrusted => "untrusted",
+            ProxyFailure::Missing => "missing",
+            ProxyFailure::Malformed => "malformed",
+            ProxyFailure::Timeout => "timeout",
+        }
+    }
 }
 
 /// What the connections already gone leave behind.
@@ -41,6 +75,10 @@ struct Ended {
 impl Metrics {
     pub(crate) fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_proxy_failure(&self, cause: ProxyFailure) {
+        Metrics::count(&self.proxy_header_failures[cause as usize]);
     }
 
     /// One heartbeat round trip, in microseconds.
@@ -81,6 +119,7 @@ impl Metrics {
             rejected: load(&self.rejected),
             handshake_failures: load(&self.handshake_failures),
             tls_failures: load(&self.tls_failures),
+            proxy_header_failures: std::array::from_fn(|i| load(&self.proxy_header_failures[i])),
             traffic,
             queued_bytes,
             close_codes: ended.codes.clone(),
@@ -100,6 +139,8 @@ pub struct Snapshot {
     pub rejected: u64,
     pub handshake_failures: u64,
     pub tls_failures: u64,
+    /// Indexed by [`ProxyFailure`].
+    pub proxy_header_failures: [u64; ProxyFailure::ALL.len()],
     pub traffic: ConnectionStats,
     pub queued_bytes: u64,
     pub close_codes: BTreeMap<i32, u64>,
@@ -115,8 +156,15 @@ const PREFIX: &str = "rust_websocket";
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP {PREFIX}_{name} {help}");
-        let _ = writeln!(out, "# TYPE {PREFIX}_{name} {kind}");
+        // In the 0.0.4 format a counter is declared by its sample's name, `_total` included
+        // (parsers file `_total` samples under a family without it as untyped).
+        let declared = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        };
+        let _ = writeln!(out, "# HELP {PREFIX}_{declared} {help}");
+        let _ = writeln!(out, "# TYPE {PREFIX}_{declared} {kind}");
         for (suffix, value) in samples {
             let _ = writeln!(out, "{PREFIX}_{name}{suffix} {value}");
         }
@@ -137,6 +185,22 @@ pub fn render(s: &Snapshot) -> String {
     for (name, help, value) in counters {
         family(name, "counter", help, &[("_total".into(), value)]);
     }
+    let causes: Vec<(String, u64)> = ProxyFailure::ALL
+        .iter()
+        .map(|c| {
+            let label = c.label();
+            (
+                format!("_total{{cause=\"{label}\"}}"),
+                s.proxy_header_failures[*c as usize],
+            )
+        })
+        .collect();
+    family(
+        "proxy_header_failures",
+        "counter",
+        "Connections closed over their PROXY protocol header, by cause: untrusted (a header from an address not in trusted_proxies), missing, malformed, timeout.",
+        &causes,
+    );
     family(
         "queued_bytes",
         "gauge",
@@ -187,6 +251,7 @@ mod tests {
         m.observe_rtt(1_000); // exactly 0.001: its bucket (le is inclusive)
         m.observe_rtt(10_000_000); // 10 s: +Inf
         Metrics::count(&m.accepted);
+        m.count_proxy_failure(ProxyFailure::Timeout);
         m.connection_ended(
             &ConnectionStats {
                 bytes_in: 5,
@@ -206,6 +271,7 @@ mod tests {
         let s = m.snapshot([(live, 11)].into_iter());
         assert_eq!(s.peers, 1);
         assert_eq!(s.accepted, 1);
+        assert_eq!(s.proxy_header_failures, [0, 0, 0, 1]);
         assert_eq!(s.traffic.bytes_in, 12);
         assert_eq!(s.traffic.packets_in, 3);
         assert_eq!(s.queued_bytes, 11);
@@ -229,12 +295,16 @@ mod tests {
         };
         s.traffic.bytes_in = 42;
         s.rtt_buckets[1] = 2;
+        s.proxy_header_failures[ProxyFailure::Malformed as usize] = 5;
         let text = render(&s);
         for line in [
             "# TYPE rust_websocket_peers gauge\nrust_websocket_peers 2\n",
-            "# TYPE rust_websocket_connections_accepted counter\nrust_websocket_connections_accepted_total 3\n",
+            "# TYPE rust_websocket_connections_accepted_total counter\nrust_websocket_connections_accepted_total 3\n",
+            "# TYPE rust_websocket_closes_total counter\n",
             "rust_websocket_received_bytes_total 42\n",
             "rust_websocket_closes_total{code=\"1000\"} 4\n",
+            "rust_websocket_proxy_header_failures_total{cause=\"malformed\"} 5\n",
+            "rust_websocket_proxy_header_failures_total{cause=\"timeout\"} 0\n",
             "# TYPE rust_websocket_heartbeat_rtt_seconds histogram\n",
             "rust_websocket_heartbeat_rtt_seconds_bucket{le=\"0.0005\"} 0\n",
             "rust_websocket_heartbeat_rtt_seconds_bucket{le=\"0.001\"} 2\n",

@@ -74,6 +74,9 @@ impl std::fmt::Display for StartError {
 pub(crate) struct Shared {
     config: PeerConfig,
     refusing: AtomicBool,
+    /// A shutdown is announced: the health path answers 503 while everything else goes on,
+    /// so a load balancer takes the server out of rotation before the listener closes.
+    unready: AtomicBool,
     ids: Mutex<HashSet<i32>>,
     events: Sender<Event>,
     /// Set for `wss://`: TLS is accepted first, inside the handshake timeout.
@@ -96,6 +99,7 @@ impl Shared {
         Shared {
             config,
             refusing: AtomicBool::new(false),
+            unready: AtomicBool::new(false),
             ids: Mutex::new(HashSet::new()),
             events,
             tls,
@@ -229,6 +233,12 @@ impl Server {
 
     pub fn set_refusing(&self, refusing: bool) {
         self.shared.refusing.store(refusing, Ordering::Release);
+    }
+
+    /// With `true`, the health path answers 503 while connections are still accepted and
+    /// served as before: the announced start of a shutdown (`shutdown_delay`).
+    pub fn set_unready(&self, unready: bool) {
+        self.shared.unready.store(unready, Ordering::Release);
     }
 
     /// With `true`, each connection's HTTP request is sent to the main thread as an

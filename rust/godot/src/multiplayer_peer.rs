@@ -193,6 +193,15 @@ pub struct RustWebSocketMultiplayerPeer {
     /// Applies to the next create_server.
     #[var]
     metrics_allow: PackedStringArray,
+    /// Server: seconds [method shutdown] waits before it closes the listener and sends the
+    /// close frames. Meanwhile [member health_path] answers `503` and everything else goes on
+    /// (players keep playing, new clients are still accepted), so a load balancer's health
+    /// checks take the server out of rotation first and the clients told to leave reconnect
+    /// to another server. Set it above the balancer's time to mark a server down (HAProxy:
+    /// `inter` × `fall`; Kubernetes: the readiness probe's `periodSeconds` ×
+    /// `failureThreshold`). Default 0: the listener closes at once.
+    #[var(set = set_shutdown_delay)]
+    shutdown_delay: f64,
 
     mode: Mode,
     #[init(val = ConnectionStatus::DISCONNECTED)]
@@ -338,14 +347,15 @@ impl RustWebSocketMultiplayerPeer {
     }
 
     /// Graceful shutdown, for a server that is being replaced (an orchestrator's SIGTERM and
-    /// grace period): the listener closes at once (new clients fail fast; the
-    /// [member health_path] stops answering), each peer gets the packets already queued for
+    /// grace period): after [member shutdown_delay] (default 0: at once; the
+    /// [member health_path] answers 503 meanwhile) the listener closes (new clients fail
+    /// fast; the [member health_path] stops answering), each peer gets the packets already queued for
     /// it, then a close frame with `code` (1000-1003, 1007-1014, 3000-4999; default 1001
     /// "going away") and `reason`, which clients read with `get_close_code()` /
     /// `get_close_reason()`. Keep calling [method MultiplayerPeer.poll] (SceneMultiplayer
     /// does): `peer_disconnected` comes for each peer as its close handshake ends; after
     /// `timeout` seconds the peers left are cut and reported too. Then `shutdown_completed`
-    /// is emitted and the status is DISCONNECTED. On a client it closes the connection to the
+    /// is emitted and the status is DISCONNECTED; `timeout` counts from the end of the delay. On a client it closes the connection to the
     /// server the same way. Returns [constant ERR_UNCONFIGURED] if the peer is not active or
     /// already shutting down; [method MultiplayerPeer.close] during it ends it at once, without
     /// the signal.
@@ -592,6 +602,15 @@ impl RustWebSocketMultiplayerPeer {
             return;
         }
         self.handshake_timeout = timeout;
+    }
+
+    #[func]
+    fn set_shutdown_delay(&mut self, seconds: f64) {
+        if !(seconds >= 0.0 && seconds.is_finite()) {
+            godot_error!("shutdown_delay must be 0 or a positive number of seconds, got {seconds}");
+            return;
+        }
+        self.shutdown_delay = seconds;
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::{normalize, Shared};
 use crate::events::Event;
+use crate::metrics::ProxyFailure;
 use crate::proxy_protocol::{self, ProxyError, ReadError};
 
 /// Who the connection is from: `remote` (the TCP peer), or the client a trusted balancer's
@@ -30,6 +31,7 @@ pub(super) async fn client_of(
             };
             report(
                 shared,
+                ProxyFailure::Untrusted,
                 format!(
                     "PROXY protocol header from {}, {why}: connection closed",
                     remote.ip()
@@ -39,22 +41,27 @@ pub(super) async fn client_of(
         }
         return Some(remote);
     }
-    let why = match tokio::time::timeout_at(deadline, proxy_protocol::read(stream)).await {
+    let (cause, why) = match tokio::time::timeout_at(deadline, proxy_protocol::read(stream)).await {
         Ok(Ok(header)) => return Some(header.source.map_or(remote, normalize)),
         Ok(Err(ReadError::Closed)) => return None, // A TCP probe: nothing to say.
-        Ok(Err(ReadError::Proxy(ProxyError::Missing))) => {
+        Ok(Err(ReadError::Proxy(ProxyError::Missing))) => (
+            ProxyFailure::Missing,
             "no PROXY protocol header (proxy_protocol is on: the balancer must send one, e.g. \
              HAProxy `send-proxy-v2`)"
-                .to_string()
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!(
-            "no complete PROXY protocol header within handshake_timeout ({} s)",
-            config.handshake_timeout.as_secs_f64()
+                .to_string(),
+        ),
+        Ok(Err(e)) => (ProxyFailure::Malformed, e.to_string()),
+        Err(_) => (
+            ProxyFailure::Timeout,
+            format!(
+                "no complete PROXY protocol header within handshake_timeout ({} s)",
+                config.handshake_timeout.as_secs_f64()
+            ),
         ),
     };
     report(
         shared,
+        cause,
         format!("connection from trusted proxy {remote} closed: {why}"),
     );
     None
@@ -73,6 +80,8 @@ async fn sends_a_header(stream: &TcpStream) -> bool {
     }
 }
 
-fn report(shared: &Shared, message: String) {
+/// Counts the refusal and tells the game why.
+fn report(shared: &Shared, cause: ProxyFailure, message: String) {
+    shared.metrics.count_proxy_failure(cause);
     let _ = shared.events.send(Event::Error { message });
 }

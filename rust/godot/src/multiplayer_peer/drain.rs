@@ -1,7 +1,9 @@
-//! `shutdown()`: the graceful drain of a `RustWebSocketMultiplayerPeer`. The listener closes
-//! at once; each peer gets what is already queued for it, then a close frame; `poll()` reports
-//! each departure as usual and, once every peer is gone or the timeout has passed (the rest
-//! then cut), emits `shutdown_completed` and leaves the peer DISCONNECTED.
+//! `shutdown()`: the graceful drain of a `RustWebSocketMultiplayerPeer`. With a
+//! `shutdown_delay`, the server first only turns its health path to 503 (so a load balancer
+//! stops sending clients here) and `poll()` starts the rest once the delay is over. Then the
+//! listener closes; each peer gets what is already queued for it, then a close frame; `poll()`
+//! reports each departure as usual and, once every peer is gone or the timeout has passed (the
+//! rest then cut), emits `shutdown_completed` and leaves the peer DISCONNECTED.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,9 @@ use crate::websocket_peer::is_sendable_close_code;
 
 /// A shutdown in progress.
 pub(super) struct Drain {
+    /// While set: the announced phase (health 503, all else as before) lasts until then,
+    /// and the timeout counts from there.
+    notice_until: Option<(Instant, Duration)>,
     deadline: Instant,
     code: u16,
     reason: String,
@@ -42,16 +47,36 @@ impl RustWebSocketMultiplayerPeer {
                 return Error::ERR_INVALID_PARAMETER;
             }
         };
-        if let Mode::Server(server) = &self.mode {
-            server.stop_listening();
-        }
+        let timeout = Duration::from_secs_f64(timeout.min(1e6));
+        let now = Instant::now();
+        let notice_until = match &self.mode {
+            Mode::Server(server) if self.shutdown_delay > 0.0 => {
+                server.set_unready(true);
+                Some((
+                    now + Duration::from_secs_f64(self.shutdown_delay.min(1e6)),
+                    timeout,
+                ))
+            }
+            _ => None,
+        };
         self.drain = Some(Drain {
-            deadline: Instant::now() + Duration::from_secs_f64(timeout.min(1e6)),
+            notice_until,
+            deadline: now + timeout,
             code,
             reason: reason.to_string(),
         });
-        self.close_all_for_drain();
+        if notice_until.is_none() {
+            self.stop_listening_and_close_all();
+        }
         Error::OK
+    }
+
+    /// The drain proper: the listener closes, every peer gets its close frame.
+    fn stop_listening_and_close_all(&self) {
+        if let Mode::Server(server) = &self.mode {
+            server.stop_listening();
+        }
+        self.close_all_for_drain();
     }
 
     /// Whether a shutdown is in progress.
@@ -72,9 +97,19 @@ impl RustWebSocketMultiplayerPeer {
     /// From `poll()`, after the events: ends the shutdown once every peer is gone or the
     /// deadline has passed (the peers left are cut and reported), then emits the signal.
     pub(super) fn advance_drain(&mut self) {
-        let Some(drain) = &self.drain else {
+        let Some(drain) = &mut self.drain else {
             return;
         };
+        if let Some((until, timeout)) = drain.notice_until {
+            let now = Instant::now();
+            if now < until {
+                return;
+            }
+            drain.notice_until = None;
+            drain.deadline = now + timeout;
+            self.stop_listening_and_close_all();
+            return;
+        }
         let expired = Instant::now() >= drain.deadline;
         if !expired && !self.peers.is_empty() {
             self.close_all_for_drain();
