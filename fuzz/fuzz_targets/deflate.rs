@@ -246,8 +246,25 @@ impl Peer<'_> {
                     let plain = self.plaintext();
                     let text = tag & 0x80 != 0;
                     self.message(text, false, &plain, opts & 0x07);
-                    let wire = plain.len();
-                    self.expect_message(plain, text, wire, false);
+                    // Fragment by fragment: a fragment past the limit (1009) or one that
+                    // cannot be UTF-8 (1007) stops it before the rest is seen.
+                    let step = plain.len().div_ceil(usize::from(opts % 4) + 1).max(1);
+                    let mut ends: Vec<usize> = (step..plain.len()).step_by(step).collect();
+                    ends.push(plain.len());
+                    let fault = ends.iter().find_map(|&end| {
+                        let fin = end == plain.len();
+                        if end > self.max {
+                            return Some(1009);
+                        }
+                        match std::str::from_utf8(&plain[..end]) {
+                            Err(e) if text && (fin || e.error_len().is_some()) => Some(1007),
+                            _ => None,
+                        }
+                    });
+                    match fault {
+                        Some(code) => self.expect(Expect::Fault(code)),
+                        None => self.expect(Expect::Data(plain, text)),
+                    }
                 }
                 4 => {
                     let n = usize::from(self.byte());
