@@ -308,7 +308,7 @@ impl Peer<'_> {
                         0 => {
                             let plain = self.plaintext();
                             let (payload, _) = self.compress(&plain, what >> 2, 15);
-                            self.message(false, true, &payload, 0x08 | (what >> 4) % 4);
+                            self.message(false, true, &payload, 0x08 | ((what >> 4) % 4));
                         }
                         1 => self.frame(0x89 | 0x40, b"rsv"),
                         _ => self.frame(0x82 | (what & 0x30), b"x"),
