@@ -38,7 +38,7 @@ import fuzz_seeds  # noqa: E402
 TARGETS = list(fuzz_seeds.SEEDS)
 # Largest input per target: room for a frame over 64 KiB's header and many small ones, and for
 # a request head over MAX_HEAD (16 KiB); the others are small by nature.
-MAX_LEN = {"frame_decoder": 16384, "protocol": 16384, "http_request": 20480,
+MAX_LEN = {"frame_decoder": 16384, "protocol": 16384, "deflate": 16384, "http_request": 20480,
            "http_response": 8192}
 FINDING_PREFIXES = ("crash-", "leak-", "timeout-", "oom-")
 

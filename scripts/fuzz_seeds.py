@@ -126,6 +126,104 @@ def protocol_seeds() -> dict[str, bytes]:
     return seeds
 
 
+# fuzz_targets/deflate.rs: indexes into its REPEAT, and the program's chunks.
+R1, R2, R16, R300, R5000, R70000 = 0, 8, 12, 13, 14, 15
+
+
+def deflated(plain_unit: bytes, repeat: int = 0, text: bool = False, level: int = 6,
+             final: bool = False, keep_tail: bool = False, parts: int = 1, ping: bool = False,
+             bits: int = 15) -> bytes:
+    """A message the target compresses (as a peer would): `plain_unit` repeated
+    REPEAT[repeat] times, `parts` frames, a ping between the first two, a window of `bits`."""
+    params = level | (0x10 if final else 0) | (0x20 if keep_tail else 0)
+    opts = (parts - 1) | (0x04 if ping else 0)
+    return (bytes([0x80 if text else 0, params, opts, bits - 9])
+            + struct.pack("<H", len(plain_unit)) + bytes([repeat]) + plain_unit)
+
+
+def plain_message(unit: bytes, repeat: int = 0, text: bool = False, parts: int = 1) -> bytes:
+    return (bytes([3 | (0x80 if text else 0), parts - 1]) + struct.pack("<H", len(unit))
+            + bytes([repeat]) + unit)
+
+
+def raw(data: bytes) -> bytes:
+    return bytes([4, len(data)]) + data
+
+
+def deflate_seeds() -> dict[str, bytes]:
+    """Compressed traffic of the shapes browsers and Autobahn's cases 12 and 13 send: text
+    and binary messages of 16 B to 128 KiB, sync flush without the tail, with and without
+    context takeover, windows 9 to 15; the RFC 7692 examples as raw frames; messages over the
+    limit, a decompression bomb, corrupt ones."""
+    text16 = b"Hello, world! 12"
+    game = bytes(range(256)) * 4
+    autobahn = b"".join(deflated(text16, r, text=True) for r in (R1, R2, R16, R300)) + b"".join(
+        deflated(game, r) for r in (R1, R16))
+    # RFC 7692 7.2.3.1-3: "Hello" compressed, referring back, and in a stored block, as a
+    # server sends them (unmasked).
+    rfc = (raw(b"\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00")
+           + raw(b"\xc1\x05\xf2\x00\x11\x00\x00")
+           + raw(b"\xc1\x0b\x00\x05\x00\xfa\xff\x48\x65\x6c\x6c\x6f\x00"))
+    programs = {
+        "autobahn_12": autobahn,
+        "big": deflated(text16, R300, text=True) + deflated(text16, R5000),
+        "bomb": deflated(b"\0" * 1024, R70000),
+        "fragmented": deflated(game, R16, parts=3, ping=True) + deflated(text16, R1, text=True,
+                                                                         parts=2),
+        "final_block": deflated(text16, text=True, final=True) + deflated(text16, text=True),
+        "tail_kept": deflated(game, keep_tail=True) + deflated(game),
+        "small_window": deflated(game, R16, bits=9) + deflated(game, bits=9),
+        "stored": deflated(game, R16, level=0) + deflated(b"", level=0),
+        "empty": deflated(b"") + deflated(b"", text=True) + deflated(b""),
+        "mixed": (plain_message(b"plain", text=True) + deflated(text16, text=True)
+                  + bytes([5, 4]) + b"ping" + deflated(text16, text=True)),
+        "bad_utf8": deflated(b"\xc3\x28 not text", text=True),
+        "corrupt": bytes([6, 6, 0, 6, 3, 0x55]) + struct.pack("<H", 16) + b"\0" + text16,
+        "rsv_continuation": bytes([7, 0]) + struct.pack("<H", 16) + b"\0" + text16,
+        "close": deflated(text16, text=True) + bytes([0x78]) + bytes([3, 0, 0, 0, 0]),
+    }
+    seeds = {}
+    for label, program in programs.items():
+        for name in ("none", "bytewise", "chatty", "paused"):
+            ops = b"".join(bytes(op) for op in OP_PATTERNS[name])
+            for server in (0, 1):
+                # Limits 65535 B (index 6) and 1 MiB (7), context takeover both ways, windows
+                # of 15 bits; our messages compressed from 64 B at level 6.
+                for limit, s1, s0_extra in ((6, 0x3F | 0x80, 0), (7, 0x3F | 0x80, 0xC0),
+                                            (3, 0x09 | 0x80, 0x80)):
+                    s0 = server | limit << 1 | s0_extra
+                    seeds[f"{label}_{name}_{server}_{limit}_{s0_extra}"] = (
+                        bytes([s0, s1, 6]) + prefixed(ops) + program)
+    # The RFC examples are a server's frames: the client's role.
+    for name in ("none", "bytewise"):
+        ops = b"".join(bytes(op) for op in OP_PATTERNS[name])
+        seeds[f"rfc_7692_{name}"] = bytes([1 | 6 << 1, 0x3F, 6]) + prefixed(ops) + rfc
+    return seeds
+
+
+def extension_seeds() -> dict[str, bytes]:
+    """Offers as browsers and Autobahn's case 13 make them, answers as servers give them."""
+    values = [
+        "permessage-deflate; client_max_window_bits",  # Chromium, Firefox, Safari
+        "permessage-deflate",
+        "permessage-deflate; client_no_context_takeover; client_max_window_bits",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9",
+        "permessage-deflate; client_max_window_bits=15; server_max_window_bits=\"10\"",
+        "permessage-deflate; server_max_window_bits=16, permessage-deflate",
+        "x-webkit-deflate-frame, permessage-deflate; client_max_window_bits\nfoo; bar=1",
+        "permessage-deflate; server_no_context_takeover; client_max_window_bits=10",
+        "permessage-deflate; client_max_window_bits=8; server_max_window_bits=8",
+        "PerMessage-Deflate; Server_No_Context_Takeover",
+        "permessage-deflate; server_max_window_bits=010",
+        "permessage-deflate;;",
+        "permessage-deflate, permessage-deflate",
+        "",
+    ]
+    return {f"ext_{i}_{s}": bytes([s]) + v.encode()
+            for i, v in enumerate(values) for s in (0x06, 0x86, 0xC0)}
+
+
 def http_request_seeds() -> dict[str, bytes]:
     good = rawws.upgrade_request(PORT)
     requests = {
@@ -250,6 +348,8 @@ SEEDS = {
     "url": url_seeds,
     "proxy_headers": proxy_seeds,
     "proxy_protocol": proxy_protocol_seeds,
+    "deflate": deflate_seeds,
+    "extension": extension_seeds,
     "x509": x509_seeds,
 }
 

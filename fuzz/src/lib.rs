@@ -1,7 +1,9 @@
-//! What the fuzz targets share: a reference frame decoder to hold the real one to, and the
-//! way an input says where a byte stream is split into socket reads.
+//! What the fuzz targets share: a reference frame decoder to hold the real one to, the way
+//! an input says where a byte stream is split into socket reads, and a protocol session
+//! driven as the connection task drives it.
 
 pub mod reference;
+pub mod session;
 
 /// Read sizes for a stream, chosen by the fuzzer: each byte of `sizes` is one read's
 /// maximum (small ones often, so headers and UTF-8 sequences are cut everywhere), then the

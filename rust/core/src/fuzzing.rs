@@ -15,12 +15,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::PeerConfig;
 use crate::fence::HeadFence;
-use crate::protocol::decode;
 use crate::protocol::{self as proto, TIMEOUTS};
+use crate::protocol::{decode, deflate, extension};
 use crate::proxy::TrustedProxy;
 use crate::Bytes;
 
+pub use crate::config::Compression;
 pub use crate::http::{UpgradeRequest, MAX_HEAD};
+pub use crate::protocol::extension::Agreed;
 
 /// Stands for the `Sec-WebSocket-Accept` value in a [`Script`] the client reads: replaced by
 /// the one that matches the key in the request the client wrote (which is random).
@@ -93,6 +95,43 @@ impl Decoder {
     pub fn buffered(&self) -> usize {
         self.0.buffered()
     }
+
+    /// permessage-deflate agreed as `agreed`: RSV1 messages are inflated, as the runtime sets
+    /// up a reader for this decoder's role.
+    pub fn inflate_with(&mut self, agreed: &Agreed, ours: &Compression) {
+        let server = self.0.is_server();
+        self.0
+            .inflate_with(deflate::for_connection(agreed, ours, server).1);
+    }
+}
+
+/// Largest compressed payload the decoder takes for one message within `max_message`.
+pub fn compressed_limit(max_message: usize) -> usize {
+    decode::compressed_limit(max_message)
+}
+
+/// The largest buffer an inflate on this thread held since the last call.
+pub fn take_inflate_peak() -> usize {
+    deflate::take_inflate_peak()
+}
+
+/// Server: the permessage-deflate offer it accepts among `values` (the request's
+/// `Sec-WebSocket-Extensions` lines), with its answer (`extension::server_accept`).
+pub fn server_accept(values: &[&str], ours: &Compression) -> Option<(Agreed, String)> {
+    extension::server_accept(values, ours)
+}
+
+/// Client: the offer it makes (`extension::client_offer`).
+pub fn client_offer(ours: &Compression) -> String {
+    extension::client_offer(ours)
+}
+
+/// Client: what it makes of the server's answer to its offer (`ours`, `None`: none made).
+pub fn client_accept(
+    values: &[&str],
+    ours: Option<&Compression>,
+) -> Result<Option<Agreed>, String> {
+    extension::client_accept(values, ours)
 }
 
 fn read_into(decoder: &mut decode::Decoder, available: &[u8]) -> usize {
@@ -101,7 +140,7 @@ fn read_into(decoder: &mut decode::Decoder, available: &[u8]) -> usize {
     }
     let mut socket = Script::new([available.to_vec()]);
     let n = block_on(crate::driver::fill(&mut socket, decoder)).expect("a script never fails");
-    assert_eq!(n + socket.unread().len(), available.len());
+    assert_eq!(n + socket.unread_len(), available.len());
     n
 }
 
@@ -153,6 +192,15 @@ impl Protocol {
 
     pub fn buffered(&self) -> usize {
         self.0.decoder_ref().buffered()
+    }
+
+    /// permessage-deflate agreed as `agreed`, set up as the runtime does for this role: the
+    /// game's messages from `ours.threshold` up are compressed, RSV1 messages inflated.
+    pub fn deflate_with(&mut self, agreed: &Agreed, ours: &Compression) {
+        let server = self.0.decoder_ref().is_server();
+        let (deflater, inflater) = deflate::for_connection(agreed, ours, server);
+        self.0.deflate_with(deflater);
+        self.0.decoder().inflate_with(inflater);
     }
 
     pub fn wants_read(&self) -> bool {
@@ -396,6 +444,11 @@ impl Script {
     /// What is left to read, in order.
     pub fn unread(&self) -> Vec<u8> {
         self.reads.iter().flatten().copied().collect()
+    }
+
+    /// How many bytes are left to read.
+    pub fn unread_len(&self) -> usize {
+        self.reads.iter().map(Vec::len).sum()
     }
 
     fn replace_marker(&mut self) {

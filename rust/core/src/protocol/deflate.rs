@@ -92,6 +92,18 @@ pub(crate) fn for_connection(
     (deflater, inflater)
 }
 
+#[cfg(feature = "fuzzing")]
+thread_local! {
+    /// The largest output buffer an inflate held on this thread since [`take_inflate_peak`]
+    /// (the fuzz targets hold it to the message limit plus one byte).
+    static INFLATE_PEAK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn take_inflate_peak() -> usize {
+    INFLATE_PEAK.with(|p| p.replace(0))
+}
+
 thread_local! {
     /// Streams borrowed by connections without context takeover, by (level, window bits).
     static SHARED_DEFLATE: RefCell<Vec<(u32, u8, Compress)>> = const { RefCell::new(Vec::new()) };
@@ -226,6 +238,8 @@ fn inflate_message(
                 let grow = out.capacity().min(limit - out.len());
                 out.reserve_exact(grow);
             }
+            #[cfg(feature = "fuzzing")]
+            INFLATE_PEAK.with(|p| p.set(p.get().max(out.capacity())));
             let (before_in, before_out) = (stream.total_in(), out.len());
             let status = stream
                 .decompress_vec(&input[fed..], &mut out, FlushDecompress::Sync)

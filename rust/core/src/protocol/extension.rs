@@ -84,9 +84,10 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// A window size parameter's value: 8 to 15, no leading zero (RFC 7692 section 7.1.2.1).
+/// A window size parameter's value: 8 to 15, digits only, no leading zero (RFC 7692 section
+/// 7.1.2.1: `1*DIGIT`). Checked before `parse`, which would take a sign (`+9`).
 fn window_bits(value: &str) -> Option<u8> {
-    if value.starts_with('0') {
+    if value.starts_with('0') || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     value.parse().ok().filter(|n| (8..=15).contains(n))
@@ -281,6 +282,9 @@ mod tests {
             "permessage-deflate; server_max_window_bits=010",
             "permessage-deflate; server_max_window_bits",
             "permessage-deflate; client_max_window_bits=1x",
+            // Found by the `extension` fuzz target: a sign is not a digit.
+            "permessage-deflate; server_max_window_bits=+09",
+            "permessage-deflate; client_max_window_bits=+10",
             "permessage-deflate; server_no_context_takeover=1",
             "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
             "permessage-deflate; unknown_param",
@@ -349,6 +353,8 @@ mod tests {
             ("permessage-deflate, permessage-deflate", Some(on())),
             ("permessage-deflate; client_max_window_bits", Some(on())),
             ("permessage-deflate; server_max_window_bits=16", Some(on())),
+            ("permessage-deflate; server_max_window_bits=+9", Some(on())),
+            ("permessage-deflate; client_max_window_bits=+15", Some(on())),
             ("permessage-deflate; mystery", Some(on())),
             (
                 "permessage-deflate; server_no_context_takeover=yes",

@@ -138,14 +138,6 @@ impl Decoder {
         self.inflater = Some(inflater);
     }
 
-    /// Largest compressed payload accepted for one message: a little over the limit, as
-    /// data that does not compress grows by a few bytes per block.
-    fn compressed_limit(&self) -> usize {
-        self.max_message
-            .saturating_add(self.max_message / 1024)
-            .saturating_add(64)
-    }
-
     /// How the connection task should read next. A quiet peer's buffer is given back and a
     /// small stack read starts the next burst (it usually holds a whole small message);
     /// otherwise the buffer has room for the rest of the current frame (in `MAX_READ` steps: a
@@ -311,7 +303,7 @@ impl Decoder {
                 let before = self.partial.as_ref().map_or(0, |p| p.data.len() as u64);
                 let deflated = compressed || self.partial.as_ref().is_some_and(|p| p.compressed);
                 let max = if deflated {
-                    self.compressed_limit()
+                    compressed_limit(self.max_message)
                 } else {
                     self.max_message
                 };
@@ -418,6 +410,14 @@ struct Header {
     mask: Option<[u8; 4]>,
     /// Header length in bytes.
     len: usize,
+}
+
+/// Largest compressed payload accepted for one message of at most `max_message` bytes: a
+/// little over the limit, as data that does not compress grows by a few bytes per block.
+pub(crate) fn compressed_limit(max_message: usize) -> usize {
+    max_message
+        .saturating_add(max_message / 1024)
+        .saturating_add(64)
 }
 
 pub(crate) fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, FrameError> {
