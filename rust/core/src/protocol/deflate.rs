@@ -419,11 +419,18 @@ mod tests {
             let got = compressed(&mut deflater, &random);
             let tried: Vec<usize> = (0..got.len()).filter(|&i| got[i]).collect();
             // 1 skipped after the first, then 2, 4, ... 64, and 64 from then on.
-            assert_eq!(tried, [0, 2, 5, 10, 19, 36, 69, 134, 199, 264], "{no_context}");
+            assert_eq!(
+                tried,
+                [0, 2, 5, 10, 19, 36, 69, 134, 199, 264],
+                "{no_context}"
+            );
             // Compressible data is compressed again once the skipping ends.
             let text = b"{\"player\": 1, \"x\": 10}".repeat(100);
             let next = compressed(&mut deflater, &vec![text.clone(); 70]);
-            let first = next.iter().position(|&c| c).expect("never compressed again");
+            let first = next
+                .iter()
+                .position(|&c| c)
+                .expect("never compressed again");
             assert!(first <= 64, "{first}");
             assert!(next[first..].iter().all(|&c| c), "{next:?}");
         }
