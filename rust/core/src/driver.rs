@@ -89,19 +89,6 @@ pub(crate) async fn run(
         proto.deflate_with(deflate::for_connection(agreed, ours, !client).0);
         direct_below = ours.threshold;
     }
-    let shared = |tcp, tls| {
-        Arc::new(Shared {
-            live: Mutex::new(Live {
-                proto,
-                tcp: Some(tcp),
-                tls,
-                done: false,
-            }),
-            wake: Notify::new(),
-            conn: conn.clone(),
-            events: events.clone(),
-        })
-    };
     let (tcp, tls) = match stream {
         MaybeTls::Plain(tcp) => (Arc::new(tcp), None),
         MaybeTls::Tls(stream) => {
@@ -111,7 +98,17 @@ pub(crate) async fn run(
     };
     conn.direct
         .open(tcp.clone(), tls.clone(), client, direct_below);
-    let shared = shared(tcp.clone(), tls.clone());
+    let shared = Arc::new(Shared {
+        live: Mutex::new(Live {
+            proto,
+            tcp: Some(tcp.clone()),
+            tls: tls.clone(),
+            done: false,
+        }),
+        wake: Notify::new(),
+        conn: conn.clone(),
+        events: events.clone(),
+    });
     // Not with compression: inflating stays on the runtime's threads.
     let key = conn
         .ready
