@@ -4,13 +4,19 @@
 //!
 //! One loop, one `select!`: reading, writing and the timer run concurrently, so a peer that
 //! reads nothing cannot stop us from reading its pings and close, and a game that reads
-//! nothing (backpressure) cannot stop our writes.
+//! nothing (backpressure) cannot stop our writes. While the game's main thread reads the
+//! socket itself (`main_thread`, [`crate::ready`]), the task leaves input to it.
+
+mod main_thread;
+mod task_io;
+
+pub(crate) use main_thread::read_on_main_thread;
 
 use std::future::poll_fn;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -18,7 +24,6 @@ use std::time::Instant;
 use bytes::{BufMut, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::connection::{Connection, Outgoing, ReadyState};
@@ -27,14 +32,14 @@ use crate::fence::HeadFence;
 use crate::protocol::decode::{Decoder, Incoming, ReadPlan, IDLE_READ};
 use crate::protocol::deflate;
 use crate::protocol::{Output, Protocol, TIMEOUTS};
-use crate::shared_tcp::SharedTcp;
-use crate::shared_tls::{self, SharedTls, TlsSession};
+use crate::ready::ReadySockets;
+use crate::shared_tcp::{self, TaskSocket, Tcp};
+use crate::shared_tls::TlsSession;
 use crate::tls::MaybeTls;
+use task_io::TaskIo;
 
 /// Frames are gathered into one buffer up to about this size before a socket write.
 const WRITE_BATCH: usize = 64 * 1024;
-/// Socket reads one `poll()` makes for one connection at most (see [`read_on_main_thread`]).
-const MAIN_READS_PER_CONN: usize = 4;
 
 /// A connection's protocol, shared by its task and the game's main thread, which reads
 /// sockets known to have input in `poll()` ([`crate::ready`]). The task
@@ -44,6 +49,9 @@ pub(crate) struct Shared {
     /// The main thread changed something the task must act on (a frame to send, a close,
     /// the end of input).
     wake: Notify,
+    /// Nonzero: the main thread has left input in the socket for the task to read (a new
+    /// value each time); the task clears it once a read of its own finds the socket empty.
+    handoff: AtomicU64,
     conn: Arc<Connection>,
     events: Sender<Event>,
 }
@@ -52,7 +60,7 @@ struct Live {
     proto: Protocol,
     /// The socket, for the main thread's reads (`None` once the task ends: it closes the
     /// socket before it reports the end).
-    tcp: Option<Arc<TcpStream>>,
+    tcp: Option<Arc<Tcp>>,
     /// `wss://`: the TLS session the socket's bytes go through.
     tls: Option<Arc<TlsSession>>,
     /// The task has finished: nothing more may be delivered (its end is reported next).
@@ -63,6 +71,25 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Live> {
         // A poisoned lock means a panic in the task, which ends it: the state is not used on.
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The main thread leaves the socket's input to the task.
+    fn hand_over(&self) {
+        self.handoff.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// Whether the main thread is this socket's reader now: it reads only ([`crate::ready`])
+    /// and has handed nothing over.
+    fn main_reads(&self) -> bool {
+        self.conn.ready.as_ref().is_some_and(|r| r.main_only())
+            && self.handoff.load(Ordering::Acquire) == 0
+    }
+
+    /// Main-only reading has started or ended ([`crate::ready`]): the task decides again
+    /// whether it waits for input.
+    pub(crate) fn replan(&self) {
+        self.wake.notify_one();
     }
 }
 
@@ -89,13 +116,24 @@ pub(crate) async fn run(
         proto.deflate_with(deflate::for_connection(agreed, ours, !client).0);
         direct_below = ours.threshold;
     }
-    let (tcp, tls) = match stream {
-        MaybeTls::Plain(tcp) => (Arc::new(tcp), None),
-        MaybeTls::Tls(stream) => {
-            let tls = TlsSession::new(*stream);
-            (tls.tcp.clone(), Some(tls))
+    let shared_socket = match stream {
+        MaybeTls::Plain(tcp) => shared_tcp::share(tcp).map(|tcp| (tcp, None)),
+        MaybeTls::Tls(stream) => TlsSession::new(*stream).map(|tls| (tls.tcp.clone(), Some(tls))),
+    };
+    let sock = shared_socket.and_then(|(tcp, tls)| Ok((TaskSocket::new(tcp)?, tls)));
+    let (sock, tls) = match sock {
+        Ok(sock) => sock,
+        Err(e) => {
+            // Reported when dropped.
+            let _end = EndReport {
+                conn: &conn,
+                events: &events,
+                failure: Some(format!("socket: {e}")),
+            };
+            return;
         }
     };
+    let tcp = sock.tcp().clone();
     conn.direct
         .open(tcp.clone(), tls.clone(), client, direct_below);
     let shared = Arc::new(Shared {
@@ -106,6 +144,7 @@ pub(crate) async fn run(
             done: false,
         }),
         wake: Notify::new(),
+        handoff: AtomicU64::new(0),
         conn: conn.clone(),
         events: events.clone(),
     });
@@ -115,10 +154,9 @@ pub(crate) async fn run(
         .as_ref()
         .filter(|_| conn.info().deflate.is_none())
         .and_then(|ready| ready.add(&tcp, &shared));
-    match tls {
-        None => drive(&shared, SharedTcp(tcp.clone()), SharedTcp(tcp), &outbound).await,
-        Some(tls) => drive(&shared, SharedTls(tls.clone()), SharedTls(tls), &outbound).await,
-    }
+    drop(tcp);
+    let main_reader = key.and(conn.ready.as_deref());
+    drive(&shared, sock, tls, &outbound, main_reader).await;
     if let (Some(ready), Some(key)) = (&conn.ready, key) {
         ready.forget(key);
     }
@@ -158,11 +196,13 @@ impl Batch {
     }
 }
 
-async fn drive<R, W>(shared: &Arc<Shared>, mut rd: R, mut wr: W, outbound: &Receiver<Outgoing>)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+async fn drive(
+    shared: &Arc<Shared>,
+    mut sock: TaskSocket,
+    tls: Option<Arc<TlsSession>>,
+    outbound: &Receiver<Outgoing>,
+    main_reader: Option<&ReadySockets>,
+) {
     let conn = &shared.conn;
     let events = &shared.events;
     let mut report = EndReport {
@@ -179,8 +219,24 @@ where
         ended,
         deadline,
         reading,
+        closing,
     }) = plan(shared, outbound, &mut batch, &mut close_seen)
     {
+        // The main thread reads while the game polls, unless it handed input over; the
+        // peer's answer to a close is ours to read whatever the game does.
+        let may_yield = main_reader.is_some() && !closing;
+        // Plaintext our reads left in the TLS session is ours to deliver: no new input will
+        // tell the main thread it is there.
+        let main_reads =
+            may_yield && shared.main_reads() && !tls.as_ref().is_some_and(|t| t.holds_plaintext());
+        if let Err(e) = sock.set_reading(!main_reads) {
+            report.failure = Some(format!("socket: {e}"));
+            break;
+        }
+        let (mut rd, mut wr) = (
+            TaskIo::new(&sock, tls.as_deref()),
+            TaskIo::new(&sock, tls.as_deref()),
+        );
         if shut_down {
             // Nothing follows a failure's close frame: the peer reads it, then our FIN.
             let _ = tokio::time::timeout(TIMEOUTS.linger, wr.shutdown()).await;
@@ -188,6 +244,7 @@ where
         if ended {
             break;
         }
+        let reading = reading && sock.reading();
         // Not biased: a peer that streams must not starve our writes, nor a fast socket our
         // reads.
         tokio::select! {
@@ -201,9 +258,12 @@ where
                 // The socket is gone.
                 _ => break,
             },
-            res = poll_fn(|cx| poll_fill(shared, &mut rd, cx)), if reading => {
-                if !matches!(res, Ok(n) if n > 0) {
-                    shared.lock().proto.input_ended(Instant::now());
+            res = poll_fn(|cx| poll_fill(shared, &mut rd, cx, may_yield)), if reading => {
+                match res {
+                    Ok(n) if n > 0 => {}
+                    // Nothing there and the main thread reads from now on.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    _ => shared.lock().proto.input_ended(Instant::now()),
                 }
             }
             _ = conn.inbound.wake.notified(), if paused => {}
@@ -217,15 +277,17 @@ where
     }
     // Drop the socket before reporting, so the other side sees the close first.
     conn.direct.shut();
-    drop(rd);
-    drop(wr);
+    drop(sock);
+    drop(tls);
     let mut live = shared.lock();
     live.done = true;
     live.tcp = None;
     live.tls = None;
     conn.close_received
         .store(live.proto.close_received(), Ordering::Release);
-    report.failure = live.proto.failure().map(str::to_owned);
+    if report.failure.is_none() {
+        report.failure = live.proto.failure().map(str::to_owned);
+    }
 }
 
 /// What the task does next, decided under the protocol's lock.
@@ -237,6 +299,7 @@ struct Plan {
     ended: bool,
     deadline: Option<tokio::time::Instant>,
     reading: bool,
+    closing: bool,
 }
 
 /// One step of the task's rules: the game's close, delivery, accounting of a written batch
@@ -255,10 +318,7 @@ fn plan(
         *close_seen = true;
         proto.ask_close(now, conn.too_slow.load(Ordering::Acquire));
     }
-    let paused = deliver(conn, proto, &shared.events, now)?;
-    if proto.closing() {
-        conn.set_state(ReadyState::Closing);
-    }
+    deliver(conn, proto, &shared.events, now)?;
     let mut shut_down = false;
     if batch.idle() {
         shut_down = batch.finish(conn) && proto.on_written(now);
@@ -266,110 +326,20 @@ fn plan(
             refill(conn, proto, outbound, batch, now);
         }
     }
+    // Again after the accounting: a close frame just written records its status, which must
+    // reach the connection even when the connection ends with this step.
+    let paused = deliver(conn, proto, &shared.events, now)?;
+    if proto.closing() {
+        conn.set_state(ReadyState::Closing);
+    }
     Some(Plan {
         paused,
         shut_down,
         ended: proto.end().is_some(),
         deadline: proto.poll_timeout().map(tokio::time::Instant::from_std),
         reading: proto.wants_read() && !paused,
+        closing: proto.closing(),
     })
-}
-
-/// What one main-thread read of a connection did.
-pub(crate) struct MainRead {
-    pub(crate) bytes: usize,
-    /// Input may be left in the socket (the read budget ran out): no new edge will say so.
-    pub(crate) more: bool,
-}
-
-/// The main thread's read of a plain connection's socket, from `poll()`: a few non-blocking
-/// reads through the protocol, their messages handed to the game's queue at once. Skipped
-/// when the task holds the protocol (it reads then), and a no-op once the task has ended.
-pub(crate) fn read_on_main_thread(shared: &Shared) -> MainRead {
-    let mut result = MainRead {
-        bytes: 0,
-        more: false,
-    };
-    let Ok(mut live) = shared.live.try_lock() else {
-        return result;
-    };
-    let Live {
-        proto,
-        tcp: Some(tcp),
-        tls,
-        done: false,
-    } = &mut *live
-    else {
-        return result;
-    };
-    // With TLS, only if the task is not using the session either.
-    let mut session = match tls {
-        Some(tls) => match tls.try_lock() {
-            Some(session) => Some(session),
-            None => return result,
-        },
-        None => None,
-    };
-    let before = (proto.poll_timeout(), proto.pending(), proto.closing());
-    // Input ended, or delivery stopped (paused for the game's room, or nobody listens): the
-    // task decides what follows, so it must run.
-    let mut wake_task = false;
-    result.more = true;
-    for _ in 0..MAIN_READS_PER_CONN {
-        if !proto.wants_read() || shared.conn.inbound.paused.load(Ordering::Acquire) {
-            result.more = false;
-            break;
-        }
-        let read = match session.as_deref_mut() {
-            Some(session) => try_fill_tls(session, tcp, proto.decoder()),
-            None => try_fill(tcp, proto.decoder()),
-        };
-        let eof = match read {
-            Ok(0) => true,
-            Ok(n) => {
-                result.bytes += n;
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                result.more = false;
-                break;
-            }
-            Err(_) => true,
-        };
-        let now = Instant::now();
-        if eof {
-            proto.input_ended(now);
-        }
-        let delivered = deliver(&shared.conn, proto, &shared.events, now) == Some(false);
-        if eof || !delivered {
-            wake_task = true;
-            result.more = false;
-            break;
-        }
-    }
-    if proto.pending() > 0 {
-        shared.conn.direct.reserve_for_task();
-    }
-    // What the session still holds is the task's to finish: records it sealed in answer
-    // (a key update) to write, plaintext left when the read budget ran out.
-    if let Some(session) = session.as_deref_mut() {
-        if session.wants_write() {
-            shared.conn.direct.ask_tls_flush();
-            wake_task = true;
-        }
-        let plaintext = session
-            .process_new_packets()
-            .map(|s| s.plaintext_bytes_to_read());
-        if plaintext.map_or(true, |n| n > 0) {
-            wake_task = true;
-        }
-    }
-    drop(session);
-    let after = (proto.poll_timeout(), proto.pending(), proto.closing());
-    if wake_task || before != after || proto.end().is_some() {
-        shared.wake.notify_one();
-    }
-    result
 }
 
 /// Hands the game what has been read, while it has room. `Some(true)`: no room, reading is
@@ -505,8 +475,34 @@ pub(crate) async fn fill<R: AsyncRead + Unpin>(
 }
 
 /// [`fill`] for the task's `select!`: the protocol is locked only inside each poll, so the
-/// main thread can read between them. Cancel-safe like `fill`.
-fn poll_fill<R: AsyncRead + Unpin>(
+/// main thread can read between them. Cancel-safe like `fill`. A read that finds the socket
+/// empty ends a hand-over made before it began, and, when the main thread is the reader now
+/// (`may_yield`), ends with `WouldBlock` so that the task stops waiting for input.
+fn poll_fill(
+    shared: &Shared,
+    rd: &mut TaskIo<'_>,
+    cx: &mut Context<'_>,
+    may_yield: bool,
+) -> Poll<io::Result<usize>> {
+    let handoff = shared.handoff.load(Ordering::Acquire);
+    let sock = rd.socket();
+    sock.take_drained();
+    let res = poll_fill_locked(shared, rd, cx);
+    if res.is_pending() && sock.take_drained() {
+        if handoff != 0 {
+            let _ =
+                shared
+                    .handoff
+                    .compare_exchange(handoff, 0, Ordering::AcqRel, Ordering::Acquire);
+        }
+        if may_yield && shared.main_reads() {
+            return Poll::Ready(Err(io::ErrorKind::WouldBlock.into()));
+        }
+    }
+    res
+}
+
+fn poll_fill_locked<R: AsyncRead + Unpin>(
     shared: &Shared,
     rd: &mut R,
     cx: &mut Context<'_>,
@@ -546,59 +542,6 @@ fn poll_read_buf<R: AsyncRead + Unpin>(
     // SAFETY: `n` bytes were initialized by the read.
     unsafe { buf.advance_mut(n) };
     Poll::Ready(Ok(n))
-}
-
-/// [`fill`] without waiting, from the main thread: `WouldBlock` when nothing is there. A
-/// plain `recv`, not tokio's `try_read`: that one trusts the runtime's view of readiness,
-/// which is stale exactly when the runtime has not run since the input arrived.
-fn try_fill(tcp: &TcpStream, decoder: &mut Decoder) -> io::Result<usize> {
-    let sock = socket2::SockRef::from(tcp);
-    match decoder.read_plan() {
-        ReadPlan::Idle => {
-            let mut first = [MaybeUninit::<u8>::uninit(); IDLE_READ];
-            let n = sock.recv(&mut first)?;
-            // SAFETY: `recv` initialized the first `n` bytes.
-            let read = unsafe { std::slice::from_raw_parts(first.as_ptr().cast::<u8>(), n) };
-            decoder.receive(read);
-            Ok(n)
-        }
-        ReadPlan::Buffer(ask) => {
-            let buf = decoder.buffer();
-            let n = sock.recv(buf.spare_capacity_mut())?;
-            // SAFETY: `recv` initialized `n` bytes of the spare capacity.
-            unsafe { buf.set_len(buf.len() + n) };
-            decoder.filled(n, ask);
-            Ok(n)
-        }
-    }
-}
-
-/// [`try_fill`] for a `wss://` connection: the plaintext of what has arrived, through its
-/// TLS session.
-fn try_fill_tls(
-    session: &mut tokio_rustls::rustls::Connection,
-    tcp: &TcpStream,
-    decoder: &mut Decoder,
-) -> io::Result<usize> {
-    match decoder.read_plan() {
-        ReadPlan::Idle => {
-            let mut first = [0u8; IDLE_READ];
-            let n = shared_tls::read_plain(session, tcp, true, &mut first)?;
-            decoder.receive(&first[..n]);
-            Ok(n)
-        }
-        ReadPlan::Buffer(ask) => {
-            let buf = decoder.buffer();
-            let start = buf.len();
-            let room = (buf.capacity() - start).min(shared_tls::RECORD);
-            buf.resize(start + room, 0);
-            let n = shared_tls::read_plain(session, tcp, true, &mut buf[start..]);
-            buf.truncate(start + *n.as_ref().unwrap_or(&0));
-            let n = n?;
-            decoder.filled(n, ask);
-            Ok(n)
-        }
-    }
 }
 
 /// The next message or control frame, reading as needed; `Ok(None)` when the stream ends.

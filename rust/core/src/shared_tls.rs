@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::rustls;
+
+use crate::shared_tcp::{self, TaskSocket, Tcp};
 
 /// A TLS record's plaintext at most: one read asks for no more, so that little of the
 /// buffer is zeroed for it.
@@ -24,14 +25,16 @@ pub(crate) const RECORD: usize = 16 * 1024;
 /// A connection's TLS session and its socket.
 pub(crate) struct TlsSession {
     session: Mutex<rustls::Connection>,
-    pub(crate) tcp: Arc<TcpStream>,
+    pub(crate) tcp: Arc<Tcp>,
 }
 
 impl TlsSession {
     /// Takes over a session whose handshake tokio-rustls has completed. Plaintext it has
     /// already received stays in the session.
-    pub(crate) fn new(stream: tokio_rustls::TlsStream<TcpStream>) -> Arc<TlsSession> {
-        let (tcp, mut session): (TcpStream, rustls::Connection) = match stream {
+    pub(crate) fn new(
+        stream: tokio_rustls::TlsStream<tokio::net::TcpStream>,
+    ) -> io::Result<Arc<TlsSession>> {
+        let (tcp, mut session): (tokio::net::TcpStream, rustls::Connection) = match stream {
             tokio_rustls::TlsStream::Client(s) => {
                 let (tcp, c) = s.into_inner();
                 (tcp, c.into())
@@ -44,14 +47,22 @@ impl TlsSession {
         // The connection's own outbound limits bound what is queued; the session takes what
         // it is given, so a frame is never half accepted.
         session.set_buffer_limit(None);
-        Arc::new(TlsSession {
+        Ok(Arc::new(TlsSession {
             session: Mutex::new(session),
-            tcp: Arc::new(tcp),
-        })
+            tcp: shared_tcp::share(tcp)?,
+        }))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, rustls::Connection> {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the session has decrypted input not read yet (or input it cannot decrypt,
+    /// which the next read reports).
+    pub(crate) fn holds_plaintext(&self) -> bool {
+        self.lock()
+            .process_new_packets()
+            .map_or(true, |s| s.plaintext_bytes_to_read() > 0)
     }
 
     /// The session if nobody else holds it now.
@@ -65,12 +76,10 @@ impl TlsSession {
 }
 
 /// Plaintext into `buf` without waiting: what the session holds, else what one read of the
-/// socket brings. `Ok(0)`: the input has ended; `WouldBlock`: nothing there now. `main`: the
-/// main thread reads (see [`SocketIo`]).
+/// socket brings. `Ok(0)`: the input has ended; `WouldBlock`: nothing there now.
 pub(crate) fn read_plain(
     session: &mut rustls::Connection,
-    tcp: &TcpStream,
-    main: bool,
+    tcp: &Tcp,
     buf: &mut [u8],
 ) -> io::Result<usize> {
     loop {
@@ -81,7 +90,7 @@ pub(crate) fn read_plain(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
-        if session.read_tls(&mut SocketIo { tcp, main })? == 0 {
+        if session.read_tls(&mut SocketIo(tcp))? == 0 {
             return Ok(0);
         }
         session
@@ -91,43 +100,33 @@ pub(crate) fn read_plain(
 }
 
 /// Writes what the session has sealed, until it is all out or the socket is full.
-pub(crate) fn write_sealed(session: &mut rustls::Connection, tcp: &TcpStream) -> io::Result<()> {
+pub(crate) fn write_sealed(session: &mut rustls::Connection, tcp: &Tcp) -> io::Result<()> {
     while session.wants_write() {
-        if session.write_tls(&mut SocketIo { tcp, main: false })? == 0 {
+        if session.write_tls(&mut SocketIo(tcp))? == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
     }
     Ok(())
 }
 
-/// Non-blocking reads and writes on the shared socket. The task reads through tokio, which
-/// tracks readiness so that its wait for input is never a missed wake-up; the main thread
-/// reads with a plain `recv`, since that view of readiness is stale exactly when the runtime
-/// has not run since the input arrived.
-struct SocketIo<'a> {
-    tcp: &'a TcpStream,
-    main: bool,
-}
+/// Non-blocking reads and writes on the shared socket, for rustls.
+struct SocketIo<'a>(&'a Tcp);
 
 impl Read for SocketIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.main {
-            return self.tcp.try_read(buf);
-        }
-        let sock = socket2::SockRef::from(self.tcp);
         // SAFETY: `recv` only writes into the slice, whose bytes are initialized already.
         let buf = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-        sock.recv(buf)
+        shared_tcp::recv(self.0, buf)
     }
 }
 
 impl Write for SocketIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tcp.try_write(buf)
+        shared_tcp::send(self.0, buf)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.tcp.try_write_vectored(bufs)
+        (&mut &*self.0).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -135,57 +134,40 @@ impl Write for SocketIo<'_> {
     }
 }
 
-/// The task's reading and writing half (both the same), as tokio streams.
-#[derive(Clone)]
-pub(crate) struct SharedTls(pub(crate) Arc<TlsSession>);
+/// The task's reads and writes of a `wss://` connection, as tokio streams: each step takes
+/// the session's lock and releases it before any wait.
+pub(crate) struct SharedTls<'a> {
+    pub(crate) tls: &'a TlsSession,
+    pub(crate) sock: &'a TaskSocket,
+}
 
-impl AsyncRead for SharedTls {
+impl AsyncRead for SharedTls<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            let res = {
-                let mut session = self.0.lock();
-                let room = buf.remaining().min(RECORD);
-                read_plain(
-                    &mut session,
-                    &self.0.tcp,
-                    false,
-                    buf.initialize_unfilled_to(room),
-                )
-            };
-            match res {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // The read found the socket empty and cleared the runtime's readiness.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.0.tcp.poll_read_ready(cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        let room = buf.remaining().min(RECORD);
+        let unfilled = buf.initialize_unfilled_to(room);
+        let tls = self.tls;
+        let n = ready!(self
+            .sock
+            .poll_input(cx, |tcp| read_plain(&mut tls.lock(), tcp, unfilled)))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
-impl SharedTls {
+impl SharedTls<'_> {
     /// Writes the sealed records; `Pending` until the socket has taken them all.
     fn poll_sealed(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            match write_sealed(&mut self.0.lock(), &self.0.tcp) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.0.tcp.poll_write_ready(cx))?;
-                }
-                other => return Poll::Ready(other),
-            }
-        }
+        let tls = self.tls;
+        self.sock
+            .poll_output(cx, |tcp| write_sealed(&mut tls.lock(), tcp))
     }
 }
 
-impl AsyncWrite for SharedTls {
+impl AsyncWrite for SharedTls<'_> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -194,9 +176,9 @@ impl AsyncWrite for SharedTls {
         // What was sealed before goes first; then all of `data` is sealed (the session has
         // no limit) and as much of it written as the socket takes: the rest by the flush.
         ready!(self.poll_sealed(cx))?;
-        let mut session = self.0.lock();
+        let mut session = self.tls.lock();
         session.writer().write_all(data)?;
-        match write_sealed(&mut session, &self.0.tcp) {
+        match write_sealed(&mut session, &self.tls.tcp) {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(data.len())),
         }
@@ -208,16 +190,12 @@ impl AsyncWrite for SharedTls {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         {
-            let mut session = self.0.lock();
+            let mut session = self.tls.lock();
             if !session.wants_write() {
                 session.send_close_notify();
             }
         }
         ready!(self.poll_sealed(cx))?;
-        let sock = socket2::SockRef::from(self.0.tcp.as_ref());
-        Poll::Ready(match sock.shutdown(std::net::Shutdown::Write) {
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-            other => other,
-        })
+        Poll::Ready(shared_tcp::shutdown_write(&self.tls.tcp))
     }
 }

@@ -484,7 +484,9 @@ impl RustWebSocketMultiplayerPeer {
     /// without WebSocket framing, decompressed), `wire_bytes_in`, `wire_bytes_out` (the same
     /// payload as it crossed the wire: smaller where [member compression_enabled] compressed
     /// it), `queued_packets_out`, `queued_bytes_out`, `rtt_ms` (from heartbeat pings, -1 until
-    /// measured) and `connected_since_unix_ms`. Empty if unknown.
+    /// measured; on Linux, while this game polls steadily, the pong is read by its `poll()`,
+    /// so the figure includes up to one of its frames) and `connected_since_unix_ms`. Empty
+    /// if unknown.
     #[func]
     fn get_peer_stats(&self, id: i32) -> VarDictionary {
         match self.peers.get(&id) {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use super::Connection;
 use crate::frame;
+use crate::shared_tcp::{self, Tcp};
 use crate::shared_tls::{self, TlsSession};
 
 pub(crate) const OWNER_IDLE: u8 = 0;
@@ -48,7 +49,7 @@ fn budget_allows() -> bool {
 
 /// The main thread's way to the socket of a plain `ws://` connection.
 struct Socket {
-    tcp: Arc<tokio::net::TcpStream>,
+    tcp: Arc<Tcp>,
     /// A client masks its frames with keys of its own (the task has its own masker).
     masker: Option<frame::Masker>,
     /// The frame being written, kept between sends so a direct send allocates nothing.
@@ -83,7 +84,7 @@ impl DirectPath {
     /// `tls` for `wss://`.
     pub(crate) fn open(
         &self,
-        tcp: Arc<tokio::net::TcpStream>,
+        tcp: Arc<Tcp>,
         tls: Option<Arc<TlsSession>>,
         client: bool,
         direct_below: usize,
@@ -186,7 +187,7 @@ impl DirectPath {
             return self.send_sealed(conn, tls, buf, data.len());
         }
         // Would-block, or a broken socket (the task finds the error on its own): 0 written.
-        let written = socket.tcp.try_write(buf).unwrap_or_default();
+        let written = shared_tcp::send(&socket.tcp, buf).unwrap_or_default();
         if written == buf.len() {
             // A large frame's buffer is not kept for every later small one.
             if buf.capacity() > SCRATCH_KEEP {

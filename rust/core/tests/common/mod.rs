@@ -91,30 +91,58 @@ pub fn connected(rx: &Receiver<Event>) -> (Arc<Connection>, i32) {
     })
 }
 
-/// A thread that does what a game's `poll()` does for the runtime, in a fast loop until
-/// dropped: reads the sockets with input waiting, refills the direct-write budget.
+/// A thread that does what a game's `poll()` does for the runtime, in a loop until dropped:
+/// reads the sockets with input waiting, refills the direct-write budget.
 pub struct Poller {
     pub ready: Arc<ReadySockets>,
     stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Poller {
+    /// A fast loop: a game with frames uncapped.
     pub fn start() -> Poller {
+        Poller::every(Duration::from_micros(20))
+    }
+
+    /// One poll per `frame`.
+    pub fn every(frame: Duration) -> Poller {
         let ready = ReadySockets::new().expect("epoll");
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (ready.clone(), stop.clone());
+        let paused = Arc::new(AtomicBool::new(false));
+        let (r, s, p) = (ready.clone(), stop.clone(), paused.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                r.read_ready();
-                rust_websocket_core::connection::refill_direct_budget();
-                std::thread::sleep(Duration::from_micros(20));
+                if !p.load(Ordering::Relaxed) {
+                    r.read_ready();
+                    rust_websocket_core::connection::refill_direct_budget();
+                }
+                std::thread::sleep(frame);
             }
         });
         Poller {
             ready,
             stop,
+            paused,
             thread: Some(thread),
+        }
+    }
+
+    /// Stops polling (a game busy elsewhere) or resumes.
+    pub fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Waits (up to 10 s) until the main thread is the only reader.
+    pub fn wait_main_only(&self, want: bool) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while self.ready.main_only() != want {
+            assert!(
+                std::time::Instant::now() < until,
+                "main-only reading never became {want}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -177,8 +177,14 @@ impl Decoder {
 
     /// Bytes read some other way ([`ReadPlan::Idle`], or before the connection task began).
     pub(crate) fn receive(&mut self, bytes: &[u8]) {
+        self.receive_read(bytes, IDLE_READ);
+    }
+
+    /// Bytes of a [`ReadPlan::Idle`] read that offered `offered` bytes of room: one that
+    /// filled it leaves more in the socket.
+    pub(crate) fn receive_read(&mut self, bytes: &[u8], offered: usize) {
         self.buf.extend_from_slice(bytes);
-        self.streaming = bytes.len() == IDLE_READ;
+        self.streaming = bytes.len() >= offered;
     }
 
     /// A server's decoder (it requires masked frames).
