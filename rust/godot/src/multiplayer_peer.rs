@@ -484,8 +484,8 @@ impl RustWebSocketMultiplayerPeer {
     /// without WebSocket framing, decompressed), `wire_bytes_in`, `wire_bytes_out` (the same
     /// payload as it crossed the wire: smaller where [member compression_enabled] compressed
     /// it), `queued_packets_out`, `queued_bytes_out`, `rtt_ms` (from heartbeat pings, -1 until
-    /// measured; on Linux, while this game polls steadily, the pong is read by its `poll()`,
-    /// so the figure includes up to one of its frames) and `connected_since_unix_ms`. Empty
+    /// measured; on Linux, while this game polls at least every 0.5 ms, the pong is read by
+    /// its `poll()`, so the figure includes up to one such frame) and `connected_since_unix_ms`. Empty
     /// if unknown.
     #[func]
     fn get_peer_stats(&self, id: i32) -> VarDictionary {
