@@ -15,15 +15,13 @@ tests/godot/compression.gd.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import zlib
 
-import provision
+import pywebsockets
 import rawws
 
-WEBSOCKETS = "websockets==15.0.1"
 TAIL = b"\x00\x00\xff\xff"
 
 
@@ -46,17 +44,26 @@ def messages() -> list:
     return ["hi", text, bytes(range(256)) * 400, os.urandom(20000), b"", "é" * 3000]
 
 
+def echo_mismatches(ws) -> list:
+    """Sends each of messages() on `ws` and reads its echo; what did not come back intact."""
+    bad = []
+    for msg in messages():
+        ws.send(msg)
+        back = ws.recv(timeout=5)
+        if back != msg:
+            bad.append(f"{type(msg).__name__} of {len(msg)}: got {type(back).__name__} "
+                       f"of {len(back)}")
+    return bad
+
+
 def compression_hook(ctx) -> list:
     checks: list = []
     try:
-        try:
-            sys.path.insert(0, provision.python_package(WEBSOCKETS))
-            from websockets.sync.client import connect
-            from websockets.sync.server import serve
-        except Exception as e:  # pip or import failure: the test says why
-            return [(False, "py.websockets", f"cannot provide {WEBSOCKETS}: {e}")]
-        if not ctx.wait_flag("server_ready", 15):
-            return [(False, "py.server_ready", "never flagged")]
+        failed = pywebsockets.provide(ctx)
+        if failed:
+            return failed
+        from websockets.sync.client import connect
+        from websockets.sync.server import serve
         server_side(ctx, connect, checks)
         ctx.barrier("py_server_side_done")
         client_side(ctx, serve, checks)
@@ -72,13 +79,7 @@ def server_side(ctx, connect, checks: list) -> None:
         answer = ws.response.headers.get("Sec-WebSocket-Extensions", "")
         checks.append((answer.startswith("permessage-deflate"), "py.ws_client_negotiated",
                        f"answer {answer!r}"))
-        bad = []
-        for msg in messages():
-            ws.send(msg)
-            back = ws.recv(timeout=5)
-            if back != msg:
-                bad.append(f"{type(msg).__name__} of {len(msg)}: got {type(back).__name__} "
-                           f"of {len(back)}")
+        bad = echo_mismatches(ws)
         checks.append((not bad, "py.ws_client_echo_intact", "; ".join(bad)))
 
     c = rawws.Client(ctx.port)
@@ -117,17 +118,10 @@ def client_side(ctx, serve, checks: list) -> None:
     def handler(ws):
         seen["offer"] = ws.request.headers.get("Sec-WebSocket-Extensions", "")
         seen["answer"] = ws.response.headers.get("Sec-WebSocket-Extensions", "")
-        bad = []
         try:
-            for msg in messages():
-                ws.send(msg)
-                back = ws.recv(timeout=5)
-                if back != msg:
-                    bad.append(f"{type(msg).__name__} of {len(msg)}: got "
-                               f"{type(back).__name__} of {len(back)}")
+            seen["bad"] = echo_mismatches(ws)
         except Exception as e:  # the check reports it
-            bad.append(f"{type(e).__name__}: {e}")
-        seen["bad"] = bad
+            seen["bad"] = [f"{type(e).__name__}: {e}"]
         done.set()
 
     with serve(handler, "127.0.0.1", ctx.port + 1, max_size=None) as server:

@@ -11,25 +11,19 @@ socket with the client's fragments unread in it, the kernel sent a reset, and th
 
 from __future__ import annotations
 
-import sys
+import pywebsockets
 
-import provision
-
-WEBSOCKETS = "websockets==15.0.1"
 ATTEMPTS = 5
 
 
 def failure_close_hook(ctx) -> list:
     checks: list = []
     try:
-        try:
-            sys.path.insert(0, provision.python_package(WEBSOCKETS))
-            from websockets.exceptions import ConnectionClosed
-            from websockets.sync.client import connect
-        except Exception as e:  # pip or import failure: the test says why
-            return [(False, "py.websockets", f"cannot provide {WEBSOCKETS}: {e}")]
-        if not ctx.wait_flag("server_ready", 15):
-            return [(False, "py.server_ready", "never flagged")]
+        failed = pywebsockets.provide(ctx)
+        if failed:
+            return failed
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.client import connect
         codes = []
         # The case (10 x 10 000 B), then one that leaves far more unread (10 x 100 000).
         for fragment in [10000] * ATTEMPTS + [100000] * ATTEMPTS:

@@ -141,7 +141,7 @@ def link_cut_hook(ctx) -> list:
         vals = {k: "-" if v == "?" else v for k, v in vals.items()}
         checks.info("link_cut", f"{' '.join(qdisc)} on both ends ({drops[0]}+{drops[1]} "
                     f"packets dropped); server dropped the client {vals['srv_detect_ms']} ms "
-                    f"after the cut, client: {vals['cli_detect_ms']}")
+                    f"after the cut, the client found it gone {vals['cli_detect_ms']} ms after it")
     finally:
         cleanup()
         p = _out(IP, "netns", "list")

@@ -68,6 +68,16 @@ def _raw_server(ctx: Ctx, checks: Checks, socks: list, offset: int, timeout: flo
     return srv
 
 
+def _end(ctx: Ctx, godot_role: str, *socks) -> None:
+    """Passes the scenario's "done" barrier and waits for `godot_role` to pass it too (so
+    nothing closes under the Godot side's last checks), then closes `socks` (None skipped)."""
+    ctx.barrier("done")
+    ctx.wait_flag(f"bar_done.{godot_role}", 15)
+    for s in socks:
+        if s is not None:
+            s.close()
+
+
 def _id_greeting(checks: Checks, ws: rawws.Client, name: str) -> int:
     """Reads Godot's id message (4 bytes, little-endian, binary, unmasked): the id."""
     op, data, masked, _ = ws.recv_frame()
@@ -123,10 +133,7 @@ def wire_hook(ctx: Ctx) -> list:
         if took is not None:
             checks.info("close", f"TCP closed {took:.3f}s after the close handshake")
     finally:
-        ctx.barrier("done")
-        ctx.wait_flag("bar_done.server", 15)
-        for ws in conns:
-            ws.close()
+        _end(ctx, "server", *conns)
     return checks
 
 
@@ -173,10 +180,7 @@ def headers_hook(ctx: Ctx) -> list:
         ctx.put_value("raw_id", int.from_bytes(data[:4].ljust(4, b"\0"), "little", signed=True))
     finally:
         ctx.barrier("client_done")
-        ctx.barrier("done")
-        ctx.wait_flag("bar_done.main", 15)
-        for s in socks:
-            s.close()
+        _end(ctx, "main", *socks)
     return checks
 
 
@@ -235,10 +239,7 @@ def raw_mode_hook(ctx: Ctx) -> list:
                      else f"closed {took:.3f}s after the close handshake")
     finally:
         ctx.barrier("godot_client_done")
-        ctx.barrier("done")
-        ctx.wait_flag("bar_done.server", 15)
-        if ws is not None:
-            ws.close()
+        _end(ctx, "server", ws)
     return checks
 
 
@@ -358,12 +359,8 @@ def handshake_timeout_hook(ctx: Ctx) -> list:
                 checks.info(key, f"closed after {t:.3f}s")
     finally:
         ctx.barrier("measured")
-        ctx.barrier("done")
         # Keep the listener until the scenario ends, so the client times out on its own.
-        ctx.wait_flag("bar_done.server", 15)
-        for s in held:
-            s.close()
-        listener.close()
+        _end(ctx, "server", *held, listener)
     return checks
 
 

@@ -42,14 +42,19 @@ import zlib
 
 class Stats:
     def __init__(self) -> None:
-        self.messages = 0
-        self.bytes = 0
         self.ready = 0
         self.closed = 0
         self.sent = 0
         self.opened = 0
-        self.compressed = 0
         self.negotiated = 0
+        self.reset_received()
+
+    def reset_received(self) -> None:
+        """Zeroes the counts of what was received (the `reset` command); the connection
+        counts stay."""
+        self.messages = 0
+        self.bytes = 0
+        self.compressed = 0
         self.inflated = 0
         self.inflated_bytes = 0
         self.inflate_errors = 0
@@ -247,12 +252,7 @@ async def main() -> None:
             say(await grow(port, clients, stats, int(rest[0]), concurrency, deflate,
                            inflate_every))
         elif cmd == "reset":
-            stats.messages = 0
-            stats.bytes = 0
-            stats.compressed = 0
-            stats.inflated = 0
-            stats.inflated_bytes = 0
-            stats.inflate_errors = 0
+            stats.reset_received()
             say("ok")
         elif cmd == "count":
             say(f"count {stats.messages} {stats.bytes} {stats.ready} {stats.closed} "

@@ -252,11 +252,7 @@ class Bench:
                 log(f"  poll {cls:<8} {st['peers']:>5} peers: {st['poll_us']:>9.2f} µs/poll "
                     f"(p10 {st['poll_us_p10']:.2f}, p90 {st['poll_us_p90']:.2f}), RSS {rss_kib / 1024:.1f} MiB")
         finally:
-            try:
-                raw.popen.stdin.write("quit\n")
-                raw.popen.stdin.flush()
-            except OSError:
-                pass
+            raw.send("quit")
             srv.finish(60)
             raw.finish(30)
         if not ok:
@@ -331,11 +327,7 @@ class Bench:
                         f"p50, {r['ms_p99']:.3f} p99, {r['ms_mean']:.3f} mean; delivered "
                         f"{got}/{expected} ({rec['delivered_ratio']:.4f}){inputs}")
         finally:
-            try:
-                raw.popen.stdin.write("quit\n")
-                raw.popen.stdin.flush()
-            except OSError:
-                pass
+            raw.send("quit")
             srv.finish(30)
             raw.finish(30)
         if not any(r["workload"] == workload and r["cls"] == cls and r["round"] == rnd

@@ -63,18 +63,8 @@ func run_server() -> void:
 	expect_eq(p.get_peer_address(id), "127.0.0.1", "browser_address")
 
 	# The page's packets, in order, from the browser's id.
-	var received: Array = []
-	var all_in := func() -> bool:
-		received.append_array(drain(p))
-		return received.size() >= from_page.size() or _browser_gone()
-	check(await wait_until(all_in, 10.0, "the page's packets"), "page_packets_arrived",
-			"%d of %d packets" % [received.size(), from_page.size()])
-	var pk: Array = received.map(func(r: Array) -> PackedByteArray: return r[1])
-	check(pk == from_page, "page_packets", "got %s, expected %s" % [
-			pk.map(func(x: Variant) -> String: return _show(x)),
-			from_page.map(func(x: Variant) -> String: return _show(x))])
-	check(received.all(func(r: Array) -> bool: return r[0] == id), "page_packet_source",
-			"sources %s, expected %d" % [received.map(func(r: Array) -> int: return r[0]), id])
+	var received := await receive(p, from_page.size(), 10.0, "page_packets_arrived", _browser_gone)
+	expect_packets(received, from_page, id, "page_packets", "page_packet_source")
 
 	# Known packets to the page: the first broadcast (target 0), the others to its id.
 	p.set_target_peer(0)
@@ -83,22 +73,12 @@ func run_server() -> void:
 	for i in range(1, to_page.size()):
 		expect_eq(p.put_packet(to_page[i]), OK_, "put_%d" % i)
 
-	var echoes: Array = []
-	var echoed := func() -> bool:
-		echoes.append_array(drain(p))
-		return echoes.size() >= to_page.size() or _browser_gone()
-	check(await wait_until(echoed, 10.0, "the page's echoes"), "echoes_arrived",
-			"%d of %d echoes" % [echoes.size(), to_page.size()])
+	var echoes := await receive(p, to_page.size(), 10.0, "echoes_arrived", _browser_gone)
 	var want: Array = to_page.map(func(x: PackedByteArray) -> PackedByteArray:
 		var e := bytes([ECHO_PREFIX])
 		e.append_array(x)
 		return e)
-	var got_echoes: Array = echoes.map(func(r: Array) -> PackedByteArray: return r[1])
-	check(got_echoes == want, "echoes", "got %s, expected %s" % [
-			got_echoes.map(func(x: Variant) -> String: return _show(x)),
-			want.map(func(x: Variant) -> String: return _show(x))])
-	check(echoes.all(func(r: Array) -> bool: return r[0] == id), "echo_source",
-			"sources %s" % [echoes.map(func(r: Array) -> int: return r[0])])
+	expect_packets(echoes, want, id, "echoes", "echo_source")
 	if compressed:
 		var ext: String = p.get_peer(id).get_negotiated_extensions()
 		check(ext.begins_with("permessage-deflate"), "browser_deflate", "extensions %s" % ext)

@@ -18,13 +18,20 @@ var echoing: Array = []
 var server_exts: Array = []
 
 
+## A rust peer for the hook's messages: raw mode, compression on above 64 bytes, buffers of
+## BIG.
+func echo_peer() -> Object:
+	var p: Object = make_peer()
+	p.godot_protocol = false
+	p.compression_enabled = true
+	p.compression_threshold = 64
+	p.inbound_buffer_size = BIG
+	p.outbound_buffer_size = BIG
+	return p
+
+
 func run_main() -> void:
-	var srv: Object = make_peer()
-	srv.godot_protocol = false
-	srv.compression_enabled = true
-	srv.compression_threshold = 64
-	srv.inbound_buffer_size = BIG
-	srv.outbound_buffer_size = BIG
+	var srv: Object = echo_peer()
 	watch(srv, "srv")
 	srv.peer_connected.connect(func(id: int) -> void:
 		server_exts.append(srv.get_peer(id).get_negotiated_extensions()))
@@ -53,12 +60,7 @@ func run_main() -> void:
 	mark("client")
 
 	if await wait_flag("py_server_ready", 30.0):
-		var cli: Object = make_peer()
-		cli.godot_protocol = false
-		cli.compression_enabled = true
-		cli.compression_threshold = 64
-		cli.inbound_buffer_size = BIG
-		cli.outbound_buffer_size = BIG
+		var cli: Object = echo_peer()
 		expect_eq(cli.create_client("ws://127.0.0.1:%d/" % (port + 1)), OK_, "create_client")
 		polled.append(cli)
 		echoing.append(cli)

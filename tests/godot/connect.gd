@@ -4,13 +4,20 @@
 extends "res://tests/lib/base.gd"
 
 
+## Watches `mp` as "mp" and returns the array that its packets are appended to, as
+## [from, bytes].
+func record_packets(mp: SceneMultiplayer) -> Array:
+	watch(mp, "mp")
+	var packets: Array = []
+	mp.peer_packet.connect(func(id: int, pkt: PackedByteArray) -> void: packets.append([id, pkt]))
+	return packets
+
+
 func run_server() -> void:
 	var p: Object = make_peer()
 	watch(p, "peer")
 	var mp := root.multiplayer as SceneMultiplayer
-	watch(mp, "mp")
-	var packets: Array = []
-	mp.peer_packet.connect(func(id: int, pkt: PackedByteArray) -> void: packets.append([id, pkt]))
+	var packets := record_packets(mp)
 
 	expect_eq(p.get_connection_status(), DISCONNECTED, "fresh_status")
 	expect_eq(p.create_server(port), OK_, "create_server")
@@ -49,9 +56,7 @@ func run_client() -> void:
 	var p: Object = make_peer()
 	watch(p, "peer")
 	var mp := root.multiplayer as SceneMultiplayer
-	watch(mp, "mp")
-	var packets: Array = []
-	mp.peer_packet.connect(func(id: int, pkt: PackedByteArray) -> void: packets.append([id, pkt]))
+	var packets := record_packets(mp)
 	if not await wait_flag("server_ready"):
 		return
 	expect_eq(p.create_client(url()), OK_, "create_client")

@@ -19,9 +19,7 @@ func run_server() -> void:
 	watch(p, "peer")
 	var mp := root.multiplayer as SceneMultiplayer
 	watch(mp, "mp")
-	expect_eq(p.create_server(port), OK_, "create_server")
-	mp.multiplayer_peer = p
-	flag("server_ready")
+	serve_root(p)
 	if not check(await wait_signal_count("peer", "peer_connected", 4, 10.0), "four_clients",
 			"peer_connected %s" % [got("peer", "peer_connected")]):
 		return
@@ -98,6 +96,21 @@ func run_server() -> void:
 	await barrier("step4")
 
 
+## Client `n` (peer `p`, watched as "p<n>", its SceneMultiplayer as "mp<n>") sees the server
+## drop it, within 1 s as the built-in does (a frame or two): server_disconnected, the peer's
+## peer_disconnected(1), status DISCONNECTED. False when server_disconnected never came.
+func expect_dropped_by_server(n: String, p: Object, step: String) -> bool:
+	var t0 := Time.get_ticks_msec()
+	var ok: bool = await wait_signal_count("mp" + n, "server_disconnected", 1, 5.0)
+	var ms := Time.get_ticks_msec() - t0
+	info("%s: %s saw server_disconnected after %d ms" % [step, n, ms])
+	check(not ok or ms < 1000, n + "_noticed_promptly", "server_disconnected after %d ms" % ms)
+	if check(ok, n + "_server_disconnected", "events %s" % [events["mp" + n]]):
+		expect_eq(got("p" + n, "peer_disconnected"), [1], n + "_peer_disconnected_1")
+		expect_eq(p.get_connection_status(), DISCONNECTED, n + "_status")
+	return ok
+
+
 func run_client() -> void:
 	var ps: Dictionary = {}
 	var mps: Dictionary = {}
@@ -106,10 +119,7 @@ func run_client() -> void:
 	for n in NAMES:
 		var p: Object = make_peer()
 		ps[n] = p
-		watch(p, "p" + n)
-		expect_eq(p.create_client(url()), OK_, "create_client_" + n)
-		mps[n] = attach_multiplayer(p, "/root/C" + n)
-		watch(mps[n], "mp" + n)
+		mps[n] = connect_named(p, n)
 	var all_in := func() -> bool:
 		for n in NAMES:
 			if count("mp" + n, "connected_to_server") != 1:
@@ -141,16 +151,7 @@ func run_client() -> void:
 	await barrier("step1")
 
 	# step2: B force-disconnected by the server
-	var t_B := Time.get_ticks_msec()
-	var ok_B: bool = await wait_signal_count("mpB", "server_disconnected", 1, 5.0)
-	info("step2: B saw server_disconnected after %d ms" % (Time.get_ticks_msec() - t_B))
-	# The built-in notices within a frame or two.
-	check(not ok_B or Time.get_ticks_msec() - t_B < 1000, "B_noticed_promptly",
-			"server_disconnected after %d ms" % (Time.get_ticks_msec() - t_B))
-	if check(ok_B, "B_server_disconnected",
-			"events %s" % [events["mpB"]]):
-		expect_eq(got("pB", "peer_disconnected"), [1], "B_peer_disconnected_1")
-		expect_eq(ps["B"].get_connection_status(), DISCONNECTED, "B_status")
+	await expect_dropped_by_server("B", ps["B"], "step2")
 	await barrier("step2")
 
 	# step3: C closes
@@ -168,15 +169,6 @@ func run_client() -> void:
 	await barrier("step3")
 
 	# step4: the server closed
-	var t_D := Time.get_ticks_msec()
-	var ok_D: bool = await wait_signal_count("mpD", "server_disconnected", 1, 5.0)
-	info("step4: D saw server_disconnected after %d ms" % (Time.get_ticks_msec() - t_D))
-	# The built-in notices within a frame or two.
-	check(not ok_D or Time.get_ticks_msec() - t_D < 1000, "D_noticed_promptly",
-			"server_disconnected after %d ms" % (Time.get_ticks_msec() - t_D))
-	if check(ok_D, "D_server_disconnected",
-			"events %s" % [events["mpD"]]):
-		expect_eq(got("pD", "peer_disconnected"), [1], "D_peer_disconnected_1")
-		expect_eq(ps["D"].get_connection_status(), DISCONNECTED, "D_status")
+	if await expect_dropped_by_server("D", ps["D"], "step4"):
 		expect_eq(ps["D"].get_unique_id(), 0, "D_unique_id")
 	await barrier("step4")

@@ -37,12 +37,7 @@ func run_server() -> void:
 	expect_eq(s.put_packet(text("after")), OK_, "put_after")
 
 	var client_max: int = await get_value("client_max")
-	var received: Array = []
-	var until_after := func() -> bool:
-		received.append_array(drain(s))
-		return not received.is_empty() and received[-1][1] == text("after")
-	check(await wait_until(until_after, 10.0, "client packets"), "client_packets_arrived",
-			"received %s" % [received.map(func(r: Array) -> String: return _show(r[1]))])
+	var received := await receive_until(s, text("after"), "client_packets_arrived")
 	var want: Array = []
 	want.append(pattern(client_max, 77))
 	want.append(text("after"))
@@ -101,12 +96,7 @@ func run_client() -> void:
 		return after_err == OK_
 	check(await wait_until(tries, 5.0, "put after"), "put_after", "last error %d" % after_err)
 
-	var received: Array = []
-	var until_after := func() -> bool:
-		received.append_array(drain(c))
-		return not received.is_empty() and received[-1][1] == text("after")
-	check(await wait_until(until_after, 10.0, "server packets"), "server_packets_arrived",
-			"received %s" % [received.map(func(r: Array) -> String: return _show(r[1]))])
+	var received := await receive_until(c, text("after"), "server_packets_arrived")
 	var want: Array = []
 	want.append(text("after"))
 	var got_pk: Array = received.map(func(r: Array) -> PackedByteArray: return r[1])

@@ -251,11 +251,8 @@ func run_client() -> void:
 		cids.append(a.get_unique_id())
 		a.set_target_peer(1)
 		expect_eq(a.put_packet(("hi " + short).to_utf8_buffer()), OK_, short + "_good_put")
-		var pkts: Array = []
-		var have := func() -> bool:
-			pkts.append_array(drain(a))
-			return pkts.size() >= 1
-		if check(await wait_until(have, 5.0, "echo"), short + "_good_echo", "nothing received"):
+		var pkts := await receive(a, 1, 5.0, short + "_good_echo")
+		if not pkts.is_empty():
 			expect_eq(pkts, [[1, ("re:hi " + short).to_utf8_buffer()]], short + "_good_echo_content")
 	put_value("cids", cids)
 	await barrier("godot_done", 15.0)

@@ -23,12 +23,8 @@ func run_main() -> void:
 			"status %d" % c.get_connection_status()):
 		expect_eq(c.get_unique_id(), 777777, "client_unique_id")
 		expect_eq(c.put_packet("from godot".to_utf8_buffer()), OK_, "client_put")
-		var pkts: Array = []
-		var have_one := func() -> bool:
-			pkts.append_array(drain(c))
-			return pkts.size() >= 1
-		if check(await wait_until(have_one, 5.0, "packet from python"), "client_packet_received",
-				"nothing"):
+		var pkts := await receive(c, 1, 5.0, "client_packet_received")
+		if not pkts.is_empty():
 			expect_eq(pkts[0], [1, "from python".to_utf8_buffer()], "client_packet")
 	await barrier("client_done")
 

@@ -17,8 +17,7 @@ func run_server() -> void:
 		return
 	var bad: Object = make_peer()
 	bad.health_path = "healthz"
-	mark("bad_health_path")
-	expect_eq(bad.create_server(port + 2), ERR_INVALID_PARAMETER, "bad_health_path_refused")
+	expect_server_refused(bad, port + 2, "bad_health_path")
 	mark("end")
 	drop_peer(bad)
 

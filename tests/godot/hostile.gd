@@ -244,10 +244,7 @@ func run_client() -> void:
 		return
 	var c: Object = make_peer()
 	watch(c, "cli")
-	expect_eq(c.create_client(url()), OK_, "create_client")
-	polled.append(c)
-	if not check(await wait_status(c, CONNECTED, 10.0), "connected",
-			"status %d" % c.get_connection_status()):
+	if not await connect_client(c):
 		return
 	var tx := 0
 	var rx := 0

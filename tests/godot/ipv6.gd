@@ -57,12 +57,8 @@ func run_server() -> void:
 			# Host header + path: depends on the client's Host header (the built-in client
 			# sends "::1:PORT", without brackets), so only reported.
 			info("%s: server-side requested url %s" % [key, ws.get_requested_url()])
-		var pkts: Array = []
-		var have_one := func() -> bool:
-			pkts.append_array(drain(s))
-			return pkts.size() >= 1
-		if check(await wait_until(have_one, 5.0, key + " client packet"), key + "_packet_received",
-				"nothing"):
+		var pkts := await receive(s, 1, 5.0, key + "_packet_received")
+		if not pkts.is_empty():
 			expect_eq(pkts[0], [cid, ("hello " + key).to_utf8_buffer()], key + "_packet")
 		s.set_target_peer(cid)
 		expect_eq(s.put_packet(("reply " + key).to_utf8_buffer()), OK_, key + "_put_reply")
@@ -94,11 +90,8 @@ func run_client() -> void:
 			expect_eq(ws.get_requested_url(), u, key + "_client_requested_url")
 		c.set_target_peer(1)
 		expect_eq(c.put_packet(("hello " + key).to_utf8_buffer()), OK_, key + "_put")
-		var pkts: Array = []
-		var have_one := func() -> bool:
-			pkts.append_array(drain(c))
-			return pkts.size() >= 1
-		if check(await wait_until(have_one, 5.0, key + " reply"), key + "_reply_received", "nothing"):
+		var pkts := await receive(c, 1, 5.0, key + "_reply_received")
+		if not pkts.is_empty():
 			expect_eq(pkts[0], [1, ("reply " + key).to_utf8_buffer()], key + "_reply")
 
 	# S2 listens on ::1 only: an IPv4 client cannot reach it.

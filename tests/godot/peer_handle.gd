@@ -166,6 +166,16 @@ func check_closed_handle(ws: Object, who: String) -> void:
 	expect_eq(ws.get_packet_error(), FAILED_, who + "_get_packet_error_closed")
 
 
+## Checks what a peer_disconnected handler read from get_peer() (record `r` of _record): a
+## handle (the check `live_name`), closed with `code` and `reason`, state CLOSED.
+func expect_live_closed(r: Dictionary, who: String, live_name: String, code: int,
+		reason: String) -> void:
+	if check(not r["live_null"], live_name, "get_peer() null in the handler"):
+		expect_eq(r.get("live_code"), code, who + "_close_code_in_handler")
+		expect_eq(r.get("live_reason"), reason, who + "_close_reason_in_handler")
+		expect_eq(r.get("live_state"), 3, who + "_state_in_handler")
+
+
 ## Connected to a peer's peer_disconnected: reads get_peer(id) and the kept handle inside the
 ## handler.
 func _record(id: int, p: Object, key: String) -> void:
@@ -217,19 +227,14 @@ func run_server() -> void:
 	var p: Object = make_peer()
 	watch(p, "peer")
 	var mp := root.multiplayer as SceneMultiplayer
-	expect_eq(p.create_server(port), OK_, "create_server")
-	mp.multiplayer_peer = p
 	p.peer_disconnected.connect(_record.bind(p, "srv"))
 	mp.peer_packet.connect(_on_peer_packet.bind(p, ""))
 	if p.has_signal("data_received"):
 		p.data_received.connect(_on_data_received.bind("srv"))
-	flag("server_ready")
-	var ids := {}
-	for n in ["A", "B"]:
-		var v: Variant = await get_value("id_" + n)
-		if v == null or v == 0:
-			return
-		ids[n] = v
+	serve_root(p)
+	var ids := await client_ids(["A", "B"])
+	if ids.is_empty():
+		return
 	var both := func() -> bool:
 		return got("peer", "peer_connected").has(ids["A"]) and got("peer", "peer_connected").has(ids["B"])
 	if not check(await wait_until(both, 5.0, "A and B connected"), "A_B_connected",
@@ -267,12 +272,11 @@ func run_server() -> void:
 	ws_a = null
 	if check(await wait_until(func() -> bool: return got("peer", "peer_disconnected").has(ids["A"]),
 			5.0, "peer_disconnected(A)"), "srv_A_peer_disconnected", "events %s" % [events]):
-		var recs: Array = seen.get("srv", []).filter(func(r: Dictionary) -> bool:
-				return r["id"] == ids["A"])
-		info("server: A handler saw %s" % [recs])
-		if check(recs.size() == 1, "srv_A_one_handler_call", "records %s" % [recs]):
+		var r := only_record(seen.get("srv", []).filter(func(e: Dictionary) -> bool:
+				return e["id"] == ids["A"]), "srv_A", "server")
+		if not r.is_empty():
 			# The built-in still has the peer in its handler.
-			expect_eq(recs[0]["live_null"], false, "srv_A_get_peer_in_handler")
+			expect_eq(r["live_null"], false, "srv_A_get_peer_in_handler")
 		# What the closing side reads in its handler is only reported: the built-in drops a
 		# peer as soon as it is CLOSING, so depending on timing it reads state 2 / code -1 or
 		# state 3 / 4001 "bye".
@@ -284,16 +288,11 @@ func run_server() -> void:
 	# step2: client B closes with 4002 "client bye".
 	if check(await wait_until(func() -> bool: return got("peer", "peer_disconnected").has(ids["B"]),
 			5.0, "peer_disconnected(B)"), "srv_B_peer_disconnected", "events %s" % [events]):
-		var recs: Array = seen.get("srv", []).filter(func(r: Dictionary) -> bool:
-				return r["id"] == ids["B"])
-		info("server: B handler saw %s" % [recs])
-		if check(recs.size() == 1, "srv_B_one_handler_call", "records %s" % [recs]):
-			var r: Dictionary = recs[0]
+		var r := only_record(seen.get("srv", []).filter(func(e: Dictionary) -> bool:
+				return e["id"] == ids["B"]), "srv_B", "server")
+		if not r.is_empty():
 			# The built-in: get_peer(B) still works inside the handler, connection closed.
-			if check(not r["live_null"], "srv_B_get_peer_in_handler", "get_peer(B) null in the handler"):
-				expect_eq(r.get("live_code"), 4002, "srv_B_close_code_in_handler")
-				expect_eq(r.get("live_reason"), "client bye", "srv_B_close_reason_in_handler")
-				expect_eq(r.get("live_state"), 3, "srv_B_state_in_handler")
+			expect_live_closed(r, "srv_B", "srv_B_get_peer_in_handler", 4002, "client bye")
 			expect_eq(r.get("kept_code"), 4002, "srv_B_kept_close_code_in_handler")
 			expect_eq(r.get("kept_reason"), "client bye", "srv_B_kept_close_reason_in_handler")
 		mark("get_peer_B_after")
@@ -317,24 +316,14 @@ func run_client() -> void:
 	for n in ["A", "B"]:
 		var c: Object = make_peer()
 		cs[n] = c
-		watch(c, "p" + n)
 		c.peer_disconnected.connect(_record.bind(c, n))
 		if c.has_signal("data_received"):
 			c.data_received.connect(_on_data_received.bind(n))
-		var u := url("/handle?x=1") if n == "A" else url()
-		expect_eq(c.create_client(u), OK_, "create_client_" + n)
-		var mp := attach_multiplayer(c, "/root/C" + n)
-		watch(mp, "mp" + n)
+		var mp := connect_named(c, n, url("/handle?x=1") if n == "A" else url())
 		mp.peer_packet.connect(_on_peer_packet.bind(c, n))
-	var all_in := func() -> bool:
-		return count("mpA", "connected_to_server") == 1 and count("mpB", "connected_to_server") == 1
-	if not check(await wait_until(all_in, 5.0, "A and B connected"), "A_B_connected",
-			"events %s" % [events]):
-		put_value("id_A", 0)
-		put_value("id_B", 0)
+	if not await publish_ids(cs):
 		return
 	for n in ["A", "B"]:
-		put_value("id_" + n, cs[n].get_unique_id())
 		var ws: Object = cs[n].get_peer(1)
 		var u := url("/handle?x=1") if n == "A" else url()
 		check_open_handle(ws, "cli_" + n, port, u)
@@ -355,16 +344,11 @@ func run_client() -> void:
 			% (Time.get_ticks_msec() - t_a))
 	if check(ok_a, "A_peer_disconnected",
 			"no peer_disconnected(1) within 5 s; events %s" % [events["pA"]]):
-		var recs: Array = seen.get("A", [])
-		info("client: A handler saw %s" % [recs])
-		if check(recs.size() == 1, "A_one_handler_call", "records %s" % [recs]):
-			var r: Dictionary = recs[0]
+		var r := only_record(seen.get("A", []), "A", "client")
+		if not r.is_empty():
 			expect_eq(r["id"], 1, "A_handler_id")
 			# The built-in still has the peer in the handler: get_peer(1) works there.
-			if check(not r["live_null"], "A_get_peer_1_in_handler", "get_peer(1) null in the handler"):
-				expect_eq(r.get("live_code"), 4001, "A_close_code_in_handler")
-				expect_eq(r.get("live_reason"), "bye", "A_close_reason_in_handler")
-				expect_eq(r.get("live_state"), 3, "A_state_in_handler")
+			expect_live_closed(r, "A", "A_get_peer_1_in_handler", 4001, "bye")
 			expect_eq(r.get("kept_code"), 4001, "A_kept_close_code_in_handler")
 			expect_eq(r.get("kept_reason"), "bye", "A_kept_close_reason_in_handler")
 		expect_eq(got("mpA", "server_disconnected").size(), 1, "A_server_disconnected")
@@ -389,15 +373,10 @@ func run_client() -> void:
 		expect_in(ws_b.get_ready_state(), [2, 3], "B_state_after_close_call")
 	if check(await wait_signal_count("pB", "peer_disconnected", 1, 5.0), "B_peer_disconnected",
 			"events %s" % [events["pB"]]):
-		var recs: Array = seen.get("B", [])
-		info("client: B handler saw %s" % [recs])
 		# The closing client: the built-in reads its own code and reason back, state CLOSED.
-		if check(recs.size() == 1, "B_one_handler_call", "records %s" % [recs]):
-			var r: Dictionary = recs[0]
-			if check(not r["live_null"], "B_get_peer_1_in_handler", "get_peer(1) null in the handler"):
-				expect_eq(r.get("live_code"), 4002, "B_close_code_in_handler")
-				expect_eq(r.get("live_reason"), "client bye", "B_close_reason_in_handler")
-				expect_eq(r.get("live_state"), 3, "B_state_in_handler")
+		var r := only_record(seen.get("B", []), "B", "client")
+		if not r.is_empty():
+			expect_live_closed(r, "B", "B_get_peer_1_in_handler", 4002, "client bye")
 		var k: Object = kept["B:1"]
 		info("client: kept B handle after: state %d code %d reason \"%s\"" % [k.get_ready_state(),
 				k.get_close_code(), k.get_close_reason()])
@@ -434,14 +413,9 @@ func run_client() -> void:
 				+ "keeps the TCP open); status %d, state %s, events %s")
 				% [c.get_connection_status(), ws_c.get_ready_state() if ws_c != null else "-",
 				events["pC"]]):
-			var recs: Array = seen.get("C", [])
-			info("client: C handler saw %s" % [recs])
-			if check(recs.size() == 1, "C_one_handler_call", "records %s" % [recs]):
-				var r: Dictionary = recs[0]
-				if check(not r["live_null"], "C_get_peer_1_in_handler", "null"):
-					expect_eq(r.get("live_code"), 4003, "C_close_code_in_handler")
-					expect_eq(r.get("live_reason"), "raw bye", "C_close_reason_in_handler")
-					expect_eq(r.get("live_state"), 3, "C_state_in_handler")
+			var r := only_record(seen.get("C", []), "C", "client")
+			if not r.is_empty():
+				expect_live_closed(r, "C", "C_get_peer_1_in_handler", 4003, "raw bye")
 			expect_eq(c.get_connection_status(), DISCONNECTED, "C_status_disconnected")
 	flag("C_done")
 	await barrier("done")

@@ -89,36 +89,48 @@ func run_server() -> void:
 	await barrier("done")
 
 
+## A client offering `protocols` to the server on port + `offset`, under a SceneMultiplayer of
+## its own at /root/<name> (returned), watched as <name>.
+func protocol_client(name: String, protocols: Array, offset: int) -> SceneMultiplayer:
+	var c: Object = make_peer()
+	c.supported_protocols = PackedStringArray(protocols)
+	expect_eq(c.create_client("ws://127.0.0.1:%d" % (port + offset)), OK_, name + "_create_client")
+	var mp := attach_multiplayer(c, "/root/" + name)
+	watch(mp, name)
+	return mp
+
+
+## Waits for client `c` of protocol_client(`name`, ...) to connect and publishes its id as
+## "id_<name>" (0 when it did not connect); then checks that it selected `want`. False when it
+## did not connect.
+func expect_selected(name: String, c: Object, want: String) -> bool:
+	if not check(await wait_signal_count(name, "connected_to_server", 1, 5.0), name + "_connected",
+			"events %s, status %d" % [events[name], c.get_connection_status()]):
+		put_value("id_" + name, 0)
+		return false
+	put_value("id_" + name, c.get_unique_id())
+	var ws: Object = c.get_peer(1)
+	if check(ws != null, name + "_get_peer_1_non_null", "null"):
+		expect_eq(ws.get_selected_protocol(), want, name + "_client_selected_protocol")
+	return true
+
+
 func run_client() -> void:
 	if not await wait_flag("server_ready"):
 		return
 	# Matches.
 	for m in MATCHES:
-		var c: Object = make_peer()
-		c.supported_protocols = PackedStringArray(m[1])
-		expect_eq(c.create_client(url()), OK_, m[0] + "_create_client")
-		var mp := attach_multiplayer(c, "/root/" + m[0])
-		watch(mp, m[0])
-		if not check(await wait_signal_count(m[0], "connected_to_server", 1, 5.0),
-				m[0] + "_connected", "events %s, status %d" % [events[m[0]], c.get_connection_status()]):
-			put_value("id_" + m[0], 0)
+		var mp := protocol_client(m[0], m[1], 0)
+		if not await expect_selected(m[0], mp.multiplayer_peer, m[2]):
 			return
-		put_value("id_" + m[0], c.get_unique_id())
-		var ws: Object = c.get_peer(1)
-		if check(ws != null, m[0] + "_get_peer_1_non_null", "null"):
-			expect_eq(ws.get_selected_protocol(), m[2], m[0] + "_client_selected_protocol")
 	await barrier("matches_done")
 
 	# Mismatches, all at once.
 	var ps: Dictionary = {}
 	var t0 := Time.get_ticks_msec()
 	for x in MISMATCHES:
-		var c: Object = make_peer()
-		c.supported_protocols = PackedStringArray(x[1])
+		var c: Object = protocol_client(x[0], x[1], x[2]).multiplayer_peer
 		watch(c, "p_" + x[0])
-		expect_eq(c.create_client("ws://127.0.0.1:%d" % (port + x[2])), OK_, x[0] + "_create_client")
-		var mp := attach_multiplayer(c, "/root/" + x[0])
-		watch(mp, x[0])
 		ps[x[0]] = c
 	for x in MISMATCHES:
 		var key: String = x[0]
@@ -137,21 +149,11 @@ func run_client() -> void:
 
 	# Good clients on S2 and S3 afterwards.
 	for g in GOOD_AFTER:
-		var c: Object = make_peer()
-		c.supported_protocols = PackedStringArray(g[1])
-		expect_eq(c.create_client("ws://127.0.0.1:%d" % (port + g[2])), OK_, g[0] + "_create_client")
-		var mp := attach_multiplayer(c, "/root/" + g[0])
-		watch(mp, g[0])
+		var mp := protocol_client(g[0], g[1], g[2])
 		var pkts: Array = []
 		mp.peer_packet.connect(func(id: int, pkt: PackedByteArray) -> void: pkts.append([id, pkt]))
-		if not check(await wait_signal_count(g[0], "connected_to_server", 1, 5.0),
-				g[0] + "_connected", "events %s, status %d" % [events[g[0]], c.get_connection_status()]):
-			put_value("id_" + g[0], 0)
+		if not await expect_selected(g[0], mp.multiplayer_peer, g[3]):
 			continue
-		put_value("id_" + g[0], c.get_unique_id())
-		var ws: Object = c.get_peer(1)
-		if check(ws != null, g[0] + "_get_peer_1_non_null", "null"):
-			expect_eq(ws.get_selected_protocol(), g[3], g[0] + "_client_selected_protocol")
 		if check(await wait_until(func() -> bool: return pkts.size() >= 1, 5.0, g[0] + " packet"),
 				g[0] + "_packet_received", "nothing from the server"):
 			expect_eq(pkts[0], [1, ("hi " + g[0]).to_utf8_buffer()], g[0] + "_packet")

@@ -36,9 +36,7 @@ func run_server() -> void:
 	var p: Object = make_peer()
 	watch(p, "peer")
 	var mp := root.multiplayer as SceneMultiplayer
-	expect_eq(p.create_server(port), OK_, "create_server")
-	mp.multiplayer_peer = p
-	flag("server_ready")
+	serve_root(p)
 	if not check(await wait_signal_count("peer", "peer_connected", 1, 5.0), "client_connected",
 			"events %s" % [events["peer"]]):
 		return

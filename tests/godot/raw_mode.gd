@@ -64,6 +64,21 @@ func next_packet(p: Object, what: String) -> Array:
 	return [src, pkt, p.was_string_packet()]
 
 
+## Checks the next packet of `p` (see next_packet()) as `name`: it arrived (`<name>_arrived`),
+## from `src` (`<name>_source`; 0: not checked), with `payload` (`<name>_payload`), as text or
+## binary (`<name>_was_string_packet`). True when it arrived.
+func expect_next(p: Object, what: String, name: String, src: int, payload: PackedByteArray,
+		text: bool) -> bool:
+	var r: Array = await next_packet(p, what)
+	if not check(not r.is_empty(), name + "_arrived", "nothing within 5 s"):
+		return false
+	if src != 0:
+		expect_eq(r[0], src, name + "_source")
+	expect_eq(r[1], payload, name + "_payload")
+	expect_eq(r[2], text, name + "_was_string_packet")
+	return true
+
+
 func run_server() -> void:
 	var s: Object = make_peer()
 	expect_eq(s.godot_protocol, true, "godot_protocol_default_true")
@@ -87,17 +102,11 @@ func run_server() -> void:
 	s.set_target_peer(rid)
 	expect_eq(s.put_packet(FIRST.to_utf8_buffer()), OK_, "put_first_packet")
 
-	var r1: Array = await next_packet(s, "text from the raw client")
-	if check(not r1.is_empty(), "raw_text_arrived", "nothing within 5 s"):
-		expect_eq(r1[0], rid, "raw_text_source")
-		expect_eq(r1[1], "hello".to_utf8_buffer(), "raw_text_payload")
-		expect_eq(r1[2], true, "raw_text_was_string_packet")
+	if await expect_next(s, "text from the raw client",
+			"raw_text", rid, "hello".to_utf8_buffer(), true):
 		expect_eq(s.get_peer(rid).was_string_packet(), true, "raw_text_peer_was_string_packet")
-	var r2: Array = await next_packet(s, "binary from the raw client")
-	if check(not r2.is_empty(), "raw_binary_arrived", "nothing within 5 s"):
-		expect_eq(r2[0], rid, "raw_binary_source")
-		expect_eq(r2[1], PackedByteArray(BIN), "raw_binary_payload")
-		expect_eq(r2[2], false, "raw_binary_was_string_packet")
+	if await expect_next(s, "binary from the raw client",
+			"raw_binary", rid, PackedByteArray(BIN), false):
 		expect_eq(s.get_peer(rid).was_string_packet(), false, "raw_binary_peer_was_string_packet")
 	expect_eq(s.send_text(rid, "hi"), OK_, "send_text_to_raw")
 	s.set_target_peer(rid)
@@ -126,17 +135,11 @@ func run_server() -> void:
 		both.sort()
 		expect_eq(s.get_peer_ids(), PackedInt32Array(both), "get_peer_ids_both_sorted")
 		expect_eq(c.put_packet("from-godot".to_utf8_buffer()), OK_, "godot_put_packet")
-		var g1: Array = await next_packet(s, "packet from the Godot client")
-		if check(not g1.is_empty(), "godot_packet_arrived", "nothing within 5 s"):
-			expect_eq(g1[0], gid, "godot_packet_source")
-			expect_eq(g1[1], "from-godot".to_utf8_buffer(), "godot_packet_payload")
-			expect_eq(g1[2], false, "godot_packet_was_string_packet")
+		await expect_next(s, "packet from the Godot client",
+				"godot_packet", gid, "from-godot".to_utf8_buffer(), false)
 		expect_eq(c.send_text(1, "text-from-godot"), OK_, "godot_send_text")
-		var g2: Array = await next_packet(s, "text from the Godot client")
-		if check(not g2.is_empty(), "godot_text_arrived", "nothing within 5 s"):
-			expect_eq(g2[0], gid, "godot_text_source")
-			expect_eq(g2[1], "text-from-godot".to_utf8_buffer(), "godot_text_payload")
-			expect_eq(g2[2], true, "godot_text_was_string_packet")
+		if await expect_next(s, "text from the Godot client",
+				"godot_text", gid, "text-from-godot".to_utf8_buffer(), true):
 			expect_eq(s.get_peer(gid).was_string_packet(), true, "godot_text_peer_was_string_packet")
 		s.set_target_peer(gid)
 		expect_eq(s.put_packet("to-godot".to_utf8_buffer()), OK_, "put_packet_to_godot")
@@ -156,16 +159,11 @@ func run_server() -> void:
 		# The Godot client through its handle, then a burst of 5 read in one go.
 		var ch: Object = c.get_peer(1)
 		expect_eq(ch.send_text("handle-text"), OK_, "godot_handle_send_text")
-		var g3: Array = await next_packet(s, "handle text from the Godot client")
-		if check(not g3.is_empty(), "godot_handle_text_arrived", "nothing within 5 s"):
-			expect_eq(g3[0], gid, "godot_handle_text_source")
-			expect_eq(g3[1], "handle-text".to_utf8_buffer(), "godot_handle_text_payload")
-			expect_eq(g3[2], true, "godot_handle_text_was_string_packet")
+		await expect_next(s, "handle text from the Godot client",
+				"godot_handle_text", gid, "handle-text".to_utf8_buffer(), true)
 		expect_eq(ch.send(PackedByteArray(BIN), 1), OK_, "godot_handle_send_binary")
-		var g4: Array = await next_packet(s, "handle binary from the Godot client")
-		if check(not g4.is_empty(), "godot_handle_binary_arrived", "nothing within 5 s"):
-			expect_eq(g4[1], PackedByteArray(BIN), "godot_handle_binary_payload")
-			expect_eq(g4[2], false, "godot_handle_binary_was_string_packet")
+		await expect_next(s, "handle binary from the Godot client",
+				"godot_handle_binary", 0, PackedByteArray(BIN), false)
 		for i in 5:
 			c.put_packet(PackedByteArray([i]))
 		var five := func() -> bool: return s.get_available_packet_count() >= 5

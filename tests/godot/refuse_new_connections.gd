@@ -13,9 +13,7 @@ func run_server() -> void:
 	mp.peer_packet.connect(func(id: int, pkt: PackedByteArray) -> void:
 		mp.send_bytes("echo:".to_utf8_buffer() + pkt, id))
 	expect_eq(p.is_refusing_new_connections(), false, "refusing_default_false")
-	expect_eq(p.create_server(port), OK_, "create_server")
-	mp.multiplayer_peer = p
-	flag("server_ready")
+	serve_root(p)
 	if not check(await wait_signal_count("peer", "peer_connected", 1, 10.0), "A_connected", "no A"):
 		return
 	var id_a: int = got("peer", "peer_connected")[0]

@@ -22,9 +22,7 @@ func run_server() -> void:
 	var mp := root.multiplayer as SceneMultiplayer
 	watch(mp, "mp")
 	var node := make_test_node(root)
-	expect_eq(p.create_server(port), OK_, "create_server")
-	mp.multiplayer_peer = p
-	flag("server_ready")
+	serve_root(p)
 	if not check(await wait_signal_count("mp", "peer_connected", 2, 10.0), "two_clients",
 			"mp peer_connected %s" % [got("mp", "peer_connected")]):
 		return

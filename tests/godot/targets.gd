@@ -27,12 +27,8 @@ func run_server() -> void:
 			"peer_connected_x3", "peer_connected: %s" % [got("peer", "peer_connected")]):
 		return
 	var connected: Array = got("peer", "peer_connected")
-	var received: Array = []
-	var have_all := func() -> bool:
-		received.append_array(drain(p))
-		return received.size() >= N_CLIENTS + 1
-	if not check(await wait_until(have_all, 10.0, "client reports"), "reports_received",
-			"got %d packets" % received.size()):
+	var received := await receive(p, N_CLIENTS + 1, 10.0, "reports_received")
+	if received.size() < N_CLIENTS + 1:
 		return
 	var by_index: Dictionary = {}
 	var tgt_seen := false

@@ -22,15 +22,10 @@ func run_server() -> void:
 		mp.send_bytes("echo:".to_utf8_buffer() + pkt, id))
 	p.inbound_buffer_size = 1000
 	expect_eq(p.inbound_buffer_size, 1000, "inbound_buffer_size_set")
-	expect_eq(p.create_server(port), OK_, "create_server")
-	mp.multiplayer_peer = p
-	flag("server_ready")
-	var ids := {}
-	for n in ["A", "B"]:
-		var v: Variant = await get_value("id_" + n)
-		if v == null or v == 0:
-			return
-		ids[n] = v
+	serve_root(p)
+	var ids := await client_ids(["A", "B"])
+	if ids.is_empty():
+		return
 	await barrier("before")
 	await barrier("a_sent")
 	var t0 := Time.get_ticks_msec()
@@ -73,23 +68,13 @@ func run_client() -> void:
 	for n in ["A", "B"]:
 		var c: Object = make_peer()
 		cs[n] = c
-		watch(c, "p" + n)
-		expect_eq(c.create_client(url()), OK_, "create_client_" + n)
-		var mp := attach_multiplayer(c, "/root/C" + n)
+		var mp := connect_named(c, n)
 		mps[n] = mp
-		watch(mp, "mp" + n)
 		var list: Array = echoes[n]
 		mp.peer_packet.connect(func(id: int, pkt: PackedByteArray) -> void: list.append([id, pkt]))
 	cs["A"].peer_disconnected.connect(_on_a_disconnected.bind(cs["A"]))
-	var both := func() -> bool:
-		return count("mpA", "connected_to_server") == 1 and count("mpB", "connected_to_server") == 1
-	if not check(await wait_until(both, 5.0, "A and B connected"), "A_B_connected",
-			"events %s" % [events]):
-		put_value("id_A", 0)
-		put_value("id_B", 0)
+	if not await publish_ids(cs):
 		return
-	put_value("id_A", cs["A"].get_unique_id())
-	put_value("id_B", cs["B"].get_unique_id())
 
 	# Before: both get echoes.
 	expect_eq(mps["A"].send_bytes("a-small".to_utf8_buffer(), 1), OK_, "A_send_small")

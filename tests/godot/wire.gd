@@ -25,23 +25,13 @@ func run_server() -> void:
 			"too-big connection closed"), "too_big_peer_disconnected",
 			"events %s" % [events["peer"]])
 
-	var received: Array = []
-	var until_after := func() -> bool:
-		received.append_array(drain(p))
-		return not received.is_empty() and received[-1][1] == "after".to_utf8_buffer()
-	check(await wait_until(until_after, 10.0, "raw packets"), "raw_packets_arrived",
-			"received %s" % [received])
+	var received := await receive_until(p, "after".to_utf8_buffer(), "raw_packets_arrived")
 	var want: Array = []
 	if is_rust():
 		want.append(PackedByteArray())  # deliberate difference: the built-in drops it
 	want.append("txt".to_utf8_buffer())
 	want.append("after".to_utf8_buffer())
-	var pk: Array = received.map(func(r: Array) -> PackedByteArray: return r[1])
-	check(pk == want, "raw_packets", "got %s, expected %s" % [
-			pk.map(func(x: Variant) -> String: return _show(x)),
-			want.map(func(x: Variant) -> String: return _show(x))])
-	check(received.all(func(r: Array) -> bool: return r[0] == id1), "raw_packet_peer",
-			"sources %s, expected %d" % [received.map(func(r: Array) -> int: return r[0]), id1])
+	expect_packets(received, want, id1, "raw_packets", "raw_packet_peer")
 	p.set_target_peer(id1)
 	expect_eq(p.put_packet("srv".to_utf8_buffer()), OK_, "put_to_raw_client")
 	check(await wait_until(func() -> bool: return got("peer", "peer_disconnected").has(id1), 5.0,

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use rust_websocket_core::client::Client;
 use rust_websocket_core::config::{Compression, PeerConfig};
-use rust_websocket_core::connection::{Connection, SendError};
+use rust_websocket_core::connection::Connection;
 use rust_websocket_core::events::Event;
 use rust_websocket_core::url::WsUrl;
 use rust_websocket_core::Bytes;
@@ -56,16 +56,7 @@ fn send_all(conn: &Connection, packets: &[Bytes]) {
             std::thread::sleep(Duration::from_micros(300));
             rust_websocket_core::connection::refill_direct_budget();
         }
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            match conn.send(p.clone(), false) {
-                Ok(()) => break,
-                Err(SendError::Full) if Instant::now() < end => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => panic!("send failed: {e:?}"),
-            }
-        }
+        common::send_retrying(conn, p);
     }
 }
 

@@ -2,13 +2,13 @@
 //! task finishes partial writes): what it could break, against a real tokio-tungstenite client
 //! on 127.0.0.1 that reads late.
 
+#[macro_use]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use rust_websocket_core::config::PeerConfig;
-use rust_websocket_core::connection::SendError;
 use rust_websocket_core::Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -26,28 +26,15 @@ fn packet(seq: u32, len: usize) -> Bytes {
 /// main thread does), and returns what was sent.
 fn send_all(conn: &rust_websocket_core::connection::Connection, packets: &[Bytes]) {
     for p in packets {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            match conn.send(p.clone(), false) {
-                Ok(()) => break,
-                Err(SendError::Full) if Instant::now() < end => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => panic!("send failed: {e:?}"),
-            }
-        }
+        common::send_retrying(conn, p);
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_that_overflows_the_socket_arrives_whole_and_in_order() {
-    burst_in_order(Transport::Ws).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wss_a_burst_that_overflows_the_socket_arrives_whole_and_in_order() {
-    burst_in_order(Transport::Wss).await
-}
+on_both_transports!(
+    burst_in_order:
+    a_burst_that_overflows_the_socket_arrives_whole_and_in_order,
+    wss_a_burst_that_overflows_the_socket_arrives_whole_and_in_order
+);
 
 async fn burst_in_order(transport: Transport) {
     let config = PeerConfig {

@@ -51,11 +51,7 @@ async fn a_panicking_connection_task_closes_only_its_connection() {
     assert_eq!(gone.0, a_id);
     // The report names the cause (it may arrive just after the disconnect).
     let report = if gone.1.is_empty() {
-        next_event(&rx, |e| match e {
-            Event::Error { message } => Some(message),
-            _ => None,
-        })
-        .await
+        common::next_error(&rx).await
     } else {
         gone.1.join("; ")
     };

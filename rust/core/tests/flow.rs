@@ -3,55 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
 use rust_websocket_core::config::PeerConfig;
-use rust_websocket_core::events::Event;
 use tokio::io::AsyncReadExt;
-use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connected, greeted_client, start_plain as start};
+use common::start_plain as start;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_backpressure_loses_nothing() {
-    let config = PeerConfig {
-        max_queued_packets: 16,
-        ..PeerConfig::default()
-    };
-    let (server, rx, port) = start(config);
-    let mut ws = greeted_client(port).await.0;
-    const N: u32 = 5000;
-    let sender = tokio::spawn(async move {
-        for i in 0..N {
-            ws.feed(Message::binary(i.to_le_bytes().to_vec()))
-                .await
-                .unwrap();
-        }
-        ws.flush().await.unwrap();
-        ws
-    });
-    let got = tokio::task::spawn_blocking(move || {
-        connected(&rx);
-        // The game holds packets: the reader must stop at max_queued_packets, not drop.
-        std::thread::sleep(Duration::from_millis(300));
-        let held = rx.len();
-        let mut next = 0u32;
-        while next < N {
-            if let Event::Packet(p) = rx.recv_timeout(Duration::from_secs(5)).expect("packet") {
-                assert_eq!(p.data(), next.to_le_bytes());
-                next += 1;
-            }
-        }
-        held
-    })
-    .await
-    .unwrap();
-    assert!(
-        got <= 17,
-        "reader kept reading while the game held {got} packets"
-    );
-    drop(sender.await.unwrap());
-    server.close();
+    common::a_game_that_does_not_read_pauses_reading(PeerConfig::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

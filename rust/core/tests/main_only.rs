@@ -11,7 +11,7 @@ use rust_websocket_core::events::Event;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connected, greeted_on, start_on, wait_for, AnyWs, Poller, Transport};
+use common::{connected, greeted_on, next_packet, start_on, AnyWs, Poller, Transport};
 
 /// Payload size of [`small`] messages, and what each is on the wire from a client.
 const SMALL: usize = 100;
@@ -25,14 +25,7 @@ fn small(i: u32) -> Vec<u8> {
 
 /// The payloads of the next `n` packet events (each up to 5 s).
 fn packets(rx: &crossbeam_channel::Receiver<Event>, n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|_| {
-            wait_for(rx, |e| match e {
-                Event::Packet(p) => Some(p.data().to_vec()),
-                _ => None,
-            })
-        })
-        .collect()
+    (0..n).map(|_| next_packet(rx)).collect()
 }
 
 /// A game's frames with 100 µs of sleep: fast enough for the main thread to read alone.

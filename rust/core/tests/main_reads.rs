@@ -7,18 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use futures_util::{SinkExt, StreamExt};
 use rust_websocket_core::config::PeerConfig;
 use rust_websocket_core::events::Event;
+use rust_websocket_core::server::Server;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+#[macro_use]
 mod common;
-use common::{
-    connected, greeted_client, greeted_on, start_on, start_plain as start, wait_for, Poller,
-    Transport,
-};
+use common::{connected, greeted_on, next_packet, start_on, wait_for, Poller, Transport};
 
 /// One worker for the addon's runtime in this test binary, so that [`block_runtime`] stops
 /// every connection task.
@@ -40,14 +40,6 @@ fn block_runtime(d: Duration) {
     }
 }
 
-/// The payload of the next packet event (up to 5 s).
-fn next_packet(rx: &crossbeam_channel::Receiver<Event>) -> Vec<u8> {
-    wait_for(rx, |e| match e {
-        Event::Packet(p) => Some(p.data().to_vec()),
-        _ => None,
-    })
-}
-
 /// Message `i`: its index, then a body whose size cycles through 8 B, 1 KiB and 70 KiB
 /// (more than one read), filled with a pattern of `i`.
 fn message(i: u32) -> Vec<u8> {
@@ -57,25 +49,35 @@ fn message(i: u32) -> Vec<u8> {
     m
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_read_by_the_main_thread_arrive_whole_and_in_order() {
-    arrive_whole_and_in_order(Transport::Ws).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wss_messages_read_by_the_main_thread_arrive_whole_and_in_order() {
-    arrive_whole_and_in_order(Transport::Wss).await
-}
-
-async fn arrive_whole_and_in_order(transport: Transport) {
-    one_worker();
-    let poller = Poller::start();
-    let config = poller.config(PeerConfig {
+/// Messages up to 1 MiB.
+fn big_messages() -> PeerConfig {
+    PeerConfig {
         inbound_buffer_size: 1 << 20,
         ..PeerConfig::default()
-    });
-    let (server, rx, port, ca) = start_on(transport, config);
-    let mut ws = greeted_on(port, ca.as_deref()).await.0;
+    }
+}
+
+/// A server with `config` on one runtime worker whose sockets a [`Poller`] reads too, and a
+/// greeted client of it.
+async fn read_by_the_main_thread(
+    transport: Transport,
+    config: PeerConfig,
+) -> (Poller, Server, Receiver<Event>, common::AnyWs) {
+    one_worker();
+    let poller = Poller::start();
+    let (server, rx, port, ca) = start_on(transport, poller.config(config));
+    let ws = greeted_on(port, ca.as_deref()).await.0;
+    (poller, server, rx, ws)
+}
+
+on_both_transports!(
+    arrive_whole_and_in_order:
+    messages_read_by_the_main_thread_arrive_whole_and_in_order,
+    wss_messages_read_by_the_main_thread_arrive_whole_and_in_order
+);
+
+async fn arrive_whole_and_in_order(transport: Transport) {
+    let (_poller, server, rx, mut ws) = read_by_the_main_thread(transport, big_messages()).await;
     const N: u32 = 600;
     let sender = tokio::spawn(async move {
         for i in 0..N {
@@ -102,26 +104,15 @@ async fn arrive_whole_and_in_order(transport: Transport) {
     server.close();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_the_runtime_is_busy_the_main_thread_still_delivers_and_answers() {
-    runtime_busy(Transport::Ws).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wss_while_the_runtime_is_busy_the_main_thread_still_delivers_and_answers() {
-    runtime_busy(Transport::Wss).await
-}
+on_both_transports!(
+    runtime_busy:
+    while_the_runtime_is_busy_the_main_thread_still_delivers_and_answers,
+    wss_while_the_runtime_is_busy_the_main_thread_still_delivers_and_answers
+);
 
 /// Messages arrive, and the game's answer leaves, while the runtime cannot run.
 async fn runtime_busy(transport: Transport) {
-    one_worker();
-    let poller = Poller::start();
-    let config = poller.config(PeerConfig {
-        inbound_buffer_size: 1 << 20,
-        ..PeerConfig::default()
-    });
-    let (server, rx, port, ca) = start_on(transport, config);
-    let mut ws = greeted_on(port, ca.as_deref()).await.0;
+    let (poller, server, rx, mut ws) = read_by_the_main_thread(transport, big_messages()).await;
     let rx2 = rx.clone();
     let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx2))
         .await
@@ -165,10 +156,8 @@ async fn runtime_busy(transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_and_the_close_handshake_still_get_their_answers() {
-    one_worker();
-    let poller = Poller::start();
-    let (server, rx, port) = start(poller.config(PeerConfig::default()));
-    let mut ws = greeted_client(port).await.0;
+    let (poller, server, rx, mut ws) =
+        read_by_the_main_thread(Transport::Ws, PeerConfig::default()).await;
     let (_conn, _id) = tokio::task::spawn_blocking({
         let rx = rx.clone();
         move || connected(&rx)
@@ -224,48 +213,13 @@ async fn pings_and_the_close_handshake_still_get_their_answers() {
 async fn a_game_that_does_not_read_still_pauses_the_main_thread_reads() {
     one_worker();
     let poller = Poller::start();
-    let config = poller.config(PeerConfig {
-        max_queued_packets: 16,
-        ..PeerConfig::default()
-    });
-    let (server, rx, port) = start(config);
-    let mut ws = greeted_client(port).await.0;
-    const N: u32 = 5000;
-    let sender = tokio::spawn(async move {
-        for i in 0..N {
-            ws.feed(Message::binary(i.to_le_bytes().to_vec()))
-                .await
-                .unwrap();
-        }
-        ws.flush().await.unwrap();
-        ws
-    });
-    let held = tokio::task::spawn_blocking(move || {
-        connected(&rx);
-        std::thread::sleep(Duration::from_millis(300));
-        let held = rx.len();
-        for i in 0..N {
-            let data = next_packet(&rx);
-            assert_eq!(data, i.to_le_bytes(), "packet {i}");
-        }
-        held
-    })
-    .await
-    .unwrap();
-    assert!(
-        held <= 17,
-        "reading went on while the game held {held} packets"
-    );
-    drop(sender.await.unwrap());
-    server.close();
+    common::a_game_that_does_not_read_pauses_reading(poller.config(PeerConfig::default())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pong_read_by_the_main_thread_goes_out_before_the_games_answer() {
-    one_worker();
-    let poller = Poller::start();
-    let (server, rx, port) = start(poller.config(PeerConfig::default()));
-    let mut ws = greeted_client(port).await.0;
+    let (_poller, server, rx, mut ws) =
+        read_by_the_main_thread(Transport::Ws, PeerConfig::default()).await;
     let rx2 = rx.clone();
     let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx2))
         .await

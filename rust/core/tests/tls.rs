@@ -15,12 +15,12 @@ use rust_websocket_core::server::Server;
 use rust_websocket_core::tls::{ClientTls, ServerTls};
 use rust_websocket_core::url::WsUrl;
 use rust_websocket_core::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{rt, start};
+use common::{next_packet, rt, start, wait_for};
 
 /// A certificate with its key, both as PEM.
 struct Pem {
@@ -100,17 +100,21 @@ fn connect(url: &str, tls: Option<ClientTls>) -> (Outcome, Duration) {
         tx,
         tls,
     );
-    let deadline = t0 + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left).expect("no outcome within 5 s") {
-            Event::Connected { conn, .. } => {
-                return (Outcome::Connected(client, rx, conn), t0.elapsed())
-            }
-            Event::ConnectFailed { reason } => return (Outcome::Failed(reason), t0.elapsed()),
-            _ => {}
-        }
+    let outcome = wait_for(&rx, |e| match e {
+        Event::Connected { conn, .. } => Some(Ok(conn)),
+        Event::ConnectFailed { reason } => Some(Err(reason)),
+        _ => None,
+    });
+    let took = t0.elapsed();
+    match outcome {
+        Ok(conn) => (Outcome::Connected(client, rx, conn), took),
+        Err(reason) => (Outcome::Failed(reason), took),
     }
+}
+
+/// The URL of a test server's root on `port`, as `host` names it.
+fn wss(host: &str, port: u16) -> String {
+    format!("wss://{host}:{port}/")
 }
 
 fn trust(chain: &str) -> Option<ClientTls> {
@@ -141,23 +145,7 @@ fn expect_fail(url: &str, tls: Option<ClientTls>, why: &str) -> Duration {
 }
 
 fn server_connected(rx: &Receiver<Event>) -> Arc<Connection> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if let Event::Connected { conn, .. } = rx.recv_timeout(left).expect("server event") {
-            return conn;
-        }
-    }
-}
-
-fn next_packet(rx: &Receiver<Event>) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if let Event::Packet(p) = rx.recv_timeout(left).expect("packet") {
-            return p.data().to_vec();
-        }
-    }
+    common::connected(rx).0
 }
 
 const NAME: &str = "does not match the expected name";
@@ -181,14 +169,11 @@ fn pinned_godot_style_certificate_end_to_end() {
 
     // A clean close over TLS keeps its code.
     sconn.close(4001, "bye");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if let Event::Disconnected { id } = crx.recv_timeout(left).expect("disconnect") {
-            assert_eq!(id, 1);
-            break;
-        }
-    }
+    let gone = wait_for(&crx, |e| match e {
+        Event::Disconnected { id } => Some(id),
+        _ => None,
+    });
+    assert_eq!(gone, 1);
     assert_eq!(cconn.close_code(), 4001);
     assert_eq!(cconn.close_reason(), "bye");
     client.close();
@@ -200,17 +185,13 @@ fn names_are_checked_against_cn_without_san() {
     let pem = godot_cert("LocalHost");
     let (server, _srx, port) = start_wss(&pem.key, &pem.cert);
     // Case-insensitive CN match.
-    let _ok = expect_ok(&format!("wss://localhost:{port}/"), trust(&pem.cert));
+    let _ok = expect_ok(&wss("localhost", port), trust(&pem.cert));
     // The URL host is 127.0.0.1, the CN localhost.
-    expect_fail(&format!("wss://127.0.0.1:{port}/"), trust(&pem.cert), NAME);
+    expect_fail(&wss("127.0.0.1", port), trust(&pem.cert), NAME);
     // common_name_override replaces the URL host, both ways.
     let over = |name: &str| Some(ClientTls::new(Some(&pem.cert), name, false).unwrap());
-    let _ok = expect_ok(&format!("wss://127.0.0.1:{port}/"), over("localhost"));
-    expect_fail(
-        &format!("wss://localhost:{port}/"),
-        over("example.com"),
-        NAME,
-    );
+    let _ok = expect_ok(&wss("127.0.0.1", port), over("localhost"));
+    expect_fail(&wss("localhost", port), over("example.com"), NAME);
     server.close();
 }
 
@@ -233,9 +214,9 @@ fn unsafe_clients() {
 fn null_options_trust_public_roots_only() {
     let pem = godot_cert("localhost");
     let (server, _srx, port) = start_wss(&pem.key, &pem.cert);
-    expect_fail(&format!("wss://localhost:{port}/"), None, UNTRUSTED);
+    expect_fail(&wss("localhost", port), None, UNTRUSTED);
     expect_fail(
-        &format!("wss://localhost:{port}/"),
+        &wss("localhost", port),
         Some(ClientTls::platform().unwrap()),
         UNTRUSTED,
     );
@@ -253,33 +234,25 @@ fn ca_signed_chains_are_verified() {
     // Leaf + intermediate in one PEM is sent as a chain; the client trusts only the root.
     let chain = format!("{}{}", leaf.cert, intermediate.cert);
     let (server, _srx, port) = start_wss(&leaf.key, &chain);
-    let _ok = expect_ok(&format!("wss://localhost:{port}/"), trust(&root.cert));
+    let _ok = expect_ok(&wss("localhost", port), trust(&root.cert));
     // The SAN is checked (and the CN "leaf" is not used when a SAN exists).
-    expect_fail(&format!("wss://127.0.0.1:{port}/"), trust(&root.cert), NAME);
+    expect_fail(&wss("127.0.0.1", port), trust(&root.cert), NAME);
     let over = |name: &str| Some(ClientTls::new(Some(&root.cert), name, false).unwrap());
-    expect_fail(&format!("wss://localhost:{port}/"), over("leaf"), NAME);
+    expect_fail(&wss("localhost", port), over("leaf"), NAME);
     // A root the server's chain does not lead to.
-    expect_fail(
-        &format!("wss://localhost:{port}/"),
-        trust(&ca("Other").cert),
-        UNTRUSTED,
-    );
+    expect_fail(&wss("localhost", port), trust(&ca("Other").cert), UNTRUSTED);
     server.close();
 
     // Without the intermediate the chain is incomplete.
     let (server, _srx, port) = start_wss(&leaf.key, &leaf.cert);
-    expect_fail(
-        &format!("wss://localhost:{port}/"),
-        trust(&root.cert),
-        UNTRUSTED,
-    );
+    expect_fail(&wss("localhost", port), trust(&root.cert), UNTRUSTED);
     server.close();
 
     // A CA-signed leaf without SAN: its CN is used.
     let cn_leaf = signed(params("localhost", &[], false, false), &root);
     let (server, _srx, port) = start_wss(&cn_leaf.key, &cn_leaf.cert);
-    let _ok = expect_ok(&format!("wss://localhost:{port}/"), trust(&root.cert));
-    expect_fail(&format!("wss://127.0.0.1:{port}/"), trust(&root.cert), NAME);
+    let _ok = expect_ok(&wss("localhost", port), trust(&root.cert));
+    expect_fail(&wss("127.0.0.1", port), trust(&root.cert), NAME);
     server.close();
 }
 
@@ -288,29 +261,17 @@ fn expired_certificates_are_rejected() {
     // Pinned: the trusted certificate itself has expired.
     let old = self_signed(params("localhost", &[], true, true));
     let (server, _srx, port) = start_wss(&old.key, &old.cert);
-    expect_fail(
-        &format!("wss://localhost:{port}/"),
-        trust(&old.cert),
-        EXPIRED,
-    );
+    expect_fail(&wss("localhost", port), trust(&old.cert), EXPIRED);
     // Even with client_unsafe(chain): only the name is skipped.
     let unsafe_old = ClientTls::new(Some(&old.cert), "", true).unwrap();
-    expect_fail(
-        &format!("wss://localhost:{port}/"),
-        Some(unsafe_old),
-        EXPIRED,
-    );
+    expect_fail(&wss("localhost", port), Some(unsafe_old), EXPIRED);
     server.close();
 
     // Chained: an expired leaf under a valid root.
     let root = ca("Test Root");
     let leaf = signed(params("leaf", &["localhost"], false, true), &root);
     let (server, _srx, port) = start_wss(&leaf.key, &leaf.cert);
-    expect_fail(
-        &format!("wss://localhost:{port}/"),
-        trust(&root.cert),
-        EXPIRED,
-    );
+    expect_fail(&wss("localhost", port), trust(&root.cert), EXPIRED);
     server.close();
 }
 
@@ -321,13 +282,13 @@ fn mixed_plain_and_tls_fail_fast_and_servers_keep_serving() {
     // Plain client on a wss server.
     let took = expect_fail(&format!("ws://localhost:{port}/"), None, "");
     assert!(took < Duration::from_millis(300), "{took:?}");
-    let (_c, _crx, _conn) = expect_ok(&format!("wss://localhost:{port}/"), trust(&pem.cert));
+    let (_c, _crx, _conn) = expect_ok(&wss("localhost", port), trust(&pem.cert));
     server_connected(&srx);
     server.close();
 
     // wss client on a plain server.
     let (server, srx, port) = start(None, PeerConfig::default());
-    let took = expect_fail(&format!("wss://localhost:{port}/"), trust(&pem.cert), "");
+    let took = expect_fail(&wss("localhost", port), trust(&pem.cert), "");
     eprintln!("wss client on a plain server: failed in {took:?}");
     let (_c, _crx, _conn) = expect_ok(&format!("ws://localhost:{port}/"), None);
     server_connected(&srx);
@@ -356,25 +317,14 @@ fn stalled_tls_handshakes_time_out_without_delaying_others() {
         partial.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
         (silent, partial)
     });
-    let (_c, _crx, _conn) = expect_ok(&format!("wss://localhost:{port}/"), trust(&pem.cert));
+    let (_c, _crx, _conn) = expect_ok(&wss("localhost", port), trust(&pem.cert));
     assert!(
         t0.elapsed() < Duration::from_millis(400),
         "{:?}",
         t0.elapsed()
     );
     for sock in [&mut silent, &mut partial] {
-        let mut buf = [0u8; 64];
-        let n = rt
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(3), sock.read(&mut buf)).await
-            })
-            .expect("stalled socket not dropped");
-        assert_eq!(n.unwrap_or(0), 0);
-        let waited = t0.elapsed();
-        assert!(
-            waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
-            "{waited:?}"
-        );
+        rt.block_on(common::expect_dropped_at_handshake_timeout(sock, t0));
     }
     server.close();
 }
@@ -455,7 +405,7 @@ fn many_concurrent_tls_handshakes() {
     let pem = godot_cert("localhost");
     let (server, srx, port) = start_wss(&pem.key, &pem.cert);
     let tls = trust(&pem.cert).unwrap();
-    let url = WsUrl::parse(&format!("wss://localhost:{port}/")).unwrap();
+    let url = WsUrl::parse(&wss("localhost", port)).unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
     let t0 = Instant::now();
     let clients: Vec<Client> = (0..N)

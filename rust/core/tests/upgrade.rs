@@ -8,10 +8,20 @@ use rust_websocket_core::config::PeerConfig;
 use rust_websocket_core::events::Event;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 use common::{greeted_client, next_event, raw_client, start_plain as start};
+
+/// An upgrade request for `ws://127.0.0.1:port/` with the header `name: value` added.
+fn request_with(port: u16, name: &'static str, value: &str) -> Request {
+    let mut req = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(name, value.parse().unwrap());
+    req
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subprotocol_mismatch_is_refused_and_match_is_selected() {
@@ -20,11 +30,7 @@ async fn subprotocol_mismatch_is_refused_and_match_is_selected() {
         ..PeerConfig::default()
     };
     let (server, _rx, port) = start(config);
-    let mut req = format!("ws://127.0.0.1:{port}/")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("sec-websocket-protocol", "chat".parse().unwrap());
+    let req = request_with(port, "sec-websocket-protocol", "chat");
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
     // No protocol at all while the server requires one: refused too.
     assert!(
@@ -32,13 +38,7 @@ async fn subprotocol_mismatch_is_refused_and_match_is_selected() {
             .await
             .is_err()
     );
-    let mut req = format!("ws://127.0.0.1:{port}/")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "game-v1, game-v2".parse().unwrap(),
-    );
+    let req = request_with(port, "sec-websocket-protocol", "game-v1, game-v2");
     let (_ws, resp) = tokio_tungstenite::connect_async(req)
         .await
         .expect("matching protocol");
@@ -60,16 +60,7 @@ async fn silent_socket_dropped_at_handshake_timeout() {
     // Meanwhile a real client connects at once.
     let _ws = greeted_client(port).await.0;
     assert!(t0.elapsed() < Duration::from_millis(400));
-    let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buf))
-        .await
-        .expect("not dropped");
-    assert_eq!(n.unwrap_or(0), 0);
-    let waited = t0.elapsed();
-    assert!(
-        waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
-        "{waited:?}"
-    );
+    common::expect_dropped_at_handshake_timeout(&mut silent, t0).await;
     drop(rx);
     server.close();
 }
@@ -90,13 +81,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
             ..PeerConfig::default()
         };
         let (server, rx, port) = start(config);
-        let mut req = format!("ws://127.0.0.1:{port}/")
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert(
-            "x-forwarded-for",
-            "198.51.100.1, 203.0.113.7".parse().unwrap(),
-        );
+        let req = request_with(port, "x-forwarded-for", "198.51.100.1, 203.0.113.7");
         let (_ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .expect("connect");
@@ -186,11 +171,7 @@ async fn proxy_protocol_header_names_the_client_from_trusted_proxies_only() {
     // No header from a trusted proxy: closed, with a message, no answer.
     let plain = exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(plain, "");
-    let why = next_event(&rx, |e| match e {
-        Event::Error { message } => Some(message),
-        _ => None,
-    })
-    .await;
+    let why = common::next_error(&rx).await;
     assert!(why.contains("no PROXY protocol header"), "{why}");
     server.close();
 
@@ -198,11 +179,7 @@ async fn proxy_protocol_header_names_the_client_from_trusted_proxies_only() {
     let (server, rx, port) = start(config("10.0.0.1"));
     let answer = exchange(port, b"PROXY TCP4 203.0.113.7 127.0.0.1 51234 9080\r\n").await;
     assert_eq!(answer, "");
-    let why = next_event(&rx, |e| match e {
-        Event::Error { message } => Some(message),
-        _ => None,
-    })
-    .await;
+    let why = common::next_error(&rx).await;
     assert!(why.contains("not in trusted_proxies"), "{why}");
     // ... while a client without one is served.
     let (_ws, id) = greeted_client(port).await;

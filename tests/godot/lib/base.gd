@@ -1,6 +1,8 @@
 ## Base of every scenario script: argument parsing, checks, file-based sync between processes,
 ## signal recording, a watchdog, and clean shutdown (peers closed and released before quit so
-## that Godot reports no leaks).
+## that Godot reports no leaks), and the steps many scenarios share (serving, connecting named
+## clients, receiving packets). Over 500 lines because it is that one shared library: a step
+## written here once is not copied into the scenarios.
 ##
 ## A scenario is run as
 ##   godot --headless --path godot-project -s res://tests/<name>.gd -- role=server peer_class=... \
@@ -321,6 +323,67 @@ func serve_raw(key: String = "peer") -> Object:
 	return p
 
 
+## Serves `p` (set up and watched by the caller) on `port` as the root SceneMultiplayer's
+## peer, and flags "server_ready".
+func serve_root(p: Object) -> void:
+	expect_eq(p.create_server(port), OK_, "create_server")
+	root.multiplayer.multiplayer_peer = p
+	flag("server_ready")
+
+
+## Connects `c` (set up and watched by the caller) to `url()` as a raw client polled every
+## frame: true once CONNECTED within `timeout_s`. Its checks are named `<prefix>create_client`
+## and `<prefix>connected`.
+func connect_client(c: Object, timeout_s: float = 10.0, prefix: String = "") -> bool:
+	expect_eq(c.create_client(url()), OK_, prefix + "create_client")
+	polled.append(c)
+	return check(await wait_status(c, CONNECTED, timeout_s), prefix + "connected",
+			"status %d" % c.get_connection_status())
+
+
+## The ids the clients `names` published as values "id_<name>", by name; empty when one of
+## them published none or 0 (it could not connect, and said so in its own checks).
+func client_ids(names: Array) -> Dictionary:
+	var ids := {}
+	for n in names:
+		var v: Variant = await get_value("id_" + n)
+		if v == null or v == 0:
+			return {}
+		ids[n] = v
+	return ids
+
+
+## Connects `c` (set up by the caller) as client `n`: watched as "p<n>", under a
+## SceneMultiplayer of its own at /root/C<n> (returned), watched as "mp<n>". `to` defaults to
+## url().
+func connect_named(c: Object, n: String, to: String = "") -> SceneMultiplayer:
+	watch(c, "p" + n)
+	expect_eq(c.create_client(to if to != "" else url()), OK_, "create_client_" + n)
+	var mp := attach_multiplayer(c, "/root/C" + n)
+	watch(mp, "mp" + n)
+	return mp
+
+
+## Waits (up to 5 s) until the clients `cs` (name -> peer, joined with connect_named()) are
+## connected, then publishes each one's id as "id_<name>" for client_ids() on the server; 0 for
+## all when one did not connect. True when all did.
+func publish_ids(cs: Dictionary) -> bool:
+	var names := PackedStringArray(cs.keys())
+	var all_in := func() -> bool:
+		for n in names:
+			if count("mp" + n, "connected_to_server") != 1:
+				return false
+		return true
+	if not check(await wait_until(all_in, 5.0, " and ".join(names) + " connected"),
+			"_".join(names) + "_connected", "events %s" % [events]):
+		for n in names:
+			put_value("id_" + n, 0)
+		return false
+	for n in names:
+		put_value("id_" + n, cs[n].get_unique_id())
+	return true
+
+
 ## Connects `p` (watched under `key`) as this role's side of a raw pair (no SceneMultiplayer),
 ## polled every frame: the server listens on `port`, flags "server_ready" and waits for one
 ## client; the client waits for that flag and connects. Returns the other side's id (the
@@ -338,12 +401,17 @@ func connect_raw(p: Object, key: String) -> int:
 	else:
 		if not await wait_flag("server_ready"):
 			return 0
-		expect_eq(p.create_client(url()), OK_, "create_client")
-		polled.append(p)
-		if not check(await wait_status(p, CONNECTED, 10.0), "connected", "client not connected"):
+		if not await connect_client(p):
 			return 0
 	p.set_target_peer(other)
 	return other
+
+
+## Expects `p.create_server(on_port)` refused with ERR_INVALID_PARAMETER, as the check
+## `<what>_refused`; the error it prints stands after the mark `what`.
+func expect_server_refused(p: Object, on_port: int, what: String) -> void:
+	mark(what)
+	expect_eq(p.create_server(on_port), ERR_INVALID_PARAMETER, what + "_refused")
 
 
 ## Closes a peer and forgets it (signals disconnected) so nothing keeps it alive.
@@ -423,6 +491,15 @@ func log_of(id: int) -> Array:
 	return siglog.filter(func(e: Array) -> bool: return e[1] == id)
 
 
+## The one record that a peer_disconnected handler left in `recs`, reported by `who` (the check
+## `<name>_one_handler_call`); {} when there is not exactly one.
+func only_record(recs: Array, name: String, who: String) -> Dictionary:
+	info("%s: %s handler saw %s" % [who, name, recs])
+	if not check(recs.size() == 1, name + "_one_handler_call", "records %s" % [recs]):
+		return {}
+	return recs[0]
+
+
 ## Arguments of the signal `sig` recorded under `key`, in order.
 func got(key: String, sig: String) -> Array:
 	var out: Array = []
@@ -475,3 +552,44 @@ static func drain(p: Object) -> Array:
 		var pkt: PackedByteArray = p.get_packet()
 		out.append([src, pkt])
 	return out
+
+
+static func _show_packets(received: Array) -> String:
+	return str(received.map(func(r: Array) -> String: return "%d:%s" % [r[0], _show(r[1])]))
+
+
+## What raw peer `p` receives (as drain() gives it) until `n` packets are in, for up to
+## `timeout_s` or until `give_up` (when given) returns true; the check `name` says whether they
+## came.
+func receive(p: Object, n: int, timeout_s: float, name: String, give_up := Callable()) -> Array:
+	var received: Array = []
+	var enough := func() -> bool:
+		received.append_array(drain(p))
+		return received.size() >= n or (give_up.is_valid() and give_up.call())
+	await wait_until(enough, timeout_s, name)
+	check(received.size() >= n, name, "%d of %d packets: %s" % [received.size(), n,
+			_show_packets(received)])
+	return received
+
+
+## What raw peer `p` receives (as drain() gives it) until the packet `last`, for up to 10 s;
+## the check `name` says whether it came.
+func receive_until(p: Object, last: PackedByteArray, name: String) -> Array:
+	var received: Array = []
+	var done := func() -> bool:
+		received.append_array(drain(p))
+		return not received.is_empty() and received[-1][1] == last
+	check(await wait_until(done, 10.0, name), name, "received %s" % _show_packets(received))
+	return received
+
+
+## Checks that `received` (as drain() gives it) holds the payloads `want`, in order (the check
+## `name`), every one from peer `from` (the check `source_name`).
+func expect_packets(received: Array, want: Array, from: int, name: String,
+		source_name: String) -> void:
+	var payloads: Array = received.map(func(r: Array) -> PackedByteArray: return r[1])
+	check(payloads == want, name, "got %s, expected %s" % [
+			payloads.map(func(x: Variant) -> String: return _show(x)),
+			want.map(func(x: Variant) -> String: return _show(x))])
+	check(received.all(func(r: Array) -> bool: return r[0] == from), source_name,
+			"sources %s, expected %d" % [received.map(func(r: Array) -> int: return r[0]), from])

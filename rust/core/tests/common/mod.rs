@@ -10,7 +10,7 @@ use crossbeam_channel::Receiver;
 use futures_util::StreamExt;
 use rust_websocket_core::client::Client;
 use rust_websocket_core::config::PeerConfig;
-use rust_websocket_core::connection::Connection;
+use rust_websocket_core::connection::{Connection, SendError};
 use rust_websocket_core::events::Event;
 use rust_websocket_core::ready::ReadySockets;
 use rust_websocket_core::server::{BindAddress, Server};
@@ -84,11 +84,99 @@ pub async fn next_event<T: Send + 'static>(
         .expect("event waiter")
 }
 
+/// The message of the next error event (up to 5 s), from async code.
+pub async fn next_error(rx: &Receiver<Event>) -> String {
+    next_event(rx, |e| match e {
+        Event::Error { message } => Some(message),
+        _ => None,
+    })
+    .await
+}
+
 pub fn connected(rx: &Receiver<Event>) -> (Arc<Connection>, i32) {
     wait_for(rx, |e| match e {
         Event::Connected { conn, id } => Some((conn, id)),
         _ => None,
     })
+}
+
+/// The payload of the next packet event (up to 5 s), skipping other events.
+pub fn next_packet(rx: &Receiver<Event>) -> Vec<u8> {
+    wait_for(rx, |e| match e {
+        Event::Packet(p) => Some(p.data().to_vec()),
+        _ => None,
+    })
+}
+
+/// Sends `p` as the game's main thread does, retrying (up to 20 s) while the queue is full.
+pub fn send_retrying(conn: &Connection, p: &rust_websocket_core::Bytes) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        match conn.send(p.clone(), false) {
+            Ok(()) => return,
+            Err(SendError::Full) if Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("send failed: {e:?}"),
+        }
+    }
+}
+
+/// A game that does not read while a client sends 5000 numbered messages as fast as the
+/// socket takes them, on a server with `base` and `max_queued_packets` 16: reading must pause
+/// at the limit (at most one packet over it queued meanwhile), not drop; once the game reads,
+/// every message arrives, in order.
+pub async fn a_game_that_does_not_read_pauses_reading(base: PeerConfig) {
+    use futures_util::SinkExt;
+    const N: u32 = 5000;
+    let config = PeerConfig {
+        max_queued_packets: 16,
+        ..base
+    };
+    let (server, rx, port) = start_plain(config);
+    let mut ws = greeted_client(port).await.0;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            ws.feed(Message::binary(i.to_le_bytes().to_vec()))
+                .await
+                .unwrap();
+        }
+        ws.flush().await.unwrap();
+        ws
+    });
+    let held = tokio::task::spawn_blocking(move || {
+        connected(&rx);
+        std::thread::sleep(Duration::from_millis(300));
+        let held = rx.len();
+        for i in 0..N {
+            assert_eq!(next_packet(&rx), i.to_le_bytes(), "packet {i}");
+        }
+        held
+    })
+    .await
+    .unwrap();
+    assert!(
+        held <= 17,
+        "reading went on while the game held {held} packets"
+    );
+    drop(sender.await.unwrap());
+    server.close();
+}
+
+/// Waits (up to 3 s) for the server to drop `sock`, a connection that never finished its
+/// handshake, and checks that it did so at a 500 ms handshake timeout counted from `t0`.
+pub async fn expect_dropped_at_handshake_timeout(sock: &mut tokio::net::TcpStream, t0: Instant) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), sock.read(&mut buf))
+        .await
+        .expect("stalled socket not dropped");
+    assert_eq!(n.unwrap_or(0), 0);
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
 }
 
 /// A thread that does what a game's `poll()` does for the runtime, in a loop until dropped:
@@ -169,6 +257,22 @@ impl Drop for Poller {
 pub enum Transport {
     Ws,
     Wss,
+}
+
+/// One scenario `async fn(Transport)` as two tests: `$ws` on `ws://`, `$wss` on `wss://`.
+#[allow(unused_macros)] // Not every test crate has such scenarios.
+macro_rules! on_both_transports {
+    ($scenario:ident: $ws:ident, $wss:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $ws() {
+            $scenario(common::Transport::Ws).await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $wss() {
+            $scenario(common::Transport::Wss).await
+        }
+    };
 }
 
 /// Anything a WebSocket client can run on.

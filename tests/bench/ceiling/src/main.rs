@@ -38,6 +38,19 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(8 << 20))
 }
 
+/// A client of `ws://127.0.0.1:port/`, with TCP_NODELAY as the addon sets it.
+async fn connect(port: u16) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).ok();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
+        .await
+        .expect("handshake");
+    ws
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -170,17 +183,7 @@ fn recv(port: u16, warmup: f64, duration: f64, mode: &str, sleep_us: u64) {
 fn send(port: u16, size: usize, mode: &str, sleep_us: u64) {
     let rt = runtime();
     let payload = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<u8>>());
-    let ws = rt.block_on(async move {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        stream.set_nodelay(true).ok();
-        let url = format!("ws://127.0.0.1:{port}/");
-        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
-            .await
-            .expect("handshake");
-        ws
-    });
+    let ws = rt.block_on(connect(port));
     if mode == "plain" {
         rt.block_on(async move {
             let (mut sink, _stream) = ws.split();
@@ -324,17 +327,7 @@ fn echo(port: u16, mode: &str) {
 
 fn ping(port: u16, warm: usize, count: usize, mode: &str) {
     let rt = runtime();
-    let ws = rt.block_on(async move {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        stream.set_nodelay(true).ok();
-        let url = format!("ws://127.0.0.1:{port}/");
-        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
-            .await
-            .expect("handshake");
-        ws
-    });
+    let ws = rt.block_on(connect(port));
     let payload = Bytes::from(vec![0u8; 32]);
     let mut samples: Vec<u64> = Vec::with_capacity(count);
     if mode == "plain" {
