@@ -10,7 +10,7 @@ fall 1). The hook:
 2. connects CLIENTS clients; each reads the id greeting and its server's report
    "<server> <address>:<port>" (get_peer_address / get_peer_port), which must equal the
    client's own socket address, and gets an echo; the split over a, b, c must leave none empty;
-3. flags `drain` (server a calls shutdown() with its shutdown_delay) while a thread records
+3. tells a to drain while a thread records
    every change of HAProxy's row for a: it must go DOWN on a 503 check (L7STS, the listener
    still answering) before the checks find the listener closed (L4CON), and before any of a's
    clients is told to leave;
@@ -18,19 +18,27 @@ fall 1). The hook:
    HAProxy and must land on b or c (and pass step 2's checks again), within the grace period
    (the delay plus shutdown()'s timeout); no client may end or fail any other way;
 5. flags `count`: b's and c's peer counts add up to CLIENTS, as the clients' own view does.
+
+Two triggers (the row's argument `trigger`): `flag` flags `drain` and a calls shutdown();
+`sigterm` runs a under deploy/entrypoint.sh (drain_file_prefix) and sends SIGTERM to that
+shell, which creates DRAIN_FILE; a polls it as deploy/dedicated_server.gd does, drains, and
+quits once shutdown_completed came: the shell and Godot must be gone within the grace period
+(their exit status, Godot's, is the harness's: anything but 0 fails the test).
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import signal
 import socket
 import threading
 import time
 
 import provision
 import rawws
-from harness import Checks, Ctx
+from harness import Checks, Ctx, process_gone
+from sigterm_drain_hook import ENTRYPOINT, parent_pid
 from haproxy_hook import alerts, config_head, server_state, start_haproxy, stop_haproxy, \
     wait_state
 
@@ -40,6 +48,25 @@ FRONTEND = 5            # port offset
 DELAY = 2.0             # tests/godot/haproxy_drain.gd: shutdown_delay and shutdown()'s timeout
 TIMEOUT = 10.0
 GRACE = DELAY + TIMEOUT
+
+
+def drain_file_prefix(port: int, sync_dir: str) -> list[str]:
+    """Server a's command-line prefix for the `sigterm` trigger: under deploy/entrypoint.sh."""
+    return ["env", f"DRAIN_FILE={os.path.join(sync_dir, 'drain_a')}", ENTRYPOINT]
+
+
+def _sigterm(checks: Checks, ctx: Ctx) -> tuple[int, int] | None:
+    """SIGTERM to a's entrypoint.sh: (Godot's pid, the shell's), or None (checks say why)."""
+    pid, why = ctx.godot_pid("a")
+    if not checks.check(pid is not None, "a_godot_pid", why):
+        return None
+    shell = parent_pid(pid)
+    with open(f"/proc/{shell}/cmdline", "rb") as f:
+        cmdline = f.read()
+    if not checks.check(b"entrypoint.sh" in cmdline, "a_under_entrypoint", repr(cmdline)):
+        return None
+    os.kill(shell, signal.SIGTERM)
+    return pid, shell
 
 
 def drain_config(port: int, sock: str) -> str:
@@ -149,7 +176,14 @@ def _drain(checks: Checks, ctx: Ctx, sock: str, players: list[Player]) -> None:
     watch = Watch(sock, "a")
     watch.start()
     t0 = time.monotonic()
-    ctx.flag("drain")
+    sigterm = ctx.args.get("trigger") == "sigterm"
+    if sigterm:
+        pids = _sigterm(checks, ctx)
+        if pids is None:
+            watch.halt.set()
+            return
+    else:
+        ctx.flag("drain")
     end = t0 + GRACE + 15
     while time.monotonic() < end and not all(p.reconnected_at or p.failures for p in movers):
         time.sleep(0.05)
@@ -186,6 +220,14 @@ def _drain(checks: Checks, ctx: Ctx, sock: str, players: list[Player]) -> None:
     checks.check(not late, "within_the_grace_period",
                  f"{len(late)} reconnected after {GRACE:.0f}s: {late[:5]}")
     checks.check(ctx.wait_flag("drained", 15), "a_shutdown_completed")
+    if sigterm:
+        while time.monotonic() < end and not all(process_gone(p) for p in pids):
+            time.sleep(0.02)
+        gone = time.monotonic() - t0
+        checks.check(all(process_gone(p) for p in pids) and gone <= GRACE,
+                     "a_exited_within_the_grace_period",
+                     f"Godot and entrypoint.sh gone {gone:.2f}s after SIGTERM (grace {GRACE:.0f}s)")
+        checks.info("exit", f"a's process tree gone {gone:.2f}s after SIGTERM")
     if told and down_503 and closed and all(p.reconnected_at for p in movers):
         checks.info("drain", f"a DOWN {down_503 - t0:.2f}s after the drain began, listener "
                     f"closed by {closed - t0:.2f}s; {len(movers)} clients of a told "

@@ -2,7 +2,9 @@
 request, then GET on the rust server's metrics_path, parsed with prometheus_client's text
 parser (the reference parser of the format) and checked against the server's get_stats().
 Also a refused connection per cause of a PROXY header failure (a server with proxy_protocol)
-and a failed TLS handshake (a wss:// server), each read back from its server's metrics.
+and a failed TLS handshake per cause (a wss:// server: plain HTTP, a client that refuses the
+certificate, a silent socket, a socket closed at once), each read back from its server's
+metrics.
 """
 
 from __future__ import annotations
@@ -39,6 +41,20 @@ def refused(port: int, data: bytes, source: str = "127.0.0.1", wait: float = 5.0
         except ConnectionResetError:
             return True
         except socket.timeout:
+            return False
+    return False
+
+
+def certificate_rejected(port: int) -> bool:
+    """A TLS client that verifies the server's certificate against the system's CAs (the
+    test's self-signed one fails): whether the client refused it."""
+    context = ssl.create_default_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            context.wrap_socket(raw, server_hostname="localhost").close()
+        except ssl.SSLCertVerificationError:
+            return True
+        except (OSError, ssl.SSLError):
             return False
     return False
 
@@ -104,8 +120,13 @@ def metrics_hook(ctx: Ctx) -> list:
                 ("timeout", b"PROXY TCP4 ", "127.0.0.1"),
                 ("untrusted", v1("127.0.0.1", 1234, dport=proxied), "127.0.0.2")):
             checks.check(refused(proxied, data, source), f"proxy_{cause}_refused")
-        # Port+4 is wss://: plain HTTP is a failed TLS handshake.
-        checks.check(refused(port + 4, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "tls_refused")
+        # Port+4 is wss:// (handshake_timeout 1 s): one failed TLS handshake per cause but
+        # "other".
+        checks.check(refused(port + 4, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+                     "tls_not_tls_refused")
+        checks.check(certificate_rejected(port + 4), "tls_certificate_rejected_by_client")
+        checks.check(refused(port + 4, b""), "tls_timeout_refused")
+        socket.create_connection(("127.0.0.1", port + 4), timeout=5).close()
         ctx.flag("py_traffic_done")
         if not ctx.wait_flag("stats_ready", 20):
             return checks + [(False, "py.stats_ready", "get_stats() never published")]
@@ -135,7 +156,7 @@ def metrics_hook(ctx: Ctx) -> list:
         expect("connections_refused", "counter", "connections_refused_total", 0)
         expect("connections_rejected", "counter", "connections_rejected_total", 1)
         expect("handshake_failures", "counter", "handshake_failures_total", 1)
-        expect("tls_failures", "counter", "tls_failures_total", 0)
+        expect("tls_failures", "counter", "tls_failures_total", 0, [("cause", "not_tls")])
         expect("received_bytes", "counter", "received_bytes_total", stats.get("bytes_in"))
         expect("sent_bytes", "counter", "sent_bytes_total", stats.get("bytes_out"))
         expect("received_messages", "counter", "received_messages_total",
@@ -155,10 +176,13 @@ def metrics_hook(ctx: Ctx) -> list:
             "metric_proxy_header_failures_total", f"{f.type if f else None} {by_cause}")
         expect("proxy_header_failures", "counter", "proxy_header_failures_total", 0,
                [("cause", "malformed")])
-        tls_values = {s.name: s.value for f in text_string_to_metric_families(
-            scrape(port + 4, tls=True)) for s in f.samples}
-        checks.check(tls_values.get(P + "tls_failures_total") == 1, "metric_tls_failures_total",
-                     str(tls_values.get(P + "tls_failures_total")))
+        tls_families = {f.name: f for f in text_string_to_metric_families(
+            scrape(port + 4, tls=True))}
+        f = tls_families.get(P + "tls_failures")
+        by_cause = {s.labels.get("cause"): s.value for s in f.samples} if f else {}
+        checks.check(f is not None and f.type == "counter" and by_cause == {
+            "not_tls": 1, "certificate_rejected": 1, "timeout": 1, "closed": 1, "other": 0},
+            "metric_tls_failures_total", f"{f.type if f else None} {by_cause}")
         h = families.get(P + "heartbeat_rtt_seconds")
         count = value.get((P + "heartbeat_rtt_seconds_count", ()), 0)
         inf = value.get((P + "heartbeat_rtt_seconds_bucket", (("le", "+Inf"),)))

@@ -11,6 +11,8 @@ of the system's nginx setup is used. Listeners (base port P of the test):
   P+7 -> P+2 (other)      X-Forwarded-For "203.0.113.7"
   P+8 -> P+0 (trusted)    X-Forwarded-For $proxy_add_x_forwarded_for
   P+9 -> P+3 (cidr)       X-Forwarded-For $proxy_add_x_forwarded_for
+each with X-Forwarded-Port $remote_port. Between nginx's start and the end, the hook's raw
+clients check get_peer_port (PORT_CASES).
 
 The hook flags `proxy_ready` once every listener accepts connections (or `proxy_failed`, with a
 failed check saying why: "no nginx: <why>" when there is none), and
@@ -27,6 +29,7 @@ import threading
 import time
 
 import provision
+import rawws
 from harness import Checks
 
 MISSING_MESSAGE = ("no nginx: {} (tests/provision.py provides Debian's privately with apt-get; "
@@ -49,6 +52,7 @@ def nginx_config(prefix: str, port: int) -> str:
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";
             proxy_set_header X-Forwarded-For {xff};
+            proxy_set_header X-Forwarded-Port $remote_port;
             proxy_read_timeout 60s;
         }}
     }}""")
@@ -65,6 +69,55 @@ http {{
 {''.join(servers)}
 }}
 """
+
+
+# X-Forwarded-Port: raw clients (tests/rawws.py) whose first message "port?<label>" the
+# server answers with "port:<label>:<get_peer_address>:<get_peer_port>" (tests/godot/proxy.gd).
+# [label, port offset, extra header lines, the address, the port: "own" (the client's socket),
+# "not_own" (nginx's, the connection's own), or a number].
+FORWARDED = "X-Forwarded-For: 198.51.100.20"
+PORT_CASES = [
+    # nginx sends X-Forwarded-Port $remote_port: the client's own port.
+    ["nginx_trusted", 5, [], "203.0.113.7", "own"],
+    ["nginx_untrusted", 6, [], "127.0.0.1", "not_own"],
+    # The address chosen is 192.0.2.66, one hop left of nginx's entry: nginx's port header
+    # is about 127.0.0.1 (the hop it wrote), so the connection's own port is kept.
+    ["nginx_chain_port_of_another_hop", 8,
+     ["X-Forwarded-For: 198.51.100.9, 192.0.2.66"], "192.0.2.66", "not_own"],
+    ["direct_trusted", 0, [FORWARDED, "X-Forwarded-Port: 4242"], "198.51.100.20", 4242],
+    # Not a port: ignored with a warning (the row's rust_stderr), the socket's port kept.
+    ["direct_trusted_bad_port", 0, [FORWARDED, "X-Forwarded-Port: 99999"], "198.51.100.20",
+     "own"],
+    ["direct_untrusted", 1, [FORWARDED, "X-Forwarded-Port: 4242"], "127.0.0.1", "own"],
+]
+THROUGH_NGINX = sum(1 for c in PORT_CASES if c[1] >= 5)
+
+
+def _forwarded_ports(ctx, checks: Checks) -> None:
+    """Each of PORT_CASES: connect, ask the server what it sees, compare."""
+    if not ctx.wait_flag("server_ready", 15):
+        checks.check(False, "forwarded_port_server_ready", "the server never got ready")
+        return
+    for label, offset, headers, want_addr, want_port in PORT_CASES:
+        try:
+            c = rawws.Client(ctx.port + offset)
+            own = c.sock.getsockname()[1]
+            c.handshake(headers=headers)
+            c.send_frame(2, f"port?{label}".encode())
+            op, data, _, _ = c.recv_frame(5)
+            c.close_cleanly()
+            c.close()
+        except (OSError, EOFError, rawws.Closed) as e:
+            checks.check(False, f"forwarded_port.{label}", f"{type(e).__name__}: {e}")
+            continue
+        _, got_label, addr, port = data.decode(errors="replace").split(":")
+        port = int(port)
+        good = got_label == label and addr == want_addr and (
+            port == own if want_port == "own" else port != own if want_port == "not_own"
+            else port == want_port)
+        checks.check(good, f"forwarded_port.{label}",
+                     f"server saw {addr}:{port}; the client's port {own}, want "
+                     f"{want_addr}:{want_port}")
 
 
 def listening(port: int) -> bool:
@@ -115,11 +168,16 @@ def proxy_hook(ctx) -> list:
                      + " | ".join(stderr_lines[-10:]))]
         checks.info("nginx_start", f"nginx ready in {time.monotonic() - t0:.2f}s")
         ctx.flag("proxy_ready")
+        try:
+            _forwarded_ports(ctx, checks)
+        finally:
+            ctx.flag("ports_done")
         ctx.barrier("done")
         # Keep nginx until both Godot processes have exited (run_tests sets ctx.stop then).
         ctx.stop.wait(35)
         # nginx logs a connection when it ends: one 101 per proxied WebSocket, 5 cases
-        # through nginx x 2 client classes, and one more from the built-in client.
+        # through nginx x 2 client classes, one more from the built-in client, and the
+        # raw clients of _forwarded_ports that go through nginx.
         log = os.path.join(prefix, "access.log")
         n101 = -1
         end = time.monotonic() + 3
@@ -129,11 +187,12 @@ def proxy_hook(ctx) -> list:
                     n101 = sum(1 for ln in f if '" 101 ' in ln)
             except OSError:
                 pass
-            if n101 >= 11:
+            if n101 >= 11 + THROUGH_NGINX:
                 break
             time.sleep(0.05)
-        checks.check(n101 == 11, "nginx_upgrades_logged",
-                     f"{n101} WebSocket upgrades in nginx's access log, expected 11")
+        checks.check(n101 == 11 + THROUGH_NGINX, "nginx_upgrades_logged",
+                     f"{n101} WebSocket upgrades in nginx's access log, "
+                     f"expected {11 + THROUGH_NGINX}")
     finally:
         ctx.barrier("done")
         if proc is not None and proc.poll() is None:

@@ -307,10 +307,12 @@ class Client(Conn):
         self.sock.sendall(upgrade_request(self.port, path, self.key, headers, self.host))
         return self.read_head(timeout)
 
-    def handshake(self, godot: bool = True, timeout: float = 5.0) -> int:
-        """The whole upgrade, checked (101 and the accept key, else Closed); with `godot`,
-        reads the 4-byte id greeting of Godot's protocol and returns the id."""
-        status = self.upgrade(timeout=timeout)
+    def handshake(self, godot: bool = True, timeout: float = 5.0,
+                  headers: list[str] | tuple = ()) -> int:
+        """The whole upgrade (with extra `headers` lines), checked (101 and the accept key,
+        else Closed); with `godot`, reads the 4-byte id greeting of Godot's protocol and
+        returns the id."""
+        status = self.upgrade(headers=headers, timeout=timeout)
         if not status.startswith("HTTP/1.1 101"):
             raise Closed(f"upgrade refused: {status!r}")
         if self.headers.get("sec-websocket-accept") != self.expected_accept:

@@ -21,7 +21,7 @@ def server_prefix(port: int, sync_dir: str) -> list[str]:
             "DRAIN_SECONDS=5", ENTRYPOINT]
 
 
-def _parent(pid: int) -> int:
+def parent_pid(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
@@ -34,7 +34,7 @@ def sigterm_drain_hook(ctx: Ctx) -> list:
         pid, why = ctx.godot_pid("server")
         if not checks.check(pid is not None, "godot_pid", why):
             return checks
-        shell = _parent(pid)
+        shell = parent_pid(pid)
         with open(f"/proc/{shell}/cmdline", "rb") as f:
             cmdline = f.read()
         if not checks.check(b"entrypoint.sh" in cmdline, "under_entrypoint", repr(cmdline)):

@@ -27,7 +27,7 @@ from browser_hook import browser_hook
 from compression_hook import compression_hook
 from failure_close_hook import failure_close_hook
 from handshake_handler_hook import handshake_handler_hook
-from haproxy_drain_hook import haproxy_drain_hook
+from haproxy_drain_hook import drain_file_prefix, haproxy_drain_hook
 from haproxy_hook import haproxy_hook
 from health_hook import health_hook
 from metrics_hook import metrics_hook
@@ -134,9 +134,13 @@ TABLE = [
     Row("proxy_protocol", roles=("server",), pairings="rust-alone", hook=proxy_protocol_hook,
         hook_party=True, rust_stderr={"server": {"refusals": PROXY_PROTOCOL_REFUSALS}}),
     Row("haproxy", pairings="rust-server", hook=haproxy_hook, hook_party=True),
-    # Three rust servers (roles a, b, c) behind one HAProxy, 200 raw clients, a drains.
-    Row("haproxy_drain", roles=("a", "b", "c"), pairings="rust-alone", hook=haproxy_drain_hook,
-        hook_party=True, args={"timeout": 100}, process_timeout=120.0),
+    # Three rust servers (roles a, b, c) behind one HAProxy, 200 raw clients, a drains: told
+    # by a flag (shutdown()), or by SIGTERM to deploy/entrypoint.sh, a's parent (its way).
+    *[Row(name, "haproxy_drain", roles=("a", "b", "c"), pairings="rust-alone",
+          hook=haproxy_drain_hook, hook_party=True, args={"timeout": 100, "trigger": trigger},
+          prefix={"a": drain_file_prefix} if trigger == "sigterm" else {},
+          process_timeout=120.0)
+      for name, trigger in (("haproxy_drain", "flag"), ("haproxy_drain_sigterm", "sigterm"))],
     Row("shutdown", pairings="rust-server", hook=shutdown_hook, hook_party=True,
         rust_stderr={"server": {"shutdown_twice": r"already shutting down",
                                 "bad_shutdown_delay": r"shutdown_delay must be 0 or a positive"}}),
@@ -172,7 +176,9 @@ TABLE = [
         rust_stderr={"main": {"slow": r"closed \(1008\)"}}),
     # trusted_proxies behind a real nginx; clients of both classes.
     Row("proxy", pairings="rust-alone", hook=proxy_hook, hook_party=True, rust_stderr={
-        "server": {"cidr_typo": r"host bits set; the network is 0\.0\.0\.0/0"}}),
+        "server": {"cidr_typo": r"host bits set; the network is 0\.0\.0\.0/0",
+                   "forwarded_port": r"X-Forwarded-Port '99999' from trusted proxy "
+                                     r"127\.0\.0\.1 is not a port"}}),
     Row("tls_local", roles=("main",), pairings="alone", rust_stderr={"main": {
         "tls_server_opts_on_client": r"TLSOptions\.client",
         "tls_client_opts_on_server": r"TLSOptions\.server",

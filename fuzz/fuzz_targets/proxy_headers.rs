@@ -2,10 +2,13 @@
 //! ranges) and the X-Forwarded-For values a client may forge. Checked: no panic; an accepted
 //! range contains its own network address and, when narrower than /0, not the address just
 //! past it; the client address is the TCP peer's unless the peer is trusted, and otherwise
-//! one written in the headers that is not trusted itself; the port is always the peer's.
+//! one written in the headers that is not trusted itself; the port is the peer's unless the
+//! address came from the headers, and then the peer's or one written in X-Forwarded-Port (the
+//! peer's whenever a warning says the value was not a port).
 //!
 //! Input: lines; the first is the TCP peer's address, then `trusted_proxies` entries up to an
-//! empty line, then X-Forwarded-For header values.
+//! empty line, then header values: X-Forwarded-Port for lines starting with `port `,
+//! X-Forwarded-For for the others.
 
 #![no_main]
 
@@ -32,13 +35,29 @@ fuzz_target!(|data: &[u8]| {
             trusted.push(t);
         }
     }
-    let headers: Vec<&str> = lines.collect();
-    let client = client_address(remote, &headers, &trusted);
-    assert_eq!(client.port(), remote.port());
+    let (ports, headers): (Vec<&str>, Vec<&str>) = lines.partition(|l| l.starts_with("port "));
+    let ports: Vec<&str> = ports.iter().map(|l| &l["port ".len()..]).collect();
+    let (client, warning) = client_address(remote, &headers, &ports, &trusted);
     let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.contains(ip));
     if client == remote {
         return;
     }
+    if warning.is_some() {
+        assert_eq!(
+            client.port(),
+            remote.port(),
+            "a port that is not one was used"
+        );
+    }
+    let port_written = ports
+        .iter()
+        .flat_map(|h| h.split(','))
+        .any(|p| p.trim().parse::<u16>() == Ok(client.port()));
+    assert!(
+        client.port() == remote.port() || port_written,
+        "port {} is neither the peer's nor in the headers",
+        client.port()
+    );
     assert!(
         is_trusted(remote.ip()),
         "an untrusted peer's headers were believed"

@@ -8,9 +8,13 @@
 ##            socket), counts a peer whose address is not 127.0.0.1, whose port is 0 or whose
 ##            get_connected_host differs (must be none); echoes every packet.
 ##   a        on the hook's flag `drain`: shutdown(TIMEOUT, 1001, "server restarting") -> OK;
-##            during the delay no peer has left yet; then every peer leaves by its close
-##            handshake: shutdown_completed(0), DISCONNECTED
+##            during the delay no peer has left yet and is_listening() is still true; then
+##            every peer leaves by its close handshake (is_listening() false from the first
+##            departure): shutdown_completed(0), DISCONNECTED, is_listening() false
 ##   b, c     on the flag `count`, publish their peer count (the hook checks b + c == 200)
+##   a        trigger `sigterm` (the row haproxy_drain_sigterm): a runs under deploy/entrypoint.sh
+##            and starts the same shutdown() when DRAIN_FILE appears (dedicated_server.gd's
+##            way), then reports and quits without waiting for the hook (which times it)
 ##   py       everything else: the split, the addresses, HAProxy's view of a (DOWN on a 503
 ##            before its listener closes), the 1001s and the reconnections
 ## Roles: a, b, c (rust servers), and "py".
@@ -27,6 +31,7 @@ var _draining := false
 var _t_drain := 0
 var _left_in_delay := -1
 var _completed: Array = []
+var _listening_checked_draining := false
 
 
 func run() -> void:
@@ -58,10 +63,17 @@ func run_game_server() -> void:
 	p.shutdown_delay = DELAY
 	expect_eq(p.shutdown_delay, DELAY, "shutdown_delay_set")
 	p.peer_connected.connect(_on_connected.bind(p))
+	# The first peer gone during the drain: the listener closed before the close frames.
+	p.peer_disconnected.connect(func(_id: int) -> void:
+		if _draining and not _listening_checked_draining:
+			_listening_checked_draining = true
+			expect_eq(p.is_listening(), false, "not_listening_while_draining"))
 	expect_eq(p.create_server(port + SERVERS.find(role)), OK_, "create_server")
 	polled.append(p)
+	put_value("pid_" + role, OS.get_process_id())
 	flag("ready_" + role)
-	check(await wait_until(_step.bind(p), 80.0, "the hook"), "hook_done", "py_done never came")
+	check(await wait_until(_step.bind(p), 80.0, "the hook"), "hook_done",
+			"shutdown_completed never came" if _sigterm() else "py_done never came")
 	check(_seen > 0, "peers_seen", "%d" % _seen)
 	check(_bad.is_empty(), "every_peer_address_is_the_client",
 			"%d of %d wrong: %s" % [_bad.size(), _seen, _bad.slice(0, 5)])
@@ -71,8 +83,20 @@ func run_game_server() -> void:
 		if check(_completed.size() == 1, "shutdown_completed", "%s" % [_completed]):
 			expect_eq(_completed[0], 0, "no_peer_cut_at_the_timeout")
 		expect_eq(count("srv", "peer_disconnected"), _seen, "every_peer_left")
+		check(_listening_checked_draining, "is_listening_checked_while_draining")
 		expect_eq(p.get_connection_status(), DISCONNECTED, "disconnected_after")
+		expect_eq(p.is_listening(), false, "not_listening_after")
+	if _sigterm() and role == "a":
+		# As deploy/dedicated_server.gd: quit once drained (the hook times the exit).
+		flag("bar_done.a")
+		return
 	await barrier("done", 20.0)
+
+
+## Trigger `sigterm` (the row's argument): a runs under deploy/entrypoint.sh, which turns
+## SIGTERM into DRAIN_FILE.
+func _sigterm() -> bool:
+	return args.get("trigger", "flag") == "sigterm"
 
 
 ## One frame of a server: echo, and what the hook's flags ask. True once the hook is done.
@@ -81,17 +105,24 @@ func _step(p: Object) -> bool:
 		for r in drain(p):
 			p.set_target_peer(r[0])
 			p.put_packet(r[1])
-	if role == "a" and not _draining and has_flag("drain"):
+	var asked := FileAccess.file_exists(OS.get_environment("DRAIN_FILE")) if _sigterm() \
+			else has_flag("drain")
+	if role == "a" and not _draining and asked:
 		_draining = true
 		_t_drain = Time.get_ticks_msec()
+		expect_eq(p.is_listening(), true, "listening_before")
 		expect_eq(p.shutdown(TIMEOUT, 1001, "server restarting"), OK_, "shutdown")
+		expect_eq(p.is_listening(), true, "listening_at_the_start_of_the_delay")
 		flag("drain_started")
-	# Just before the delay ends: nobody has been told to leave yet.
+	# Just before the delay ends: nobody has been told to leave yet, the listener still accepts.
 	if _draining and _left_in_delay < 0 and Time.get_ticks_msec() - _t_drain > DELAY * 800:
 		_left_in_delay = count("srv", "peer_disconnected")
+		expect_eq(p.is_listening(), true, "listening_late_in_the_delay")
 	if not _completed.is_empty() and not has_flag("drained"):
 		flag("drained")
 	if role != "a" and has_flag("count") and not has_flag("count_" + role):
 		put_value("peers_" + role, p.get_peer_ids().size())
 		flag("count_" + role)
+	if _sigterm() and role == "a":
+		return not _completed.is_empty()
 	return has_flag("py_done")

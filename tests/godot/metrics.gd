@@ -9,8 +9,10 @@
 ##   port+3  metrics_path, proxy_protocol on, trusting 127.0.0.1 only, handshake_timeout 1 s:
 ##           the hook refuses one connection per cause (no header, a malformed one, half of one,
 ##           one from 127.0.0.2) and reads proxy_header_failures_total{cause} 1 each
-##   port+4  metrics_path over wss:// (a self-signed certificate): the hook sends plain HTTP
-##           (a failed TLS handshake), then reads tls_failures_total 1 over TLS
+##   port+4  metrics_path over wss:// (a self-signed certificate), handshake_timeout 1 s: the
+##           hook fails one TLS handshake per cause (plain HTTP, a client that refuses the
+##           certificate, a silent socket, one closed at once), then reads
+##           tls_failures_total{cause} over TLS (1 each, other 0)
 ##   invalid metrics_path "metrics" -> create_server 31 naming metrics_path; metrics_allow
 ##           "nonsense" -> 31 naming metrics_allow; health_path equal to it -> 31
 ## Roles: server (rust only), and "py".
@@ -53,6 +55,7 @@ func run_server() -> void:
 	var cert := crypto.generate_self_signed_certificate(key, "CN=localhost,O=rwsmp tests,C=US")
 	var secure: Object = make_peer()
 	secure.metrics_path = "/metrics"
+	secure.handshake_timeout = 1.0
 	expect_eq(secure.create_server(port + 4, "*", TLSOptions.server(key, cert)), OK_,
 			"create_server_tls")
 	var c: Object = make_peer()

@@ -12,7 +12,10 @@
 ## case of CASES (through nginx, or straight to a server with a header of its own); each client
 ## sends its label and a 20000-byte packet, the server checks get_peer_address(id) and
 ## get_peer(id).get_connected_host() against the case and answers "ack:<label>:<address>" and a
-## 20000-byte packet, which the client checks: packets cross the proxy both ways.
+## 20000-byte packet, which the client checks: packets cross the proxy both ways. Meanwhile
+## the hook's raw clients send "port?<label>" and get "port:<label>:<address>:<port>" from
+## get_peer_address / get_peer_port (X-Forwarded-Port, checked by the hook); a port that is
+## not one is ignored with a warning (the row's rust_stderr).
 ## Roles: server (rust), client (both classes), and "py" (the hook, which runs nginx).
 extends "res://tests/lib/base.gd"
 
@@ -115,6 +118,12 @@ func run_server() -> void:
 		for key in by_key:
 			var p: Object = by_key[key]
 			for r in drain(p):
+				var text: String = r[1].get_string_from_utf8()
+				if text.begins_with("port?"):  # a raw client of tests/proxy_hook.py
+					p.set_target_peer(r[0])
+					p.put_packet(("port:%s:%s:%d" % [text.substr(5), p.get_peer_address(r[0]),
+							p.get_peer_port(r[0])]).to_utf8_buffer())
+					continue
 				var k := [key, r[0]]
 				if not inbox.has(k):
 					inbox[k] = []
@@ -138,8 +147,10 @@ func run_server() -> void:
 						label + ".put_ack")
 				expect_eq(p.put_packet(pattern(20000, 100 + spec["n"])), OK_, label + ".put_big")
 				done[label] = true
-		return done.size() >= labels.size() or _proxy_failed()
-	await wait_until(pump, 15.0, "every client's packets")
+		return (done.size() >= labels.size() and has_flag("ports_done")) or _proxy_failed()
+	mark("forwarded_port")
+	await wait_until(pump, 25.0, "every client's packets and the hook's port cases")
+	mark("end")
 	if check(not _proxy_failed(), "proxy_ready", "nginx did not start (the python hook says why)"):
 		check(done.size() == labels.size(), "all_clients_served",
 				"served %s" % [done.keys()])

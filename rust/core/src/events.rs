@@ -30,6 +30,8 @@ pub enum Event {
     },
     /// Something worth telling the developer (printed as a Godot error).
     Error { message: String },
+    /// Something odd but harmless, ignored (printed as a Godot warning).
+    Warning { message: String },
 }
 
 /// A received message. Holds a credit on its connection's inbound budget until dropped, so

@@ -22,7 +22,8 @@ pub struct Metrics {
     pub(crate) refused: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
-    pub(crate) tls_failures: AtomicU64,
+    /// Failed TLS handshakes, by [`TlsFailure`].
+    tls_failures: [AtomicU64; TlsFailure::ALL.len()],
     /// Connections closed over their PROXY protocol header, by [`ProxyFailure`].
     proxy_header_failures: [AtomicU64; ProxyFailure::ALL.len()],
     /// Non-cumulative counts per bucket, the last one for `+Inf`.
@@ -64,6 +65,44 @@ impl ProxyFailure {
     }
 }
 
+/// Why a TLS handshake failed (`wss://`), the label `cause` of `tls_failures_total`: what
+/// rustls tells apart without any work of ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Bytes that are not TLS records: plain HTTP (`ws://`) on a `wss://` port, garbage.
+    NotTls,
+    /// The client refused our certificate (its alert: unknown CA, bad or expired
+    /// certificate...): a chain or name the players' clients do not trust.
+    CertificateRejected,
+    /// Not complete within `handshake_timeout` (or not begun: a silent socket).
+    Timeout,
+    /// The client closed or reset the connection before the end (a TCP probe, a client
+    /// giving up).
+    Closed,
+    /// Anything else: no common protocol version or cipher suite, a broken handshake.
+    Other,
+}
+
+impl TlsFailure {
+    pub const ALL: [TlsFailure; 5] = [
+        TlsFailure::NotTls,
+        TlsFailure::CertificateRejected,
+        TlsFailure::Timeout,
+        TlsFailure::Closed,
+        TlsFailure::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsFailure::NotTls => "not_tls",
+            TlsFailure::CertificateRejected => "certificate_rejected",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Closed => "closed",
+            TlsFailure::Other => "other",
+        }
+    }
+}
+
 /// What the connections already gone leave behind.
 #[derive(Default)]
 struct Ended {
@@ -79,6 +118,10 @@ impl Metrics {
 
     pub(crate) fn count_proxy_failure(&self, cause: ProxyFailure) {
         Metrics::count(&self.proxy_header_failures[cause as usize]);
+    }
+
+    pub(crate) fn count_tls_failure(&self, cause: TlsFailure) {
+        Metrics::count(&self.tls_failures[cause as usize]);
     }
 
     /// One heartbeat round trip, in microseconds.
@@ -118,7 +161,7 @@ impl Metrics {
             refused: load(&self.refused),
             rejected: load(&self.rejected),
             handshake_failures: load(&self.handshake_failures),
-            tls_failures: load(&self.tls_failures),
+            tls_failures: std::array::from_fn(|i| load(&self.tls_failures[i])),
             proxy_header_failures: std::array::from_fn(|i| load(&self.proxy_header_failures[i])),
             traffic,
             queued_bytes,
@@ -138,7 +181,8 @@ pub struct Snapshot {
     pub refused: u64,
     pub rejected: u64,
     pub handshake_failures: u64,
-    pub tls_failures: u64,
+    /// Indexed by [`TlsFailure`].
+    pub tls_failures: [u64; TlsFailure::ALL.len()],
     /// Indexed by [`ProxyFailure`].
     pub proxy_header_failures: [u64; ProxyFailure::ALL.len()],
     pub traffic: ConnectionStats,
@@ -171,12 +215,11 @@ pub fn render(s: &Snapshot) -> String {
     };
     let one = |v: u64| [(String::new(), v)];
     family("peers", "gauge", "Connected peers.", &one(s.peers));
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 8] = [
         ("connections_accepted", "Connections that became peers.", s.accepted),
         ("connections_refused", "Connections refused before their handshake (refuse_new_connections, too many handshakes from one address).", s.refused),
         ("connections_rejected", "Connections rejected by the handshake handler.", s.rejected),
         ("handshake_failures", "Handshakes that failed: bad request, timeout, failed upgrade.", s.handshake_failures),
-        ("tls_failures", "TLS handshakes that failed.", s.tls_failures),
         ("received_bytes", "Payload bytes received.", s.traffic.bytes_in),
         ("sent_bytes", "Payload bytes sent.", s.traffic.bytes_out),
         ("received_messages", "Messages received.", s.traffic.packets_in),
@@ -185,15 +228,20 @@ pub fn render(s: &Snapshot) -> String {
     for (name, help, value) in counters {
         family(name, "counter", help, &[("_total".into(), value)]);
     }
+    let by_cause = |label: &str, n: u64| (format!("_total{{cause=\"{label}\"}}"), n);
+    let causes: Vec<(String, u64)> = TlsFailure::ALL
+        .iter()
+        .map(|c| by_cause(c.label(), s.tls_failures[*c as usize]))
+        .collect();
+    family(
+        "tls_failures",
+        "counter",
+        "TLS handshakes that failed, by cause: not_tls (bytes that are not TLS, e.g. ws:// on a wss:// port), certificate_rejected (the client refused the certificate), timeout, closed (by the client, before the end), other.",
+        &causes,
+    );
     let causes: Vec<(String, u64)> = ProxyFailure::ALL
         .iter()
-        .map(|c| {
-            let label = c.label();
-            (
-                format!("_total{{cause=\"{label}\"}}"),
-                s.proxy_header_failures[*c as usize],
-            )
-        })
+        .map(|c| by_cause(c.label(), s.proxy_header_failures[*c as usize]))
         .collect();
     family(
         "proxy_header_failures",
@@ -252,6 +300,8 @@ mod tests {
         m.observe_rtt(10_000_000); // 10 s: +Inf
         Metrics::count(&m.accepted);
         m.count_proxy_failure(ProxyFailure::Timeout);
+        m.count_tls_failure(TlsFailure::CertificateRejected);
+        m.count_tls_failure(TlsFailure::CertificateRejected);
         m.connection_ended(
             &ConnectionStats {
                 bytes_in: 5,
@@ -272,6 +322,7 @@ mod tests {
         assert_eq!(s.peers, 1);
         assert_eq!(s.accepted, 1);
         assert_eq!(s.proxy_header_failures, [0, 0, 0, 1]);
+        assert_eq!(s.tls_failures, [0, 2, 0, 0, 0]);
         assert_eq!(s.traffic.bytes_in, 12);
         assert_eq!(s.traffic.packets_in, 3);
         assert_eq!(s.queued_bytes, 11);
@@ -296,6 +347,7 @@ mod tests {
         s.traffic.bytes_in = 42;
         s.rtt_buckets[1] = 2;
         s.proxy_header_failures[ProxyFailure::Malformed as usize] = 5;
+        s.tls_failures[TlsFailure::NotTls as usize] = 6;
         let text = render(&s);
         for line in [
             "# TYPE rust_websocket_peers gauge\nrust_websocket_peers 2\n",
@@ -305,6 +357,10 @@ mod tests {
             "rust_websocket_closes_total{code=\"1000\"} 4\n",
             "rust_websocket_proxy_header_failures_total{cause=\"malformed\"} 5\n",
             "rust_websocket_proxy_header_failures_total{cause=\"timeout\"} 0\n",
+            "# TYPE rust_websocket_tls_failures_total counter\n",
+            "rust_websocket_tls_failures_total{cause=\"not_tls\"} 6\n",
+            "rust_websocket_tls_failures_total{cause=\"certificate_rejected\"} 0\n",
+            "rust_websocket_tls_failures_total{cause=\"other\"} 0\n",
             "# TYPE rust_websocket_heartbeat_rtt_seconds histogram\n",
             "rust_websocket_heartbeat_rtt_seconds_bucket{le=\"0.0005\"} 0\n",
             "rust_websocket_heartbeat_rtt_seconds_bucket{le=\"0.001\"} 2\n",

@@ -1,5 +1,6 @@
-//! Behind a reverse proxy: the client's address from `X-Forwarded-For`, believed only when
-//! the TCP connection comes from a proxy the game trusts.
+//! Behind a reverse proxy: the client's address from `X-Forwarded-For` and its port from
+//! `X-Forwarded-Port`, believed only when the TCP connection comes from a proxy the game
+//! trusts.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -105,35 +106,71 @@ fn unmap(ip: IpAddr) -> IpAddr {
 
 /// The client's address: `remote` itself, unless `remote` is a trusted proxy that sent
 /// `X-Forwarded-For`; then the rightmost entry that is not a trusted proxy (entries further
-/// left were written by the client itself and cannot be believed). The port stays the TCP
-/// connection's.
+/// left were written by the client itself and cannot be believed), with its port from
+/// `X-Forwarded-Port` (see [`port_of_hop`]). The second value is a warning for the
+/// developer: a port that is not one, ignored.
 pub fn client_address(
     remote: SocketAddr,
     forwarded_for: &[&str],
+    forwarded_port: &[&str],
     trusted: &[TrustedProxy],
-) -> SocketAddr {
+) -> (SocketAddr, Option<String>) {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.contains(ip));
     if !is_trusted(remote.ip()) {
-        return remote;
+        return (remote, None);
     }
     let hops = forwarded_for
         .iter()
         .flat_map(|h| h.split(','))
         .map(str::trim)
         .rev();
-    for hop in hops {
+    for (from_right, hop) in hops.enumerate() {
         let Ok(ip) = hop
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<IpAddr>()
         else {
-            return remote; // Garbage in the chain: believe nothing.
+            return (remote, None); // Garbage in the chain: believe nothing.
         };
         if !is_trusted(ip) {
-            return SocketAddr::new(unmap(ip), remote.port());
+            let (port, warning) = port_of_hop(remote, forwarded_port, from_right);
+            return (SocketAddr::new(unmap(ip), port), warning);
         }
     }
-    remote
+    (remote, None)
+}
+
+/// The port of the `X-Forwarded-For` entry `from_right` places from the right: the
+/// `X-Forwarded-Port` entry at the same place (each proxy that appends to one appends to the
+/// other; nginx: `proxy_set_header X-Forwarded-Port $remote_port`). None there: the TCP
+/// connection's port. Not a port (1-65535): the same, with a warning.
+fn port_of_hop(
+    remote: SocketAddr,
+    forwarded_port: &[&str],
+    from_right: usize,
+) -> (u16, Option<String>) {
+    let Some(entry) = forwarded_port
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .rev()
+        .nth(from_right)
+    else {
+        return (remote.port(), None);
+    };
+    match entry.parse::<u16>() {
+        Ok(port) if port > 0 && entry.bytes().all(|b| b.is_ascii_digit()) => (port, None),
+        _ => {
+            let shown: String = entry.chars().take(40).filter(|c| !c.is_control()).collect();
+            let warning = format!(
+                "X-Forwarded-Port '{shown}' from trusted proxy {} is not a port (1-65535): \
+                 ignored, the peer's port is the connection's own ({})",
+                remote.ip(),
+                remote.port()
+            );
+            (remote.port(), Some(warning))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -186,7 +223,7 @@ mod tests {
     fn forwarded_address() {
         let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let trusted = [t("127.0.0.1"), t("10.0.0.0/8")];
-        let ip = |xff: &[&str]| client_address(proxy, xff, &trusted).ip().to_string();
+        let ip = |xff: &[&str]| client_address(proxy, xff, &[], &trusted).0.ip().to_string();
         assert_eq!(ip(&["203.0.113.7"]), "203.0.113.7");
         // The client forged the left entry; the right one was written by our proxy chain.
         assert_eq!(ip(&["1.2.3.4, 203.0.113.7, 10.0.0.5"]), "203.0.113.7");
@@ -196,14 +233,69 @@ mod tests {
         // Bytes a client forged to the left (decoded lossily) are never reached.
         assert_eq!(ip(&["6.6.6.6\u{FFFD}, 203.0.113.9"]), "203.0.113.9");
         assert_eq!(
-            client_address(proxy, &["203.0.113.7"], &[])
+            client_address(proxy, &["203.0.113.7"], &[], &[])
+                .0
                 .ip()
                 .to_string(),
             "127.0.0.1"
         );
         assert_eq!(
-            client_address(proxy, &["203.0.113.7"], &trusted).port(),
+            client_address(proxy, &["203.0.113.7"], &[], &trusted)
+                .0
+                .port(),
             5000
+        );
+    }
+
+    #[test]
+    fn forwarded_port() {
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let trusted = [t("127.0.0.1"), t("10.0.0.0/8")];
+        let at = |xff: &[&str], xfp: &[&str]| {
+            let (addr, warning) = client_address(proxy, xff, xfp, &trusted);
+            (addr.to_string(), warning.is_some())
+        };
+        let ok = |s: &str| (s.to_string(), false);
+        assert_eq!(at(&["203.0.113.7"], &["40123"]), ok("203.0.113.7:40123"));
+        assert_eq!(at(&["203.0.113.7"], &[" 65535 "]), ok("203.0.113.7:65535"));
+        // No port header: the connection's own.
+        assert_eq!(at(&["203.0.113.7"], &[]), ok("203.0.113.7:5000"));
+        // Paired from the right: the port of the hop that was chosen.
+        assert_eq!(
+            at(&["1.2.3.4, 203.0.113.7, 10.0.0.5"], &["1, 2, 3"]),
+            ok("203.0.113.7:2")
+        );
+        assert_eq!(
+            at(&["203.0.113.7", "10.0.0.5"], &["7000", "8000"]),
+            ok("203.0.113.7:7000")
+        );
+        // The chosen hop has no port of its own (only the nearest proxy wrote one).
+        assert_eq!(
+            at(&["203.0.113.7, 10.0.0.5"], &["8000"]),
+            ok("203.0.113.7:5000")
+        );
+        // Not a port: ignored, with a warning.
+        for bad in [
+            "0", "65536", "99999", "-1", "+80", "80a", "", "0x50", "80 80",
+        ] {
+            assert_eq!(
+                at(&["203.0.113.7"], &[bad]),
+                ("203.0.113.7:5000".to_string(), true),
+                "{bad:?}"
+            );
+        }
+        let (_, warning) = client_address(proxy, &["203.0.113.7"], &["http"], &trusted);
+        let warning = warning.unwrap();
+        assert!(
+            warning.contains("'http'") && warning.contains("127.0.0.1"),
+            "{warning}"
+        );
+        // Without a forwarded address the port header means nothing, and from an untrusted
+        // peer neither is believed.
+        assert_eq!(at(&[], &["40123"]), ok("127.0.0.1:5000"));
+        assert_eq!(
+            client_address(proxy, &["203.0.113.7"], &["40123"], &[]),
+            (proxy, None)
         );
     }
 }

@@ -18,7 +18,7 @@ use crate::config::PeerConfig;
 use crate::connection::Connection;
 use crate::driver;
 use crate::events::Event;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TlsFailure};
 use crate::protocol::decode::Decoder;
 use crate::protocol::deflate;
 use crate::runtime::spawn_guarded;
@@ -362,12 +362,17 @@ async fn serve(
     let _ = stream.set_nodelay(true);
     let remote = normalize(remote);
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
-    let done =
-        tokio::time::timeout_at(deadline, handshake(stream, remote, &shared, deadline)).await;
+    let mut tls_done = false;
+    let shaking = handshake(stream, remote, &shared, deadline, &mut tls_done);
+    let done = tokio::time::timeout_at(deadline, shaking).await;
     drop(slot); // No longer pending, whatever the outcome.
     match done {
         Ok(Some(peer)) => start_connection(peer, shared, cancel),
         Ok(None) => {}
+        // On a wss:// server, TLS (or its first byte) never came.
+        Err(_) if shared.tls.is_some() && !tls_done => {
+            shared.metrics.count_tls_failure(TlsFailure::Timeout)
+        }
         Err(_) => Metrics::count(&shared.metrics.handshake_failures),
     }
 }

@@ -128,9 +128,11 @@ pub struct RustWebSocketMultiplayerPeer {
     /// Server behind a reverse proxy (nginx, a load balancer): connections coming from these
     /// addresses (IPs or CIDR ranges such as `"10.0.0.0/8"`) report the client's address from
     /// `X-Forwarded-For` in `get_peer_address()`, `get_peer(id).get_connected_host()` and the
-    /// handshake handler (the rightmost entry that is not itself a trusted proxy; the port
-    /// stays the proxy connection's). Empty (default): the header is ignored, as it can be
-    /// forged. Applies to the next create_server.
+    /// handshake handler (the rightmost entry that is not itself a trusted proxy), and its
+    /// port from `X-Forwarded-Port` in `get_peer_port()` (the entry at the same place from the
+    /// right, read as the client's source port: nginx `$remote_port`; none there: the proxy
+    /// connection's port; not a port: ignored with a warning). Empty (default): the headers
+    /// are ignored, as they can be forged. Applies to the next create_server.
     #[var]
     trusted_proxies: PackedStringArray,
     /// Server behind a TCP load balancer (HAProxy `send-proxy` / `send-proxy-v2`, AWS NLB,
@@ -180,9 +182,9 @@ pub struct RustWebSocketMultiplayerPeer {
     /// Server: a path such as `"/metrics"` on which a plain HTTP `GET` (no WebSocket upgrade)
     /// is answered by the network thread with the server's counters in the Prometheus text
     /// format 0.0.4: peers, connections accepted / refused / rejected by the handshake
-    /// handler, handshake and TLS failures, payload bytes and messages each way (the totals of
-    /// [method get_stats]), queued bytes, closes by code and a heartbeat RTT histogram (with
-    /// [member heartbeat_interval] on). Only [member metrics_allow] may read it. Empty
+    /// handler, handshake failures, TLS failures by cause, payload bytes and messages each
+    /// way (the totals of [method get_stats]), queued bytes, closes by code and a heartbeat
+    /// RTT histogram (with [member heartbeat_interval] on). Only [member metrics_allow] may read it. Empty
     /// (default): off. Must start with `/`, without a query, and differ from
     /// [member health_path]. Applies to the next create_server.
     #[var]
@@ -403,10 +405,14 @@ impl RustWebSocketMultiplayerPeer {
         self.peers.contains_key(&id)
     }
 
-    /// Whether this peer is a server listening for connections.
+    /// Whether this peer is a server whose listener accepts connections: true from
+    /// create_server, also while [member refuse_new_connections] is set (the listener
+    /// accepts and refuses) and during a [method shutdown]'s [member shutdown_delay] (the
+    /// health path already answers 503, new clients are still accepted); false once the
+    /// shutdown closes the listener, and after close.
     #[func]
     fn is_listening(&self) -> bool {
-        matches!(self.mode, Mode::Server(_)) && !self.draining()
+        matches!(self.mode, Mode::Server(_)) && self.listener_open()
     }
 
     /// The ids of the connected peers (server: the clients; client: `[1]` once connected).

@@ -38,18 +38,23 @@ pub(super) struct Handshaken {
 /// The PROXY header (behind a TCP balancer), TLS (for `wss://`), the request, the game's
 /// answer (with a handshake handler), the upgrade and Godot's id greeting, all by `deadline`.
 /// `None`: the connection is dropped (an HTTP answer already sent where there is one).
+/// `tls_done` is set once TLS is up: a timeout before that is a TLS handshake's.
 pub(super) async fn handshake(
     mut stream: TcpStream,
     remote: SocketAddr,
     shared: &Arc<Shared>,
     deadline: Instant,
+    tls_done: &mut bool,
 ) -> Option<Handshaken> {
     let remote = proxy_header::client_of(&mut stream, remote, shared, deadline).await?;
     let mut stream = match &shared.tls {
         Some(tls) => match tls.accept(stream).await {
-            Ok(stream) => stream,
-            Err(_) => {
-                Metrics::count(&shared.metrics.tls_failures);
+            Ok(stream) => {
+                *tls_done = true;
+                stream
+            }
+            Err(cause) => {
+                shared.metrics.count_tls_failure(cause);
                 return None;
             }
         },
@@ -97,7 +102,7 @@ pub(super) async fn handshake(
 
 /// Reads the request head (bounded: tungstenite's own reader has no size cap) and parses it
 /// once; the health path (answered here), the upgrade checks, the client's address (`remote`, the TCP peer or the client its
-/// PROXY header names, or what a trusted proxy's `X-Forwarded-For` says it is) and the handshake handler all read that parse. Returns every byte read (for
+/// PROXY header names, or what a trusted proxy's `X-Forwarded-For` and `X-Forwarded-Port` say it is) and the handshake handler all read that parse. Returns every byte read (for
 /// tungstenite) and the request, or answers 400 / 426 / 431 and returns `None`.
 pub(crate) async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
@@ -145,7 +150,13 @@ pub(crate) async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         return None;
     }
     let forwarded: Vec<&str> = request.header_values("x-forwarded-for").collect();
-    request.remote = client_address(remote, &forwarded, &shared.config.trusted_proxies);
+    let ports: Vec<&str> = request.header_values("x-forwarded-port").collect();
+    let (client, warning) =
+        client_address(remote, &forwarded, &ports, &shared.config.trusted_proxies);
+    if let Some(message) = warning {
+        let _ = shared.events.send(Event::Warning { message });
+    }
+    request.remote = client;
     Some((head, request))
 }
 

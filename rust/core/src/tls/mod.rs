@@ -61,6 +61,8 @@ pub use stream::MaybeTls;
 pub use tokio_rustls::rustls::pki_types::CertificateDer;
 use verifier::{Anchors, NameCheck, Trust, Verifier};
 
+use crate::metrics::TlsFailure;
+
 /// The one crypto provider every config here is built with.
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
@@ -131,9 +133,37 @@ impl ServerTls {
         })
     }
 
-    pub(crate) async fn accept(&self, stream: TcpStream) -> io::Result<MaybeTls> {
-        let tls = self.acceptor.accept(stream).await?;
-        Ok(MaybeTls::Tls(Box::new(tls.into())))
+    /// The server's side of the TLS handshake; on failure, why (for the metrics).
+    pub(crate) async fn accept(&self, stream: TcpStream) -> Result<MaybeTls, TlsFailure> {
+        match self.acceptor.accept(stream).await {
+            Ok(tls) => Ok(MaybeTls::Tls(Box::new(tls.into()))),
+            Err(e) => Err(failure_cause(&e)),
+        }
+    }
+}
+
+/// Sorts a failed server handshake (tokio-rustls hands rustls's error inside an `io::Error`).
+fn failure_cause(e: &io::Error) -> TlsFailure {
+    use rustls::AlertDescription as A;
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidMessage(_)) => TlsFailure::NotTls,
+        Some(rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::BadCertificateStatusResponse,
+        )) => TlsFailure::CertificateRejected,
+        Some(_) => TlsFailure::Other,
+        None => match e.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => TlsFailure::Closed,
+            _ => TlsFailure::Other,
+        },
     }
 }
 
@@ -246,6 +276,28 @@ fn describe(e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_causes() {
+        use rustls::AlertDescription as A;
+        let tls = |e: rustls::Error| failure_cause(&io::Error::new(io::ErrorKind::InvalidData, e));
+        let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert_eq!(tls(not_tls), TlsFailure::NotTls);
+        for alert in [A::UnknownCA, A::BadCertificate, A::CertificateExpired] {
+            assert_eq!(
+                tls(rustls::Error::AlertReceived(alert)),
+                TlsFailure::CertificateRejected
+            );
+        }
+        assert_eq!(
+            tls(rustls::Error::AlertReceived(A::ProtocolVersion)),
+            TlsFailure::Other
+        );
+        let io = |kind| failure_cause(&io::Error::from(kind));
+        assert_eq!(io(io::ErrorKind::UnexpectedEof), TlsFailure::Closed);
+        assert_eq!(io(io::ErrorKind::ConnectionReset), TlsFailure::Closed);
+        assert_eq!(io(io::ErrorKind::PermissionDenied), TlsFailure::Other);
+    }
     use test_certs::cert_pem;
 
     #[test]

@@ -79,9 +79,11 @@ impl RustWebSocketMultiplayerPeer {
         self.close_all_for_drain();
     }
 
-    /// Whether a shutdown is in progress.
-    pub(super) fn draining(&self) -> bool {
-        self.drain.is_some()
+    /// Whether the listener still accepts: no shutdown, or one still in its `shutdown_delay`.
+    pub(super) fn listener_open(&self) -> bool {
+        self.drain
+            .as_ref()
+            .is_none_or(|drain| drain.notice_until.is_some())
     }
 
     /// Sends the close frame (after what is queued) to every peer still open, including one

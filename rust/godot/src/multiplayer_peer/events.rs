@@ -157,6 +157,9 @@ impl RustWebSocketMultiplayerPeer {
                     actions.push(Action::Admission(*request, ticket));
                 }
                 Event::Error { message } => godot_error!("RustWebSocketMultiplayerPeer: {message}"),
+                Event::Warning { message } => {
+                    godot_warn!("RustWebSocketMultiplayerPeer: {message}")
+                }
             }
         }
         actions
