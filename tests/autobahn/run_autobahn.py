@@ -5,10 +5,14 @@
     python3 tests/autobahn/run_autobahn.py --server godot --cases '1.*,2.*' --no-build
     python3 tests/autobahn/run_autobahn.py --role client   # the addon as the client
 
-tests/run_tests.py runs it as autobahn[server] and autobahn[client] with --deflate-sample:
-about 30 s each for the 301 cases outside 12.* and 13.*, and a minute for 48 of the 216
-permessage-deflate cases; all 216 (1000 messages each, up to 128 KiB) took 44 min per role here
-with the machine shared (the suite's Python is half of it), so they run only without it.
+tests/run_tests.py runs it as autobahn[server] and autobahn[client] with --deflate-sample
+--jobs 2: the 301 cases outside 12.* and 13.* (about 30 s), then 96 of the 216
+permessage-deflate cases over two wstest processes side by side. All 216 (1000 messages each,
+up to 128 KiB, echoed one at a time) are CPU-bound: wstest compresses, hashes and decompresses
+every message in Python 2 and the addon compresses each echo at level 6, about 11 GB per role;
+they run only without --deflate-sample (RELIABILITY.md has the time and CPU of a full run).
+Autobahn's optional C helpers (wsaccel) were measured and are not used: these cases neither
+mask nor validate UTF-8 in Python.
 Steps:
 
 1. Python 2.7 from `pyenv prefix 2.7.18` (or $RWSMP_PYTHON27, a python2.7 binary); without it
@@ -25,11 +29,15 @@ Steps:
    connects to the servers; nothing listens on other interfaces), then per-category counts of
    each behavior (OK, NON-STRICT, INFORMATIONAL, UNIMPLEMENTED, FAILED) from the JSON report
    (reports/index.json), printed as a Markdown table. The HTML report stays in --out.
+   With --jobs N the cases outside 12.* and 13.* run first in one wstest, then the
+   permessage-deflate ones in N at once (balanced by bytes echoed), each wstest with its own
+   spec, log and reports in --out/run-P-J; their index.json files are merged.
 
-With `--role client` the roles swap: `wstest -m fuzzingserver` listens on 127.0.0.1 and
+With `--role client` the roles swap: `wstest -m fuzzingserver --webport 0` (no status page)
+listens on 127.0.0.1 and
 tests/godot/autobahn_client.gd (RustWebSocketMultiplayerPeer as a raw-mode client, offering
 permessage-deflate unless --no-compression) runs every case against it, echoing each message,
-then asks for the reports. The suite negotiates permessage-deflate only in cases 12.* and 13.*
+then asks for the reports; with --jobs, one such pair per case list. The suite negotiates permessage-deflate only in cases 12.* and 13.*
 (all 216 of them with compression on; without it they are UNIMPLEMENTED).
 
 Exit status 1 if any case FAILED for the addon, else 0. With --check (what tests/run_tests.py
@@ -73,13 +81,21 @@ ALLOWED_NON_STRICT = {"3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "
 ALLOWED_UNIMPLEMENTED = {12, 13}
 ALL_CASES = 517  # Autobahn|Testsuite 25.10.1, every case
 # --deflate-sample (what tests/run_tests.py runs): every case outside 12.* and 13.*, and of the
-# 216 permessage-deflate cases the first four of each of the 12 groups (every offer and
-# parameter set the suite tries, with 16 B to 1 KiB messages). All 216 take about 45 minutes
-# per role on a 2-core machine (wstest compresses 1000 messages of up to 128 KiB per case in
-# Python 2); the sample about a minute. Patterns with `*` match as prefixes in wstest, so the
-# sample is spelled out.
+# 216 permessage-deflate cases eight of each of the 12 groups: 1-6 (1000 messages of 16 B to
+# 8 KiB) and 11-12 (8 and 16 KiB sent in 256-byte frames), so every offer and parameter set
+# the suite tries, with whole and fragmented compressed messages. The other 120 (32 KiB to
+# 128 KiB messages) are nearly all of the bytes: all 216 took 37 to 45 minutes per role on a
+# shared 2-core machine, CPU-bound on wstest compressing in Python 2 and on the addon's
+# deflate at level 6 (RELIABILITY.md has the figures). Patterns with `*` match as prefixes in
+# wstest, so the sample is spelled out.
 DEFLATE_SAMPLE = [f"{a}.{b}.{c}" for a, groups in ((12, 5), (13, 7))
-                  for b in range(1, groups + 1) for c in range(1, 5)]
+                  for b in range(1, groups + 1) for c in (1, 2, 3, 4, 5, 6, 11, 12)]
+DEFLATE_ALL = [f"{a}.{b}.{c}" for a, groups in ((12, 5), (13, 7))
+               for b in range(1, groups + 1) for c in range(1, 19)]
+# Bytes each 12.x.c / 13.x.c case echoes (message size of c = 1..18 times its 1000 messages,
+# from the suite's case12_x_x.py): what --jobs balances.
+DEFLATE_BYTES = [1000 * n for n in (16, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536, 131072,
+                                    8192, 16384, 32768, 65536, 131072, 131072, 131072, 131072)]
 SAMPLE_CATEGORIES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]
 SAMPLE_CASES = 301 + len(DEFLATE_SAMPLE)
 
@@ -139,7 +155,8 @@ def free_port() -> int:
 
 def compression_args(args) -> list[str]:
     """The echo scripts' permessage-deflate settings: on, every message compressed."""
-    return [] if args.no_compression else ["compression=1", "threshold=0"]
+    return [] if args.no_compression else ["compression=1", "threshold=0",
+                                           f"level={args.level}"]
 
 
 def wait_ready(proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
@@ -172,13 +189,42 @@ def prepare_godot(build: bool) -> str:
     return godot
 
 
-def wstest_command(args, py27: str, wstest: str, sc_dir: str, work: str, mode: str,
-                   **spec) -> tuple[list[str], dict]:
-    """Writes work/spec.json (the case selection from args, plus `spec`) and returns the
-    wstest command line for `mode` and its environment."""
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+def selected_cases(args) -> list[str]:
+    """The case patterns the arguments select."""
     if args.deflate_sample:
-        cases = SAMPLE_CATEGORIES + DEFLATE_SAMPLE
+        return SAMPLE_CATEGORIES + DEFLATE_SAMPLE
+    return [c.strip() for c in args.cases.split(",") if c.strip()]
+
+
+def plan(args) -> list[list[list[str]]]:
+    """Phases, run one after the other, of case lists run side by side (one wstest each).
+    With --jobs N over the default selection (every case, or --deflate-sample): the cases
+    outside 12.* and 13.* alone first (their timing cases want the machine), then the
+    permessage-deflate cases split N ways by message size. Otherwise one list."""
+    default = (args.cases == "*" and not args.exclude) or args.deflate_sample
+    if args.jobs <= 1 or not default:
+        return [[selected_cases(args)]]
+    deflate = DEFLATE_SAMPLE if args.deflate_sample else DEFLATE_ALL
+    return [[SAMPLE_CATEGORIES], split_cases(deflate, args.jobs)]
+
+
+def split_cases(cases: list[str], jobs: int) -> list[list[str]]:
+    """`cases` (12.x.y / 13.x.y) over `jobs` lists of about equal bytes echoed: the largest
+    first, each to the list with the fewest bytes so far."""
+    lists: list[list[str]] = [[] for _ in range(jobs)]
+    load = [0] * jobs
+    for case in sorted(cases, key=lambda c: -DEFLATE_BYTES[int(c.split(".")[2]) - 1]):
+        i = load.index(min(load))
+        lists[i].append(case)
+        load[i] += DEFLATE_BYTES[int(case.split(".")[2]) - 1]
+    return [sorted(lst, key=_case_key) for lst in lists if lst]
+
+
+def wstest_command(args, py27: str, wstest: str, sc_dir: str, work: str, mode: str,
+                   cases: list[str], **spec) -> tuple[list[str], dict]:
+    """Writes work/spec.json (`cases`, the exclusions from args, plus `spec`, reports into
+    work/reports) and returns the wstest command line for `mode` and its environment."""
+    os.makedirs(work, exist_ok=True)
     spec.update({"outdir": os.path.join(work, "reports"),
                  "cases": cases,
                  "exclude-cases": [c.strip() for c in args.exclude.split(",") if c.strip()],
@@ -187,6 +233,34 @@ def wstest_command(args, py27: str, wstest: str, sc_dir: str, work: str, mode: s
     with open(spec_path, "w") as f:
         json.dump(spec, f, indent=1)
     return [py27, wstest, "-m", mode, "-s", spec_path], dict(os.environ, PYTHONPATH=sc_dir)
+
+
+def job_dirs(work: str, phases: list[list[list[str]]]) -> list[list[str]]:
+    """Each wstest's own directory: `work` itself for a single one, else work/run-P-J."""
+    if len(phases) == 1 and len(phases[0]) == 1:
+        return [[work]]
+    return [[os.path.join(work, f"run-{p}-{j}") for j in range(len(ph))]
+            for p, ph in enumerate(phases)]
+
+
+def merge_reports(work: str, dirs: list[list[str]]) -> None:
+    """The jobs' reports/index.json merged into work/reports/index.json (HTML stays in each)."""
+    flat = [d for ph in dirs for d in ph]
+    if flat == [work]:
+        return
+    merged: dict = {}
+    for d in flat:
+        path = os.path.join(d, "reports", "index.json")
+        if not os.path.exists(path):
+            log(f"# no report from {d} (see its wstest.log)")
+            continue
+        with open(path) as f:
+            for agent, cases in json.load(f).items():
+                merged.setdefault(agent, {}).update(cases)
+    if merged:
+        os.makedirs(os.path.join(work, "reports"), exist_ok=True)
+        with open(os.path.join(work, "reports", "index.json"), "w") as f:
+            json.dump(merged, f, indent=1)
 
 
 class Servers:
@@ -247,46 +321,73 @@ class Servers:
 
 
 def run_client_role(args, py27: str, wstest: str, sc_dir: str, work: str) -> None:
-    """wstest as the fuzzing server, the addon as the client (tests/godot/autobahn_client.gd)."""
-    import run_tests
+    """wstest as the fuzzing server, the addon as the client (tests/godot/autobahn_client.gd);
+    with --jobs, one pair of them per case list of a phase, side by side."""
     godot = prepare_godot(not args.no_build)
-    port = free_port()
-    cmd, env = wstest_command(args, py27, wstest, sc_dir, work, "fuzzingserver",
-                              url=f"ws://127.0.0.1:{port}")
-    log(f"# {' '.join(cmd)}")
-    wlog = open(os.path.join(work, "wstest.log"), "w")
-    server = subprocess.Popen(cmd, cwd=work, env=env, stdout=wlog, stderr=subprocess.STDOUT)
-    try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError(f"the fuzzing server did not listen (see {work}/wstest.log)")
-                time.sleep(0.2)
-        t0 = time.monotonic()
-        out = os.path.join(work, "godot-client.log")
-        proc = subprocess.run(
-            [godot, "--headless", "--path", run_tests.PROJECT, "-s",
-             "res://tests/autobahn_client.gd", "--", f"url=ws://127.0.0.1:{port}",
-             f"agent={AGENTS['godot']}", *compression_args(args)],
-            stdout=subprocess.PIPE, stderr=open(out, "w"), stdin=subprocess.DEVNULL, text=True,
-            errors="replace", cwd=REPO, timeout=args.timeout)
-        lines = proc.stdout.splitlines()
-        for ln in lines:
-            if ln.startswith(("CASES", "echoed", "TIMEOUT", "FAILED")):
-                log(f"# godot client: {ln}")
-        log(f"# godot client exit code {proc.returncode} after {time.monotonic() - t0:.0f}s"
-            + ("" if "DONE" in lines else " (no DONE)"))
-    finally:
-        server.terminate()
+    phases = plan(args)
+    dirs = job_dirs(work, phases)
+    deadline = time.monotonic() + args.timeout
+    for cases_lists, pdirs in zip(phases, dirs):
+        pairs = []
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        wlog.close()
+            for cases, jdir in zip(cases_lists, pdirs):
+                pairs.append(start_client_pair(args, py27, wstest, sc_dir, jdir, godot, cases))
+            for server, client, wlog, jdir, t0 in pairs:
+                try:
+                    out, _ = client.communicate(timeout=max(1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    client.kill()
+                    out, _ = client.communicate()
+                    log(f"# godot client ({jdir}) killed at the --timeout")
+                lines = out.splitlines()
+                for ln in lines:
+                    if ln.startswith(("CASES", "echoed", "TIMEOUT", "FAILED")):
+                        log(f"# godot client: {ln}")
+                log(f"# godot client exit code {client.returncode} after "
+                    f"{time.monotonic() - t0:.0f}s" + ("" if "DONE" in lines else " (no DONE)"))
+        finally:
+            for server, client, wlog, _, _ in pairs:
+                if client.poll() is None:
+                    client.kill()
+                    client.wait()
+                server.terminate()
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                wlog.close()
+    merge_reports(work, dirs)
+
+
+def start_client_pair(args, py27: str, wstest: str, sc_dir: str, jdir: str, godot: str,
+                      cases: list[str]) -> tuple:
+    """A wstest fuzzing server for `cases` (reports in jdir) and a Godot client running them."""
+    import run_tests
+    port = free_port()
+    cmd, env = wstest_command(args, py27, wstest, sc_dir, jdir, "fuzzingserver", cases,
+                              url=f"ws://127.0.0.1:{port}")
+    cmd += ["--webport", "0"]  # no status page (it would listen on every interface, port 8080)
+    log(f"# {' '.join(cmd)}")
+    wlog = open(os.path.join(jdir, "wstest.log"), "w")
+    server = subprocess.Popen(cmd, cwd=jdir, env=env, stdout=wlog, stderr=subprocess.STDOUT)
+    end = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > end:
+                server.kill()
+                wlog.close()
+                raise RuntimeError(f"the fuzzing server did not listen (see {jdir}/wstest.log)")
+            time.sleep(0.2)
+    client = subprocess.Popen(
+        [godot, "--headless", "--path", run_tests.PROJECT, "-s",
+         "res://tests/autobahn_client.gd", "--", f"url=ws://127.0.0.1:{port}",
+         f"agent={AGENTS['godot']}", *compression_args(args)],
+        stdout=subprocess.PIPE, stderr=open(os.path.join(jdir, "godot-client.log"), "w"),
+        stdin=subprocess.DEVNULL, text=True, errors="replace", cwd=REPO)
+    return server, client, wlog, jdir, time.monotonic()
 
 
 def summarize(index: dict) -> dict:
@@ -344,7 +445,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--exclude", default="",
                     help="comma-separated case patterns to skip, e.g. '12.*,13.*'")
     ap.add_argument("--deflate-sample", action="store_true",
-                    help="every case outside 12.*/13.*, and 48 of those 216 (see DEFLATE_SAMPLE)")
+                    help="every case outside 12.*/13.*, and 96 of those 216 (see DEFLATE_SAMPLE)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="run the permessage-deflate cases of the default selection over this "
+                    "many wstest processes side by side, after the others (see plan())")
+    ap.add_argument("--level", type=int, default=6,
+                    help="the addon's compression_level in the echo scripts (default 6)")
     ap.add_argument("--no-compression", action="store_true",
                     help="the addon without permessage-deflate (12.* and 13.* UNIMPLEMENTED)")
     ap.add_argument("--no-build", action="store_true",
@@ -386,15 +492,28 @@ def main(argv: list[str]) -> int:
         if args.server in ("tungstenite", "both"):
             targets.append({"agent": AGENTS["tungstenite"],
                             "url": f"ws://127.0.0.1:{servers.start_tungstenite()}"})
-        cmd, env = wstest_command(args, py27, wstest, sc_dir, work, "fuzzingclient",
-                                  servers=targets)
-        log(f"# {' '.join(cmd)}  (servers: {', '.join(t['url'] for t in targets)})")
+        phases = plan(args)
+        dirs = job_dirs(work, phases)
         t0 = time.monotonic()
-        with open(os.path.join(work, "wstest.log"), "w") as wlog:
-            proc = subprocess.run(cmd, cwd=work, env=env, stdout=wlog, stderr=subprocess.STDOUT,
-                                  timeout=args.timeout)
-        took = time.monotonic() - t0
-        log(f"# wstest exit code {proc.returncode} after {took:.0f}s")
+        for cases_lists, pdirs in zip(phases, dirs):
+            procs = []
+            for cases, jdir in zip(cases_lists, pdirs):
+                cmd, env = wstest_command(args, py27, wstest, sc_dir, jdir, "fuzzingclient",
+                                          cases, servers=targets)
+                log(f"# {' '.join(cmd)}  (servers: {', '.join(t['url'] for t in targets)})")
+                wlog = open(os.path.join(jdir, "wstest.log"), "w")
+                procs.append((subprocess.Popen(cmd, cwd=jdir, env=env, stdout=wlog,
+                                               stderr=subprocess.STDOUT), wlog, jdir))
+            for proc, wlog, jdir in procs:
+                try:
+                    proc.wait(timeout=max(1, t0 + args.timeout - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    log(f"# wstest ({jdir}) killed at the --timeout")
+                wlog.close()
+                log(f"# wstest exit code {proc.returncode} after {time.monotonic() - t0:.0f}s")
+        merge_reports(work, dirs)
     finally:
         servers.stop()
     return report(args, work)

@@ -4,7 +4,7 @@
 ## which (unlike put_packet) can also send empty messages and text with NUL bytes.
 ##
 ##   godot --headless --path godot-project -s res://tests/autobahn_echo.gd -- port=9001 \
-##         stop=/tmp/stop-file [buffer=33554432] [sleep_usec=100] [compression=1] [threshold=0]
+##         stop=/tmp/stop-file [buffer=33554432] [sleep_usec=100] [compression=1] [threshold=0] [level=6]
 ##
 ## Prints READY once listening (or FAILED and quits), quits when the stop file exists, and
 ## prints how many messages it echoed. Buffers and max_queued_packets are raised for the suite's
@@ -18,6 +18,7 @@ var echoed: int = 0
 var failed: int = 0
 var compression := false
 var threshold := 0
+var level := 6
 
 
 func _initialize() -> void:
@@ -30,6 +31,7 @@ func _initialize() -> void:
 	var buffer := int(args.get("buffer", str(32 * 1024 * 1024)))
 	compression = args.get("compression", "0") == "1"
 	threshold = int(args.get("threshold", "0"))
+	level = int(args.get("level", "6"))
 	peer = ClassDB.instantiate("RustWebSocketMultiplayerPeer")
 	if peer == null:
 		print("FAILED: RustWebSocketMultiplayerPeer is not registered (extension not loaded?)")
@@ -42,6 +44,7 @@ func _initialize() -> void:
 	# permessage-deflate for cases 12.* and 13.* (the suite offers or accepts it only there).
 	peer.compression_enabled = compression
 	peer.compression_threshold = threshold
+	peer.compression_level = level
 	var err: int = peer.create_server(int(args.get("port", "9001")), "127.0.0.1")
 	if err != OK:
 		print("FAILED: create_server returned %d" % err)

@@ -300,7 +300,7 @@ impl Protocol {
         } else {
             frame::OP_BINARY
         };
-        let compress = self.deflater.as_mut().map(|d| d.wants(data.len()));
+        let compress = self.deflater.as_mut().map(|d| d.wants(data));
         match self.deflater.as_mut() {
             Some(deflater) if compress == Some(true) => {
                 deflater.compress(data, &mut self.deflated);
