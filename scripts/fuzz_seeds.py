@@ -187,9 +187,10 @@ def deflate_seeds() -> dict[str, bytes]:
         for name in ("none", "bytewise", "chatty", "paused"):
             ops = b"".join(bytes(op) for op in OP_PATTERNS[name])
             for server in (0, 1):
-                # Limits 65535 B (index 6) and 1 MiB (7), context takeover both ways, windows
-                # of 15 bits; our messages compressed from 64 B at level 6.
-                for limit, s1, s0_extra in ((6, 0x3F | 0x80, 0), (7, 0x3F | 0x80, 0xC0),
+                # Limits 65535 B (index 6) and 1 MiB (7 with bit 0x20, else 8 KiB), context
+                # takeover both ways, windows of 15 bits; our messages compressed from 64 B at
+                # level 6.
+                for limit, s1, s0_extra in ((6, 0x3F | 0x80, 0), (7, 0x3F | 0x80, 0xE0),
                                             (3, 0x09 | 0x80, 0x80)):
                     s0 = server | limit << 1 | s0_extra
                     seeds[f"{label}_{name}_{server}_{limit}_{s0_extra}"] = (
