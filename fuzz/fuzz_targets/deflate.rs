@@ -30,11 +30,11 @@ use rust_websocket_fuzz::reference::{self, Ending, Inflate, Item};
 use rust_websocket_fuzz::session::{Deflate, Session};
 use rust_websocket_fuzz::take_prefix;
 
-/// Message limits: 0 B to 1 MiB; the last one only with one more settings bit (1 MiB
-/// messages are checked four times over: a run in 16, not 8), else 8 KiB.
+/// Message limits: 0 B to 1 MiB; the last one only with one more settings bit (the costliest
+/// runs: one in 16, not 8), else 8 KiB.
 const LIMITS: [usize; 8] = [0, 1, 4, 125, 1000, 16384, 65535, 1 << 20];
 /// How many times a message's bytes are repeated: large messages from a small input, now
-/// and then (each costs a compression here and an inflate twice over).
+/// and then (each costs inflates in the session and the reference).
 const REPEAT: [usize; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4, 16, 300, 5000, 70_000];
 /// Plaintext made per input at most (past the largest limit, not much more: speed). A run
 /// makes at most twice its message limit and 4 KiB: more only repeats a 1009 at its limit.
