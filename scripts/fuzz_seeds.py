@@ -264,11 +264,17 @@ def http_response_seeds() -> dict[str, bytes]:
         "bad_id": (head + "\r\n").encode() + rawws.encode_frame(2, b"\x01\0\0\0", mask=False),
         "refused": b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
         "wrong_accept": (head.replace("@ACCEPT@", "AAAA") + "\r\n").encode() + ident,
+        "deflate": (head + "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n").encode()
+        + ident,
+        "deflate_not_ascii": head.encode()
+        + b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=\xe9\r\n\r\n"
+        + ident,
     }
     seeds = {}
     for label, resp in responses.items():
         for split, sizes in SPLITS.items():
-            for settings in (0, 0b010, 0b101):
+            # Settings bits: Godot's protocol off, sub-protocols asked, wss, compression.
+            for settings in (0, 0b010, 0b101, 0b1000):
                 seeds[f"{label}_{split}_{settings}"] = bytes([settings]) + prefixed(sizes) + resp
     return seeds
 
