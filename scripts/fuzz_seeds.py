@@ -187,9 +187,10 @@ def deflate_seeds() -> dict[str, bytes]:
         for name in ("none", "bytewise", "chatty", "paused"):
             ops = b"".join(bytes(op) for op in OP_PATTERNS[name])
             for server in (0, 1):
-                # Limits 65535 B (index 6) and 1 MiB (7), context takeover both ways, windows
-                # of 15 bits; our messages compressed from 64 B at level 6.
-                for limit, s1, s0_extra in ((6, 0x3F | 0x80, 0), (7, 0x3F | 0x80, 0xC0),
+                # Limits 65535 B (index 6) and 1 MiB (7 with bit 0x20, else 8 KiB), context
+                # takeover both ways, windows of 15 bits; our messages compressed from 64 B at
+                # level 6.
+                for limit, s1, s0_extra in ((6, 0x3F | 0x80, 0), (7, 0x3F | 0x80, 0xE0),
                                             (3, 0x09 | 0x80, 0x80)):
                     s0 = server | limit << 1 | s0_extra
                     seeds[f"{label}_{name}_{server}_{limit}_{s0_extra}"] = (
@@ -263,11 +264,17 @@ def http_response_seeds() -> dict[str, bytes]:
         "bad_id": (head + "\r\n").encode() + rawws.encode_frame(2, b"\x01\0\0\0", mask=False),
         "refused": b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
         "wrong_accept": (head.replace("@ACCEPT@", "AAAA") + "\r\n").encode() + ident,
+        "deflate": (head + "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n").encode()
+        + ident,
+        "deflate_not_ascii": head.encode()
+        + b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=\xe9\r\n\r\n"
+        + ident,
     }
     seeds = {}
     for label, resp in responses.items():
         for split, sizes in SPLITS.items():
-            for settings in (0, 0b010, 0b101):
+            # Settings bits: Godot's protocol off, sub-protocols asked, wss, compression.
+            for settings in (0, 0b010, 0b101, 0b1000):
                 seeds[f"{label}_{split}_{settings}"] = bytes([settings]) + prefixed(sizes) + resp
     return seeds
 

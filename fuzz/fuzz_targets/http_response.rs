@@ -4,14 +4,16 @@
 //! from whatever followed the head. The answer arrives in reads of random sizes; the marker
 //! `@ACCEPT@` in it stands for the accept key that matches the request's random key.
 //! Checked: no panic or hang; success only after a 101 with the id message (an id of 2 or
-//! more) when the Godot protocol is on, and with a sub-protocol when one was asked for.
+//! more) when the Godot protocol is on, with a sub-protocol when one was asked for, and
+//! with every `Sec-WebSocket-Extensions` line of the head visible ASCII (compression
+//! offered or not: a line the client cannot read is refused, never skipped).
 //!
 //! Input: one byte of settings, the read sizes (`take_prefix`), the bytes the server sends.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rust_websocket_core::fuzzing::client_handshake;
+use rust_websocket_core::fuzzing::{client_handshake, Compression};
 use rust_websocket_fuzz::{take_prefix, Splits};
 
 fuzz_target!(|data: &[u8]| {
@@ -38,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
         reads.push(input[at..end].to_vec());
         at = end;
     }
-    let got = client_handshake(url, reads, protocols.clone(), godot).expect("a valid URL");
+    let compression = (settings >> 3 & 1 == 1).then(Compression::default);
+    let got =
+        client_handshake(url, reads, protocols.clone(), godot, compression).expect("a valid URL");
     assert!(
         got.written.starts_with(b"GET /"),
         "{:?}",
@@ -50,8 +54,26 @@ fuzz_target!(|data: &[u8]| {
             "accepted without a 101"
         );
         assert!(id >= 2);
+        assert!(extension_lines_readable(input), "an extension line skipped");
         if !protocols.is_empty() {
             assert!(protocols.contains(&protocol), "protocol {protocol:?}");
         }
     }
 });
+
+/// Every `Sec-WebSocket-Extensions` line in the head (up to its first empty line, CRLF or
+/// bare LF) is a header value the client reads as text: tab, space and visible ASCII.
+fn extension_lines_readable(input: &[u8]) -> bool {
+    const NAME: &[u8] = b"sec-websocket-extensions:";
+    input
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.len() >= NAME.len() && l[..NAME.len()].eq_ignore_ascii_case(NAME))
+        .all(|l| {
+            l[NAME.len()..]
+                .iter()
+                .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        })
+}

@@ -171,12 +171,17 @@ pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     let mut stream = ws.get_mut().open();
     drop(ws);
     let mut reader = Decoder::new(config.max_message(), false);
-    let answers: Vec<&str> = response
-        .headers()
-        .get_all("sec-websocket-extensions")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
+    // A line that is not visible ASCII is malformed like any other bad answer: dropping it
+    // would leave the server compressing and the connection failing at its first RSV1 frame.
+    let mut answers: Vec<&str> = Vec::new();
+    for value in response.headers().get_all("sec-websocket-extensions") {
+        answers.push(value.to_str().map_err(|_| {
+            format!(
+                "malformed Sec-WebSocket-Extensions in the server's answer (not visible ASCII): {}",
+                value.as_bytes().escape_ascii()
+            )
+        })?);
+    }
     let agreed = extension::client_accept(&answers, config.compression.as_ref())?;
     let deflate = agreed.map(|a| (a, answers.join(", ")));
     if let (Some(agreed), Some(ours)) = (&agreed, &config.compression) {

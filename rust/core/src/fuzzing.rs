@@ -370,11 +370,13 @@ pub fn client_handshake(
     reads: Vec<Vec<u8>>,
     supported_protocols: Vec<String>,
     godot_protocol: bool,
+    compression: Option<Compression>,
 ) -> Option<ClientHandshake> {
     let url = crate::url::WsUrl::parse(url).ok()?;
     let config = PeerConfig {
         supported_protocols,
         godot_protocol,
+        compression,
         ..PeerConfig::default()
     };
     let mut socket = Script::new(reads);

@@ -2,7 +2,8 @@
 //! the Godot suite's `compression` and `browser_compressed` tests): agreed when both have it
 //! on, plain when one side does not, and a burst mixing short messages (sent as they are, by
 //! the direct path when it finds the queue empty) with long ones (compressed by the task)
-//! arrives whole and in order.
+//! arrives whole and in order; a `Sec-WebSocket-Extensions` line that is not ASCII fails
+//! our client's handshake and gets plain frames from our server.
 
 mod common;
 
@@ -117,4 +118,113 @@ fn one_side_without_compression_means_plain_frames() {
         client.close();
         server.close();
     }
+}
+
+/// Reads a request head from `s` (until its empty line), as text with bytes over 0x7f lossy.
+fn read_head(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("a head"), 1, "closed in the head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A server whose answer carries bytes over 0x7f in `Sec-WebSocket-Extensions` (not a header
+/// value, RFC 9110 section 5.5; never a valid permessage-deflate answer): our client, having
+/// offered compression, fails the handshake and says why, instead of dropping that line and
+/// failing later with 1002 at the server's first compressed frame. The same with the bytes
+/// on a second line after a valid answer.
+#[test]
+fn a_server_answer_that_is_not_ascii_fails_the_handshake() {
+    use std::io::Write;
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let answers: [&[u8]; 2] = [
+        b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=\xe9\r\n",
+        b"Sec-WebSocket-Extensions: permessage-deflate\r\n\
+          Sec-WebSocket-Extensions: permessage-deflate\xc3\xa9\r\n",
+    ];
+    for answer in answers {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = answer.to_vec();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let head = read_head(&mut s);
+            let key = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-key"))
+                .expect("a key")
+                .1
+                .trim();
+            let mut out = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+                derive_accept_key(key.as_bytes())
+            )
+            .into_bytes();
+            out.extend_from_slice(&sent);
+            out.extend_from_slice(b"\r\n");
+            // The id (42), then a compressed "hi" (RFC 7692 section 7.2.3.1's example).
+            out.extend_from_slice(&[0x82, 4, 42, 0, 0, 0]);
+            out.extend_from_slice(&[0xc1, 0x05, 0xf2, 0x48, 0xcd, 0xc9, 0xc9]);
+            let _ = s.write_all(&out);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+            head
+        });
+        let (_client, crx) = client(port, config(true));
+        let reason = loop {
+            match crx.recv_timeout(Duration::from_secs(5)).expect("an event") {
+                Event::ConnectFailed { reason } => break reason,
+                Event::Connected { .. } => {
+                    panic!("connected with {:?}", answer.escape_ascii().to_string())
+                }
+                _ => {}
+            }
+        };
+        assert!(
+            reason.contains("Sec-WebSocket-Extensions") && reason.contains("not visible ASCII"),
+            "{reason}"
+        );
+        assert!(server.join().unwrap().contains("permessage-deflate"));
+    }
+}
+
+/// A client's offer with bytes over 0x7f is malformed, as one with a bad token is: our
+/// server answers 101 without `Sec-WebSocket-Extensions` (plain frames) and does not take
+/// compression from the other lines either.
+#[test]
+fn a_client_offer_that_is_not_ascii_gets_plain_frames() {
+    use std::io::{Read, Write};
+    let (server, srx, port) = common::start_plain(config(true));
+    let offers: [&[u8]; 2] = [
+        b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=\xe9\r\n",
+        b"Sec-WebSocket-Extensions: permessage-deflate\xc3\xa9\r\n\
+          Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    ];
+    for offer in offers {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            .to_vec();
+        request.extend_from_slice(offer);
+        request.extend_from_slice(b"\r\n");
+        s.write_all(&request).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let head = read_head(&mut s).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(!head.contains("sec-websocket-extensions"), "{head}");
+        // The id message follows, a plain frame.
+        let mut id = [0u8; 6];
+        s.read_exact(&mut id).unwrap();
+        assert_eq!(id[..2], [0x82, 4]);
+        let (conn, _) = connected(&srx);
+        assert_eq!(conn.info().extensions, "");
+    }
+    server.close();
 }

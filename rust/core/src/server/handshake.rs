@@ -225,15 +225,17 @@ pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
                 "no matching WebSocket sub-protocol",
             )
         })?;
-        let offers: Vec<&str> = req
+        // A line that is not visible ASCII makes the offers malformed, as a bad token does:
+        // compression is declined (plain frames), not taken from the other lines.
+        let offers: Option<Vec<&str>> = req
             .headers()
             .get_all("sec-websocket-extensions")
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str().ok())
             .collect();
-        let accepted = config
-            .compression
-            .and_then(|ours| extension::server_accept(&offers, &ours).map(|(a, s)| (a, s, ours)));
+        let accepted = config.compression.zip(offers).and_then(|(ours, offers)| {
+            extension::server_accept(&offers, &ours).map(|(a, s)| (a, s, ours))
+        });
         let headers = resp.headers_mut();
         if let Some(p) = &chosen {
             if let Ok(v) = HeaderValue::from_str(p) {
