@@ -1,3 +1,6 @@
+//! Over 500 lines: the generator of valid compressed streams and the reference check are one
+//! oracle and are read together.
+//!
 //! The connection's protocol state machine with permessage-deflate agreed (RFC 7692), as
 //! the `protocol` target drives it (`fuzz/src/session.rs`: random reads, the game's sends
 //! and closes, pauses, the clock), both roles, either side with or without context

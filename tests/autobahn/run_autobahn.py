@@ -45,6 +45,9 @@ runs, both roles, every case) also 1 for a NON-STRICT case outside the known one
 (ALLOWED_NON_STRICT), any UNIMPLEMENTED (outside 12.* and 13.* with --no-compression), or a
 case with no result.
 Only the Python 3 standard library is used here.
+
+Over 500 lines: setting up the suite (Python 2, the echo peers), running it in both roles
+and judging its report (what --check allows) are one procedure.
 """
 
 from __future__ import annotations

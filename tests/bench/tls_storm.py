@@ -31,6 +31,9 @@ measured library is a snapshot in a private copy of godot-project (target/tls-st
 Over 500 lines because the file is both the runner and, started again in client mode, the
 clients' process: the two halves share the trial's parameters and line protocol.
 The process, port and setup helpers are shared with run_bench.py in benchlib.py.
+
+Over 500 lines: the Python clients (a mode of this same script, run as subprocesses) and
+the trial runner that starts them are one program.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 //! handles on the parsers and the protocol state machine the runtime uses (no copies of
 //! them), and [`Script`], a stream of given bytes that never blocks, to run the async
 //! handshake steps without a socket or a runtime ([`block_on`]).
+//!
+//! Over 500 lines for one reason: every target's handle is here, next to the others, so the
+//! one place the core opens up to the fuzzers can be read (and audited) at once.
 
 use std::collections::VecDeque;
 use std::future::Future;

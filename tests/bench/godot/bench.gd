@@ -1,4 +1,6 @@
 ## Benchmark workloads for tests/bench/run_bench.py: one headless Godot process per role.
+## Over 500 lines because it is one script for every workload, run from outside the test
+## project (a copy of godot-project per run), so it cannot share the test library.
 ##
 ##   godot --headless --path godot-project -s <abs path>/bench.gd -- \
 ##         workload=throughput role=server cls=rust port=N size=1024 warmup=0.5 duration=2 ...
