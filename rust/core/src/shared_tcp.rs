@@ -141,24 +141,9 @@ impl TaskSocket {
     pub(crate) fn poll_input<R>(
         &self,
         cx: &mut Context<'_>,
-        mut op: impl FnMut(&Tcp) -> io::Result<R>,
+        op: impl FnMut(&Tcp) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        // Input may be there before the reactor has said so (the main thread was the reader
-        // until now): try first.
-        match op(&self.tcp) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            other => return Poll::Ready(other),
-        }
-        self.drained.store(true, Ordering::Release);
-        loop {
-            let res = self.poll_ready(cx, Interest::READABLE, &mut op);
-            match ready!(res) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.drained.store(true, Ordering::Release);
-                }
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_io(cx, Interest::READABLE, op)
     }
 
     /// Runs `op` (a write of the socket), and when it would block, waits for room: `Pending`
@@ -166,17 +151,30 @@ impl TaskSocket {
     pub(crate) fn poll_output<R>(
         &self,
         cx: &mut Context<'_>,
+        op: impl FnMut(&Tcp) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_io(cx, Interest::WRITABLE, op)
+    }
+
+    /// Tries `op` first (the socket may be ready before the reactor has said so: the main
+    /// thread was its reader until now), then waits for `interest` as often as it would block.
+    fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        interest: Interest,
         mut op: impl FnMut(&Tcp) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        match op(&self.tcp) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            other => return Poll::Ready(other),
-        }
+        let mut res = op(&self.tcp);
         loop {
-            match ready!(self.poll_ready(cx, Interest::WRITABLE, &mut op)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            match res {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if interest == Interest::READABLE {
+                        self.drained.store(true, Ordering::Release);
+                    }
+                }
                 other => return Poll::Ready(other),
             }
+            res = ready!(self.poll_ready(cx, interest, &mut op));
         }
     }
 

@@ -78,6 +78,11 @@ async fn only_the_main_thread_reads(transport: Transport) {
     for round in 0..5 {
         let p2 = p.clone();
         blocking(move || p2.wait_main_only(true)).await;
+        // The task hears of the switch when it next runs: a message first, and time for it.
+        ws.send(Message::binary(small(0))).await.unwrap();
+        let rx2 = rx.clone();
+        blocking(move || packets(&rx2, 1)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let (before, stalls) = (p.ready.bytes_read(), p.ready.stalls());
         for i in 1..=N {
             p.pause(true);
@@ -200,6 +205,8 @@ async fn many_sockets_with_input_at_once_hand_reading_back_to_the_tasks() {
     for round in 0..5u32 {
         let p2 = p.clone();
         blocking(move || p2.wait_main_only(true)).await;
+        // Time for every task to hear of the switch and stop waiting for input.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let (stalls, busy) = (p.ready.stalls(), p.ready.busy_polls());
         // Every socket gets input between two polls (a long frame, shorter than a stall).
         p.pause(true);
