@@ -99,6 +99,11 @@ pub(crate) fn read_on_main_thread(shared: &Shared) -> MainRead {
         }
         let delivered = deliver(&shared.conn, proto, &shared.events, now) == Some(false);
         if eof || !delivered {
+            if !delivered {
+                // The game's queue filled: what is left in the socket is the task's to read
+                // once there is room (no new input may come to say it is there).
+                shared.hand_over();
+            }
             wake_task = true;
             result.more = false;
             break;
