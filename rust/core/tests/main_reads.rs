@@ -26,17 +26,46 @@ fn one_worker() {
     rust_websocket_core::runtime::set_worker_threads(1);
 }
 
-/// Occupies the runtime's worker for `d` (returns once it is occupied): meanwhile only the
-/// main thread can read.
-fn block_runtime(d: Duration) {
+/// Occupies the runtime's worker until the returned guard is dropped (returns once it is
+/// occupied): meanwhile only the main thread can read and write.
+fn block_runtime() -> Blocked {
     let started = Arc::new(AtomicBool::new(false));
-    let s = started.clone();
+    let release = Arc::new(AtomicBool::new(false));
+    let expired = Arc::new(AtomicBool::new(false));
+    let (s, r, e) = (started.clone(), release.clone(), expired.clone());
     common::rt().spawn(async move {
         s.store(true, Ordering::SeqCst);
-        std::thread::sleep(d);
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while !r.load(Ordering::SeqCst) {
+            if std::time::Instant::now() > until {
+                e.store(true, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     });
     while !started.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(1));
+    }
+    Blocked { release, expired }
+}
+
+/// The runtime's worker is occupied until this is dropped (or 20 s have passed).
+struct Blocked {
+    release: Arc<AtomicBool>,
+    expired: Arc<AtomicBool>,
+}
+
+impl Blocked {
+    /// Whether the worker is still occupied (it gives up after 20 s).
+    fn holds(&self) -> bool {
+        !self.expired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        self.release.store(true, Ordering::SeqCst);
     }
 }
 
@@ -118,29 +147,28 @@ async fn runtime_busy(transport: Transport) {
         .await
         .unwrap();
     const N: u32 = 30;
-    let blocked_until = std::time::Instant::now() + Duration::from_millis(1500);
-    tokio::task::spawn_blocking(|| block_runtime(Duration::from_millis(1500)))
-        .await
-        .unwrap();
+    let blocked = tokio::task::spawn_blocking(block_runtime).await.unwrap();
     for i in 0..N {
         ws.send(Message::binary(message(i))).await.unwrap();
     }
-    let read_in_time = tokio::task::spawn_blocking(move || {
+    let blocked = tokio::task::spawn_blocking(move || {
         for i in 0..N {
             let data = next_packet(&rx);
             assert_eq!(data, message(i), "message {i}");
         }
-        let in_time = std::time::Instant::now() < blocked_until;
-        conn.send(rust_websocket_core::Bytes::from_static(b"answer"), false)
-            .unwrap();
-        in_time
+        assert!(
+            blocked.holds(),
+            "the messages waited for the runtime's worker, not read by the main thread"
+        );
+        blocked
     })
     .await
     .unwrap();
-    assert!(
-        read_in_time,
-        "the messages waited for the runtime's worker, not read by the main thread"
-    );
+    // From the polling thread, as a game answers from its main thread.
+    poller.on_main_thread(move || {
+        conn.send(rust_websocket_core::Bytes::from_static(b"answer"), false)
+            .unwrap()
+    });
     assert!(poller.ready.bytes_read() > 0);
     let answer = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
     assert!(
@@ -148,9 +176,10 @@ async fn runtime_busy(transport: Transport) {
         "{answer:?}"
     );
     assert!(
-        std::time::Instant::now() < blocked_until,
+        blocked.holds(),
         "the answer waited for the runtime's worker, not sent by the main thread"
     );
+    drop(blocked);
     server.close();
 }
 
@@ -177,15 +206,15 @@ async fn pings_and_the_close_handshake_still_get_their_answers() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     // The close is read by the main thread; the task answers it once it runs again.
-    tokio::task::spawn_blocking(|| block_runtime(Duration::from_millis(200)))
-        .await
-        .unwrap();
+    let blocked = tokio::task::spawn_blocking(block_runtime).await.unwrap();
     ws.send(Message::Close(Some(CloseFrame {
         code: CloseCode::Normal,
         reason: "bye".into(),
     })))
     .await
     .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(blocked);
     let answer = tokio::time::timeout(Duration::from_secs(5), ws.next())
         .await
         .expect("the close answered in time");
@@ -226,9 +255,7 @@ async fn a_pong_read_by_the_main_thread_goes_out_before_the_games_answer() {
         .unwrap();
     // The task cannot run: the main thread reads the ping and the message, and the game's
     // answer would go straight to the socket if nothing held it for the pong.
-    tokio::task::spawn_blocking(|| block_runtime(Duration::from_millis(300)))
-        .await
-        .unwrap();
+    let blocked = tokio::task::spawn_blocking(block_runtime).await.unwrap();
     ws.feed(Message::Ping(b"first".to_vec().into()))
         .await
         .unwrap();
@@ -244,6 +271,7 @@ async fn a_pong_read_by_the_main_thread_goes_out_before_the_games_answer() {
     })
     .await
     .unwrap();
+    drop(blocked);
     let mut got = Vec::new();
     while got.len() < 2 {
         match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {

@@ -185,8 +185,12 @@ pub struct Poller {
     pub ready: Arc<ReadySockets>,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
+    jobs: crossbeam_channel::Sender<Job>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Work for the polling thread, between two polls ([`Poller::on_main_thread`]).
+type Job = Box<dyn FnOnce() + Send>;
 
 impl Poller {
     /// A fast loop: a game with frames uncapped.
@@ -200,11 +204,15 @@ impl Poller {
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let (r, s, p) = (ready.clone(), stop.clone(), paused.clone());
+        let (jobs, queued) = crossbeam_channel::unbounded::<Job>();
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 if !p.load(Ordering::Relaxed) {
                     r.read_ready();
                     rust_websocket_core::connection::refill_direct_budget();
+                }
+                for job in queued.try_iter() {
+                    job();
                 }
                 std::thread::sleep(frame);
             }
@@ -213,8 +221,23 @@ impl Poller {
             ready,
             stop,
             paused,
+            jobs,
             thread: Some(thread),
         }
+    }
+
+    /// Runs `f` on the polling thread between two polls, as a game's own calls run between
+    /// its `poll()`s (never at the same time as the main thread's reads), and returns its
+    /// result.
+    pub fn on_main_thread<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .expect("the polling thread runs");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the polling thread ran the job")
     }
 
     /// Stops polling (a game busy elsewhere) or resumes.
