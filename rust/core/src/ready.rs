@@ -55,9 +55,6 @@ pub struct ReadySockets {
     /// because too many sockets had input at once.
     stalls: AtomicU64,
     busy: AtomicU64,
-    /// Main-only reading started or ended: the watchdog tells every task. The main thread
-    /// neither waits for the connections' map nor pays a wake per connection.
-    switched: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for ReadySockets {
@@ -94,7 +91,6 @@ impl ReadySockets {
                 watchdog: AtomicBool::new(false),
                 stalls: AtomicU64::new(0),
                 busy: AtomicU64::new(0),
-                switched: tokio::sync::Notify::new(),
             }))
         }
         #[cfg(not(target_os = "linux"))]
@@ -153,15 +149,9 @@ impl ReadySockets {
     }
 
     /// Starts or ends main-only reading; every task then decides again whether it waits for
-    /// input (a task the main thread always beats to the input is never woken by it). The
-    /// watchdog wakes them, on the runtime's thread.
+    /// input (a task the main thread always beats to the input is never woken by it).
     fn set_main_only(&self, on: bool) {
         self.main_only.store(on, Ordering::Release);
-        self.switched.notify_one();
-    }
-
-    /// Wakes every task to decide again whether it waits for input.
-    fn replan_all(&self) {
         let conns: Vec<_> = self.lock().values().filter_map(Weak::upgrade).collect();
         for conn in conns {
             conn.replan();
@@ -259,26 +249,17 @@ impl ReadySockets {
     }
 }
 
-/// Hands reading back to the tasks when the game stops polling, and tells the tasks when
-/// main-only reading starts or ends; ends with the peer object (within one tick).
+/// Hands reading back to the tasks when the game stops polling; ends with the peer object.
 async fn watch(ready: Weak<ReadySockets>) {
     loop {
+        tokio::time::sleep(Duration::from_micros(pace::STALL_US / 2)).await;
         let Some(ready) = ready.upgrade() else {
             return;
         };
-        let switched = tokio::select! {
-            () = ready.switched.notified() => true,
-            () = tokio::time::sleep(Duration::from_micros(pace::STALL_US / 2)) => false,
+        let change = match ready.pace.try_lock() {
+            Ok(mut pace) => pace.check(ready.micros()),
+            Err(_) => None,
         };
-        if switched {
-            ready.replan_all();
-        } else {
-            let change = match ready.pace.try_lock() {
-                Ok(mut pace) => pace.check(ready.micros()),
-                Err(_) => None,
-            };
-            // A switch made here is handled in the next turn, at once (`notify_one` keeps it).
-            ready.apply(change, false);
-        }
+        ready.apply(change, false);
     }
 }

@@ -37,22 +37,46 @@ on_both_transports!(
 );
 
 async fn burst_in_order(transport: Transport) {
+    // The sender stands in for a game's main thread: its poll() refills the direct budget.
+    let poller = common::Poller::start();
+    burst(transport, PeerConfig::default(), &poller, 60 * 1024).await
+}
+
+on_both_transports!(
+    bulk_in_order:
+    while_the_game_polls_fast_a_burst_of_large_messages_arrives_whole_and_in_order,
+    wss_while_the_game_polls_fast_a_burst_of_large_messages_arrives_whole_and_in_order
+);
+
+/// The same with the server's sockets read by a fast-polling main thread: large messages
+/// then go to the socket directly even in a burst (main-only reading), and partial writes
+/// hand over to the task again and again.
+async fn bulk_in_order(transport: Transport) {
+    let poller = common::Poller::every(Duration::from_micros(100));
+    let config = poller.config(PeerConfig::default());
+    burst(transport, config, &poller, 16 * 1024).await
+}
+
+/// 3000 packets, every fifth `big` bytes and the rest 16, sent by a thread of their own while
+/// the client reads late: all arrive whole and in order.
+async fn burst(transport: Transport, config: PeerConfig, poller: &common::Poller, big: usize) {
     let config = PeerConfig {
         outbound_buffer_size: 1 << 20,
-        ..PeerConfig::default()
+        ..config
     };
+    let polled = config.ready_sockets.is_some();
     let (server, rx, port, ca) = common::start_on(transport, config);
     let mut ws = common::client_on(port, ca.as_deref()).await;
-    // The sender stands in for a game's main thread: its poll() refills the direct budget.
-    let _poller = common::Poller::start();
     let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx))
         .await
         .unwrap();
-    // 60 KiB packets among 16-byte ones: far more than the socket buffers hold while the
-    // client is not reading, so direct writes go partial and the task takes over, again
-    // and again.
+    if polled {
+        poller.wait_main_only(true);
+    }
+    // Far more than the socket buffers hold while the client is not reading, so direct
+    // writes go partial and the task takes over, again and again.
     let packets: Vec<Bytes> = (0..3000u32)
-        .map(|i| packet(i, if i % 5 == 0 { 60 * 1024 } else { 16 }))
+        .map(|i| packet(i, if i % 5 == 0 { big } else { 16 }))
         .collect();
     let sent = packets.clone();
     let sender = tokio::task::spawn_blocking(move || send_all(&conn, &sent));
