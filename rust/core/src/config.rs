@@ -30,6 +30,10 @@ pub struct PeerConfig {
     /// Server behind a reverse proxy: connections from these addresses report the client
     /// address from `X-Forwarded-For`. Empty = the header is ignored.
     pub trusted_proxies: Vec<crate::proxy::TrustedProxy>,
+    /// With `trusted_proxies`: a trusted proxy's `X-Forwarded-Port` is the client's own
+    /// (source) port, as nginx sends it with `$remote_port`. `false` (the default): ignored,
+    /// since most balancers (AWS ALB, Traefik) put the port the client reached them on there.
+    pub forwarded_port: bool,
     /// Server behind a TCP balancer: connections from `trusted_proxies` start with a PROXY
     /// protocol header (v1 or v2) naming the client, and are closed without one.
     pub proxy_protocol: bool,
@@ -83,6 +87,7 @@ impl Default for PeerConfig {
             heartbeat_interval: None,
             godot_protocol: true,
             trusted_proxies: Vec::new(),
+            forwarded_port: false,
             proxy_protocol: false,
             health_path: None,
             compression: None,

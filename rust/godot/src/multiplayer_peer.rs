@@ -128,13 +128,23 @@ pub struct RustWebSocketMultiplayerPeer {
     /// Server behind a reverse proxy (nginx, a load balancer): connections coming from these
     /// addresses (IPs or CIDR ranges such as `"10.0.0.0/8"`) report the client's address from
     /// `X-Forwarded-For` in `get_peer_address()`, `get_peer(id).get_connected_host()` and the
-    /// handshake handler (the rightmost entry that is not itself a trusted proxy), and its
-    /// port from `X-Forwarded-Port` in `get_peer_port()` (the entry at the same place from the
-    /// right, read as the client's source port: nginx `$remote_port`; none there: the proxy
-    /// connection's port; not a port: ignored with a warning). Empty (default): the headers
-    /// are ignored, as they can be forged. Applies to the next create_server.
+    /// handshake handler (the rightmost entry that is not itself a trusted proxy);
+    /// `get_peer_port()` stays the proxy connection's port unless
+    /// [member trust_forwarded_port] is on. Empty (default): the headers are ignored, as they
+    /// can be forged. Applies to the next create_server.
     #[var]
     trusted_proxies: PackedStringArray,
+    /// With [member trusted_proxies]: read a trusted proxy's `X-Forwarded-Port` as the
+    /// client's own (source) port, for `get_peer_port()` and the handshake handler: the entry
+    /// at the same place from the right as the `X-Forwarded-For` entry chosen (none there:
+    /// the proxy connection's port; not a port: ignored with a warning). Turn it on only for
+    /// a proxy that writes the client's port there, such as nginx with
+    /// `proxy_set_header X-Forwarded-Port $remote_port`. Default false: the header is
+    /// ignored, because AWS ALB, Traefik and most other proxies send the port the client
+    /// reached *them* on (443), which would give every peer the same port. Applies to the next
+    /// create_server.
+    #[var]
+    trust_forwarded_port: bool,
     /// Server behind a TCP load balancer (HAProxy `send-proxy` / `send-proxy-v2`, AWS NLB,
     /// nginx stream `proxy_protocol on`): connections from [member trusted_proxies] must start
     /// with a PROXY protocol header (v1 or v2), and the client it names is what

@@ -64,6 +64,7 @@ impl RustWebSocketMultiplayerPeer {
             max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
             godot_protocol: self.godot_protocol,
             trusted_proxies: addresses(&self.trusted_proxies, "trusted_proxies")?,
+            forwarded_port: self.trust_forwarded_port,
             proxy_protocol: self.proxy_protocol,
             health_path,
             metrics_path,
