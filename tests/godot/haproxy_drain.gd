@@ -2,8 +2,8 @@
 ## frontend (tests/haproxy_drain_hook.py: roundrobin, `send-proxy-v2` from 127.0.0.2,
 ## `option httpchk GET /healthz` with `check-send-proxy`), 200 raw Python clients through it,
 ## and server a draining with shutdown() while the others keep their players.
-##   a, b, c  proxy_protocol on, trusting only 127.0.0.2, health_path "/healthz",
-##            shutdown_delay DELAY. For each new peer: sends it "<role> <address>:<port>" from
+##   a, b, c  proxy_protocol on, trusting only 127.0.0.2, health_path "/healthz" answered to
+##            127.0.0.2 only (health_allow), shutdown_delay DELAY. For each new peer: sends it "<role> <address>:<port>" from
 ##            get_peer_address / get_peer_port (the hook compares that with the client's own
 ##            socket), counts a peer whose address is not 127.0.0.1, whose port is 0 or whose
 ##            get_connected_host differs (must be none); echoes every packet.
@@ -58,6 +58,8 @@ func run_game_server() -> void:
 	watch(p, "srv")
 	p.shutdown_completed.connect(func(forced: int) -> void: _completed.append(forced))
 	p.health_path = "/healthz"
+	# HAProxy's checks come from its own address (their PROXY header names no client).
+	p.health_allow = PackedStringArray(["127.0.0.2"])
 	p.proxy_protocol = true
 	p.trusted_proxies = PackedStringArray(["127.0.0.2"])
 	p.shutdown_delay = DELAY

@@ -40,6 +40,9 @@ pub struct PeerConfig {
     /// Server: a plain `GET` on this path (no upgrade) is answered by the runtime with 200
     /// while accepting, 503 while refusing new connections. `None` = off.
     pub health_path: Option<String>,
+    /// Addresses whose requests on `health_path` are answered (the TCP peer, or the client a
+    /// PROXY header names); others get what any other plain request gets. Empty = everyone.
+    pub health_allow: Vec<crate::proxy::TrustedProxy>,
     /// The peer object's set of plain sockets with input waiting, which its `poll()` reads
     /// itself ([`crate::ready`]). `None`: the connection tasks read everything.
     pub ready_sockets: Option<std::sync::Arc<crate::ready::ReadySockets>>,
@@ -90,6 +93,7 @@ impl Default for PeerConfig {
             forwarded_port: false,
             proxy_protocol: false,
             health_path: None,
+            health_allow: Vec::new(),
             compression: None,
             metrics_path: None,
             metrics_allow: Vec::new(),

@@ -249,3 +249,27 @@ async fn forwarded_port_is_read_only_when_asked() {
         server.close();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_allow_answers_only_the_addresses_listed() {
+    use rust_websocket_core::proxy::TrustedProxy;
+    let get = b"GET /healthz HTTP/1.0\r\n\r\n";
+    for (allow, allowed) in [("10.0.0.0/8", false), ("127.0.0.1", true)] {
+        let config = PeerConfig {
+            health_path: Some("/healthz".into()),
+            health_allow: vec![TrustedProxy::parse(allow).unwrap()],
+            ..PeerConfig::default()
+        };
+        let (server, _rx, port) = start(config);
+        let answer = exchange(port, get).await;
+        let plain = exchange(port, b"GET /other HTTP/1.0\r\n\r\n").await;
+        if allowed {
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+        } else {
+            // As if there were no health path: what any other plain request gets.
+            assert_eq!(answer, plain, "allow {allow}");
+            assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+        }
+        server.close();
+    }
+}

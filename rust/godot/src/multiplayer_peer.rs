@@ -160,9 +160,18 @@ pub struct RustWebSocketMultiplayerPeer {
     /// accepting, `503 Service Unavailable` while [member MultiplayerPeer.refuse_new_connections]
     /// is on (new WebSocket clients then get a 503 too, instead of a closed socket). Empty
     /// (default): off, and such a request gets 400 as before. Must start with `/`, without a
-    /// query. Applies to the next create_server.
+    /// query. [member health_allow] can limit who gets an answer. Applies to the next
+    /// create_server.
     #[var]
     health_path: GString,
+    /// Who gets an answer on [member health_path]: IPs or CIDR ranges such as
+    /// `"10.0.0.0/8"` (the same form as [member metrics_allow]), matched against the TCP peer,
+    /// or the client a PROXY protocol header names (so players coming through the balancer
+    /// are not its health checks), never against `X-Forwarded-For`. Any other address gets
+    /// what a request on any other path gets (400, or 503 while refusing), as if there were no
+    /// health path. Empty (default): everyone. Applies to the next create_server.
+    #[var]
+    health_allow: PackedStringArray,
     /// Not in the built-in: permessage-deflate (RFC 7692). Off by default, so nothing changes
     /// on the wire. On: a client offers it and a server accepts a client's offer; a peer that
     /// does not offer or accept it (the built-in peer) gets plain frames as before. Messages

@@ -130,7 +130,7 @@ pub(crate) async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         return None;
     };
     let head_only = request.method == "HEAD";
-    if let Some((status, reason, body)) = health::answer(&request, shared) {
+    if let Some((status, reason, body)) = health::answer(&request, remote.ip(), shared) {
         http::write_text(stream, (status, reason, None), body, head_only).await;
         return None;
     }

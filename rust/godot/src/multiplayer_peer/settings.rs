@@ -67,6 +67,7 @@ impl RustWebSocketMultiplayerPeer {
             forwarded_port: self.trust_forwarded_port,
             proxy_protocol: self.proxy_protocol,
             health_path,
+            health_allow: addresses(&self.health_allow, "health_allow")?,
             metrics_path,
             metrics_allow: addresses(&self.metrics_allow, "metrics_allow")?,
             heartbeat_interval: (self.heartbeat_interval > 0.0)
