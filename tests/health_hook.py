@@ -58,8 +58,8 @@ def _allow_cases(checks: Checks, port: int, phase: str, status: str) -> None:
     got = through("198.51.100.1")
     checks.check(got[0] == plain and not got[0].startswith("HTTP/1.1 200"),
                  f"{phase}_proxied_denied_as_plain_request",
-                 f"/healthz {got[0]!r}, /other {plain!r} (PROXY header naming 198.51.100.1, "
-                 "from allowed-looking 127.0.0.1)")
+                 f"/healthz {got[0]!r}, /other {plain!r} (a PROXY header from trusted "
+                 "127.0.0.1 naming 198.51.100.1)")
 
 
 def _expect(checks: Checks, name: str, got, status: str, body: bytes | None = None) -> None:
