@@ -20,10 +20,10 @@ fall 1). The hook:
 5. flags `count`: b's and c's peer counts add up to CLIENTS, as the clients' own view does.
 
 Two triggers (the row's argument `trigger`): `flag` flags `drain` and a calls shutdown();
-`sigterm` runs a under deploy/entrypoint.sh (drain_file_prefix) and sends SIGTERM to that
-shell, which creates DRAIN_FILE; a polls it as deploy/dedicated_server.gd does, drains, and
-quits once shutdown_completed came: the shell and Godot must be gone within the grace period
-(their exit status, Godot's, is the harness's: anything but 0 fails the test).
+`sigterm` sends SIGTERM straight to a's Godot process, where `shutdown_on_sigterm` catches it
+and a's termination_requested handler calls the same shutdown(); a quits once
+shutdown_completed came: Godot must be gone within the grace period (its exit status is the
+harness's: anything but 0 fails the test).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import time
 import provision
 import rawws
 from harness import Checks, Ctx, process_gone
-from sigterm_drain_hook import ENTRYPOINT, parent_pid
 from haproxy_hook import alerts, config_head, server_state, start_haproxy, stop_haproxy, \
     wait_state
 
@@ -50,23 +49,13 @@ TIMEOUT = 10.0
 GRACE = DELAY + TIMEOUT
 
 
-def drain_file_prefix(port: int, sync_dir: str) -> list[str]:
-    """Server a's command-line prefix for the `sigterm` trigger: under deploy/entrypoint.sh."""
-    return ["env", f"DRAIN_FILE={os.path.join(sync_dir, 'drain_a')}", ENTRYPOINT]
-
-
-def _sigterm(checks: Checks, ctx: Ctx) -> tuple[int, int] | None:
-    """SIGTERM to a's entrypoint.sh: (Godot's pid, the shell's), or None (checks say why)."""
+def _sigterm(checks: Checks, ctx: Ctx) -> tuple[int] | None:
+    """SIGTERM to a's Godot process: (its pid,), or None (checks say why)."""
     pid, why = ctx.godot_pid("a")
     if not checks.check(pid is not None, "a_godot_pid", why):
         return None
-    shell = parent_pid(pid)
-    with open(f"/proc/{shell}/cmdline", "rb") as f:
-        cmdline = f.read()
-    if not checks.check(b"entrypoint.sh" in cmdline, "a_under_entrypoint", repr(cmdline)):
-        return None
-    os.kill(shell, signal.SIGTERM)
-    return pid, shell
+    os.kill(pid, signal.SIGTERM)
+    return (pid,)
 
 
 def drain_config(port: int, sock: str) -> str:
@@ -226,8 +215,8 @@ def _drain(checks: Checks, ctx: Ctx, sock: str, players: list[Player]) -> None:
         gone = time.monotonic() - t0
         checks.check(all(process_gone(p) for p in pids) and gone <= GRACE,
                      "a_exited_within_the_grace_period",
-                     f"Godot and entrypoint.sh gone {gone:.2f}s after SIGTERM (grace {GRACE:.0f}s)")
-        checks.info("exit", f"a's process tree gone {gone:.2f}s after SIGTERM")
+                     f"Godot gone {gone:.2f}s after SIGTERM (grace {GRACE:.0f}s)")
+        checks.info("exit", f"a's process gone {gone:.2f}s after SIGTERM")
     if told and down_503 and closed and all(p.reconnected_at for p in movers):
         checks.info("drain", f"a DOWN {down_503 - t0:.2f}s after the drain began, listener "
                     f"closed by {closed - t0:.2f}s; {len(movers)} clients of a told "

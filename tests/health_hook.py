@@ -1,6 +1,7 @@
 """Python side of tests/godot/health.gd: plain HTTP requests (no upgrade) on the game port of a
 rust server with health_path "/healthz" (port+0) and one without (port+1), before, while and
-after the server refuses new connections, beside a WebSocket client that must keep working.
+after the server refuses new connections, beside a WebSocket client that must keep working;
+and health_allow on three more servers (port+3..5).
 """
 
 from __future__ import annotations
@@ -34,6 +35,31 @@ def http(port: int, request: str, timeout: float = 3.0) -> tuple[str, dict, byte
 
 def get(port: int, path: str = "/healthz", method: str = "GET", version: str = "1.1"):
     return http(port, f"{method} {path} HTTP/{version}\nHost: 127.0.0.1:{port}\n\n")
+
+
+def _allow_cases(checks: Checks, port: int, phase: str, status: str) -> None:
+    """health_allow (tests/godot/health.gd's servers port+3..5): an address not allowed gets
+    what a request on any other path gets, an allowed one `status` (200, or 503 while the
+    server refuses new connections). Behind a PROXY header the client it names is checked."""
+    denied, allowed, proxied = port + 3, port + 4, port + 5
+    other = get(denied, "/other")[0]
+    got = get(denied)
+    checks.check(got[0] == other and not got[0].startswith("HTTP/1.1 200"),
+                 f"{phase}_denied_as_plain_request",
+                 f"/healthz {got[0]!r}, /other {other!r}")
+    _expect(checks, f"{phase}_allowed", get(allowed), status)
+
+    def through(client: str):
+        return http(proxied, f"PROXY TCP4 {client} 127.0.0.1 40000 {proxied}\n"
+                    f"GET /healthz HTTP/1.1\nHost: 127.0.0.1\n\n")
+    _expect(checks, f"{phase}_proxied_allowed", through("192.0.2.9"), status)
+    plain = http(proxied, f"PROXY TCP4 198.51.100.1 127.0.0.1 40000 {proxied}\n"
+                 f"GET /other HTTP/1.1\nHost: 127.0.0.1\n\n")[0]
+    got = through("198.51.100.1")
+    checks.check(got[0] == plain and not got[0].startswith("HTTP/1.1 200"),
+                 f"{phase}_proxied_denied_as_plain_request",
+                 f"/healthz {got[0]!r}, /other {plain!r} (a PROXY header from trusted "
+                 "127.0.0.1 naming 198.51.100.1)")
 
 
 def _expect(checks: Checks, name: str, got, status: str, body: bytes | None = None) -> None:
@@ -76,6 +102,7 @@ def health_hook(ctx: Ctx) -> list:
         status = ws.upgrade("/healthz")
         checks.check(status.startswith("HTTP/1.1 101"), "upgrade_on_health_path", status)
         ws.close()
+        _allow_cases(checks, port, "accepting", "200")
         keep = rawws.Client(port)
         checks.check(keep.handshake() >= 2, "keep_connected")
 
@@ -91,6 +118,7 @@ def health_hook(ctx: Ctx) -> list:
         checks.check(status.startswith("HTTP/1.1 503") and took < 0.5, "refusing_upgrade_503",
                      f"{status!r} after {took:.3f}s")
         _echo(checks, "keep_echo_while_refusing", keep)
+        _allow_cases(checks, port, "refusing", "503")
 
         ctx.flag("accept")
         if not checks.check(ctx.wait_flag("accepting", 10), "accepting", "server never accepted"):

@@ -72,7 +72,8 @@ http {{
 
 
 # X-Forwarded-Port: raw clients (tests/rawws.py) whose first message "port?<label>" the
-# server answers with "port:<label>:<get_peer_address>:<get_peer_port>" (tests/godot/proxy.gd).
+# server answers with "port:<label>:<get_peer_address>:<get_peer_port>" (tests/godot/proxy.gd;
+# servers 0 and 1 have trust_forwarded_port on, 4 has the default, off).
 # [label, port offset, extra header lines, the address, the port: "own" (the client's socket),
 # "not_own" (nginx's, the connection's own), or a number].
 FORWARDED = "X-Forwarded-For: 198.51.100.20"
@@ -89,6 +90,10 @@ PORT_CASES = [
     ["direct_trusted_bad_port", 0, [FORWARDED, "X-Forwarded-Port: 99999"], "198.51.100.20",
      "own"],
     ["direct_untrusted", 1, [FORWARDED, "X-Forwarded-Port: 4242"], "127.0.0.1", "own"],
+    # A trusted proxy without trust_forwarded_port (the default): the address is believed,
+    # the port header is not (AWS ALB and Traefik put 443 there).
+    ["direct_trusted_default_ignores_port", 4, [FORWARDED, "X-Forwarded-Port: 4242"],
+     "198.51.100.20", "own"],
 ]
 THROUGH_NGINX = sum(1 for c in PORT_CASES if c[1] >= 5)
 

@@ -27,12 +27,12 @@ from browser_hook import browser_hook
 from compression_hook import compression_hook
 from failure_close_hook import failure_close_hook
 from handshake_handler_hook import handshake_handler_hook
-from haproxy_drain_hook import drain_file_prefix, haproxy_drain_hook
+from haproxy_drain_hook import haproxy_drain_hook
 from haproxy_hook import haproxy_hook
 from health_hook import health_hook
 from metrics_hook import metrics_hook
 from shutdown_hook import shutdown_hook
-from sigterm_drain_hook import server_prefix, sigterm_drain_hook
+from sigterm_drain_hook import expect_sigterm_prefix, server_prefix, sigterm_drain_hook
 from harness import PAIRINGS, RUST, Proc, StderrExpect, Test, short_name
 from proxy_hook import proxy_hook
 from proxy_protocol_hook import proxy_protocol_hook
@@ -135,19 +135,23 @@ TABLE = [
         hook_party=True, rust_stderr={"server": {"refusals": PROXY_PROTOCOL_REFUSALS}}),
     Row("haproxy", pairings="rust-server", hook=haproxy_hook, hook_party=True),
     # Three rust servers (roles a, b, c) behind one HAProxy, 200 raw clients, a drains: told
-    # by a flag (shutdown()), or by SIGTERM to deploy/entrypoint.sh, a's parent (its way).
+    # by a flag (shutdown()), or by SIGTERM to its Godot process (shutdown_on_sigterm).
     *[Row(name, "haproxy_drain", roles=("a", "b", "c"), pairings="rust-alone",
           hook=haproxy_drain_hook, hook_party=True, args={"timeout": 100, "trigger": trigger},
-          prefix={"a": drain_file_prefix} if trigger == "sigterm" else {},
           process_timeout=120.0)
       for name, trigger in (("haproxy_drain", "flag"), ("haproxy_drain_sigterm", "sigterm"))],
     Row("shutdown", pairings="rust-server", hook=shutdown_hook, hook_party=True,
         rust_stderr={"server": {"shutdown_twice": r"already shutting down",
                                 "bad_shutdown_delay": r"shutdown_delay must be 0 or a positive"}}),
     Row("health", roles=("server",), pairings="rust-alone", hook=health_hook, hook_party=True,
-        rust_stderr={"server": {"bad_health_path": r"health_path must be .*got 'healthz'"}}),
-    Row("sigterm_drain", roles=("server",), pairings="rust-alone", hook=sigterm_drain_hook,
-        hook_party=True, prefix={"server": server_prefix}),
+        rust_stderr={"server": {"bad_health_path": r"health_path must be .*got 'healthz'",
+                                "bad_health_allow": r"invalid health_allow entry"}}),
+    # SIGTERM straight to Godot: opted in (deploy/dedicated_server.gd) it drains and exits 0;
+    # not opted in it dies at once; a second SIGTERM during a drain ends it at once.
+    Row("sigterm_drain", roles=("server", "plain", "twice"), pairings="rust-alone",
+        hook=sigterm_drain_hook, hook_party=True,
+        prefix={"server": server_prefix, "plain": expect_sigterm_prefix,
+                "twice": expect_sigterm_prefix}),
     Row("metrics", roles=("server",), pairings="rust-alone", hook=metrics_hook, hook_party=True,
         rust_stderr={"server": {"bad_metrics_path": r"metrics_path must be .*got 'metrics'",
                                 "bad_metrics_allow": r"invalid metrics_allow entry",

@@ -2,8 +2,8 @@
 ## frontend (tests/haproxy_drain_hook.py: roundrobin, `send-proxy-v2` from 127.0.0.2,
 ## `option httpchk GET /healthz` with `check-send-proxy`), 200 raw Python clients through it,
 ## and server a draining with shutdown() while the others keep their players.
-##   a, b, c  proxy_protocol on, trusting only 127.0.0.2, health_path "/healthz",
-##            shutdown_delay DELAY. For each new peer: sends it "<role> <address>:<port>" from
+##   a, b, c  proxy_protocol on, trusting only 127.0.0.2, health_path "/healthz" answered to
+##            127.0.0.2 only (health_allow), shutdown_delay DELAY. For each new peer: sends it "<role> <address>:<port>" from
 ##            get_peer_address / get_peer_port (the hook compares that with the client's own
 ##            socket), counts a peer whose address is not 127.0.0.1, whose port is 0 or whose
 ##            get_connected_host differs (must be none); echoes every packet.
@@ -12,9 +12,10 @@
 ##            every peer leaves by its close handshake (is_listening() false from the first
 ##            departure): shutdown_completed(0), DISCONNECTED, is_listening() false
 ##   b, c     on the flag `count`, publish their peer count (the hook checks b + c == 200)
-##   a        trigger `sigterm` (the row haproxy_drain_sigterm): a runs under deploy/entrypoint.sh
-##            and starts the same shutdown() when DRAIN_FILE appears (dedicated_server.gd's
-##            way), then reports and quits without waiting for the hook (which times it)
+##   a        trigger `sigterm` (the row haproxy_drain_sigterm): a has shutdown_on_sigterm on
+##            and the hook sends SIGTERM to its Godot process; its termination_requested
+##            handler calls the same shutdown() (so the automatic one is skipped), then a
+##            reports and quits without waiting for the hook (which times it)
 ##   py       everything else: the split, the addresses, HAProxy's view of a (DOWN on a 503
 ##            before its listener closes), the 1001s and the reconnections
 ## Roles: a, b, c (rust servers), and "py".
@@ -58,10 +59,17 @@ func run_game_server() -> void:
 	watch(p, "srv")
 	p.shutdown_completed.connect(func(forced: int) -> void: _completed.append(forced))
 	p.health_path = "/healthz"
+	# HAProxy's checks come from its own address (their PROXY header names no client).
+	p.health_allow = PackedStringArray(["127.0.0.2"])
 	p.proxy_protocol = true
 	p.trusted_proxies = PackedStringArray(["127.0.0.2"])
 	p.shutdown_delay = DELAY
 	expect_eq(p.shutdown_delay, DELAY, "shutdown_delay_set")
+	if _sigterm() and role == "a":
+		p.shutdown_on_sigterm = true
+		p.termination_requested.connect(func(sig: int) -> void:
+			expect_eq(sig, 15, "termination_requested_sigterm")
+			_start_drain(p))
 	p.peer_connected.connect(_on_connected.bind(p))
 	# The first peer gone during the drain: the listener closed before the close frames.
 	p.peer_disconnected.connect(func(_id: int) -> void:
@@ -93,10 +101,19 @@ func run_game_server() -> void:
 	await barrier("done", 20.0)
 
 
-## Trigger `sigterm` (the row's argument): a runs under deploy/entrypoint.sh, which turns
-## SIGTERM into DRAIN_FILE.
+## Trigger `sigterm` (the row's argument): the hook sends SIGTERM to a's Godot process.
 func _sigterm() -> bool:
 	return args.get("trigger", "flag") == "sigterm"
+
+
+## a's drain: shutdown() with the delay, on the hook's flag or in termination_requested.
+func _start_drain(p: Object) -> void:
+	_draining = true
+	_t_drain = Time.get_ticks_msec()
+	expect_eq(p.is_listening(), true, "listening_before")
+	expect_eq(p.shutdown(TIMEOUT, 1001, "server restarting"), OK_, "shutdown")
+	expect_eq(p.is_listening(), true, "listening_at_the_start_of_the_delay")
+	flag("drain_started")
 
 
 ## One frame of a server: echo, and what the hook's flags ask. True once the hook is done.
@@ -105,15 +122,8 @@ func _step(p: Object) -> bool:
 		for r in drain(p):
 			p.set_target_peer(r[0])
 			p.put_packet(r[1])
-	var asked := FileAccess.file_exists(OS.get_environment("DRAIN_FILE")) if _sigterm() \
-			else has_flag("drain")
-	if role == "a" and not _draining and asked:
-		_draining = true
-		_t_drain = Time.get_ticks_msec()
-		expect_eq(p.is_listening(), true, "listening_before")
-		expect_eq(p.shutdown(TIMEOUT, 1001, "server restarting"), OK_, "shutdown")
-		expect_eq(p.is_listening(), true, "listening_at_the_start_of_the_delay")
-		flag("drain_started")
+	if role == "a" and not _draining and not _sigterm() and has_flag("drain"):
+		_start_drain(p)
 	# Just before the delay ends: nobody has been told to leave yet, the listener still accepts.
 	if _draining and _left_in_delay < 0 and Time.get_ticks_msec() - _t_drain > DELAY * 800:
 		_left_in_delay = count("srv", "peer_disconnected")

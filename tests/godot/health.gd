@@ -7,7 +7,13 @@
 ##                     upgrades once it is turned off again. Other paths, other methods and an
 ##                     upgrade on /healthz itself go on to the WebSocket handshake as before.
 ##   plain     port+1  no health_path (the default ""): GET /healthz is 400 as before
-##   invalid   "healthz" (no leading /) -> create_server 31 with an error naming health_path
+##   denied    port+3  health_allow ["10.0.0.0/8"]: a check from 127.0.0.1 gets what any other
+##                     plain request gets (400; 503 while refusing), as if there were no path
+##   allowed   port+4  health_allow ["127.0.0.1"]: 200, then 503 while refusing
+##   proxied   port+5  proxy_protocol on, trusting 127.0.0.1, health_allow ["192.0.2.0/24"]:
+##                     the address checked is the client the PROXY header names
+##   invalid   "healthz" (no leading /) -> create_server 31 with an error naming health_path;
+##             health_allow ["10.9.9.9/8"] -> 31 naming health_allow (metrics_allow's parser)
 ## Roles: server (rust only), and "py".
 extends "res://tests/lib/base.gd"
 
@@ -18,6 +24,9 @@ func run_server() -> void:
 	var bad: Object = make_peer()
 	bad.health_path = "healthz"
 	expect_server_refused(bad, port + 2, "bad_health_path")
+	bad.health_path = "/healthz"
+	bad.health_allow = PackedStringArray(["10.9.9.9/8"])
+	expect_server_refused(bad, port + 2, "bad_health_allow")
 	mark("end")
 	drop_peer(bad)
 
@@ -27,6 +36,19 @@ func run_server() -> void:
 	expect_eq(s.create_server(port), OK_, "create_server_health")
 	var plain: Object = make_peer()
 	expect_eq(plain.create_server(port + 1), OK_, "create_server_plain")
+	expect_eq(s.health_allow, PackedStringArray(), "health_allow_default_empty")
+	var limited := {3: ["10.0.0.0/8"], 4: ["127.0.0.1"], 5: ["192.0.2.0/24"]}
+	var refusing: Array = [s]
+	for offset in limited:
+		var p: Object = make_peer()
+		p.health_path = "/healthz"
+		p.health_allow = PackedStringArray(limited[offset])
+		if offset == 5:
+			p.proxy_protocol = true
+			p.trusted_proxies = PackedStringArray(["127.0.0.1"])
+		expect_eq(p.create_server(port + offset), OK_, "create_server_allow_%d" % offset)
+		polled.append(p)
+		refusing.append(p)
 	polled.append_array([s, plain])
 	var echo := func() -> void:
 		for p in [s, plain]:
@@ -39,7 +61,8 @@ func run_server() -> void:
 			echo.call()
 			return has_flag(step[0]) or has_flag("py_done")
 		await wait_until(asked, 15.0, "the hook asking to " + step[0])
-		s.refuse_new_connections = step[1]
+		for p in refusing:
+			p.refuse_new_connections = step[1]
 		flag(step[2])
 	var finished := func() -> bool:
 		echo.call()

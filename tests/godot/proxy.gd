@@ -5,6 +5,8 @@
 ##   other     port+2  ["10.0.0.1"] (a different proxy address)
 ##   cidr      port+3  ["127.0.0.1", "192.0.2.0/24"], and a handshake handler that records what
 ##                     it sees (the forwarded address and the header nginx sent)
+##   default   port+4  ["127.0.0.1"] without trust_forwarded_port (trusted and untrusted have
+##                     it on): X-Forwarded-Port is ignored
 ## and first checks that "10.9.9.9/0" (host bits set) is refused with 31.
 ## nginx forwards port+5/6/7 to trusted/untrusted/other with `X-Forwarded-For "203.0.113.7"`
 ## and port+8/9 to trusted/cidr with `$proxy_add_x_forwarded_for` (the client's own header plus
@@ -14,8 +16,9 @@
 ## get_peer(id).get_connected_host() against the case and answers "ack:<label>:<address>" and a
 ## 20000-byte packet, which the client checks: packets cross the proxy both ways. Meanwhile
 ## the hook's raw clients send "port?<label>" and get "port:<label>:<address>:<port>" from
-## get_peer_address / get_peer_port (X-Forwarded-Port, checked by the hook); a port that is
-## not one is ignored with a warning (the row's rust_stderr).
+## get_peer_address / get_peer_port (X-Forwarded-Port, read only with trust_forwarded_port,
+## checked by the hook); a port that is not one is ignored with a warning (the row's
+## rust_stderr).
 ## Roles: server (rust), client (both classes), and "py" (the hook, which runs nginx).
 extends "res://tests/lib/base.gd"
 
@@ -24,12 +27,14 @@ const CHAIN := "X-Forwarded-For: 198.51.100.9, 192.0.2.66"
 const FORGED := "X-Forwarded-For: 198.51.100.20"
 const NON_ASCII := "X-Forwarded-For: 6.6.6.6ÿ, 198.51.100.9"
 
-## Server key -> [port offset, trusted_proxies].
+## Server key -> [port offset, trusted_proxies, trust_forwarded_port]. "default" takes
+## port+4 once the typo server has failed to.
 const SERVERS := {
-	"trusted": [0, ["127.0.0.1"]],
-	"untrusted": [1, []],
-	"other": [2, ["10.0.0.1"]],
-	"cidr": [3, ["127.0.0.1", "192.0.2.0/24"]],
+	"trusted": [0, ["127.0.0.1"], true],
+	"untrusted": [1, [], true],
+	"other": [2, ["10.0.0.1"], false],
+	"cidr": [3, ["127.0.0.1", "192.0.2.0/24"], false],
+	"default": [4, ["127.0.0.1"], false],
 }
 
 ## [label, port offset the client connects to, server key, client handshake_headers, the
@@ -101,6 +106,8 @@ func run_server() -> void:
 		var trusted := PackedStringArray(SERVERS[key][1])
 		p.trusted_proxies = trusted
 		expect_eq(p.trusted_proxies, trusted, "trusted_proxies_" + key)
+		expect_eq(p.trust_forwarded_port, false, "trust_forwarded_port_default_" + key)
+		p.trust_forwarded_port = SERVERS[key][2]
 		if key == "cidr":
 			p.set_handshake_handler(func(h: Object) -> void:
 				handshakes.append([h.get_remote_address(), h.get_header("x-forwarded-for")])

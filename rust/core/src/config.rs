@@ -30,12 +30,19 @@ pub struct PeerConfig {
     /// Server behind a reverse proxy: connections from these addresses report the client
     /// address from `X-Forwarded-For`. Empty = the header is ignored.
     pub trusted_proxies: Vec<crate::proxy::TrustedProxy>,
+    /// With `trusted_proxies`: a trusted proxy's `X-Forwarded-Port` is the client's own
+    /// (source) port, as nginx sends it with `$remote_port`. `false` (the default): ignored,
+    /// since most balancers (AWS ALB, Traefik) put the port the client reached them on there.
+    pub forwarded_port: bool,
     /// Server behind a TCP balancer: connections from `trusted_proxies` start with a PROXY
     /// protocol header (v1 or v2) naming the client, and are closed without one.
     pub proxy_protocol: bool,
     /// Server: a plain `GET` on this path (no upgrade) is answered by the runtime with 200
     /// while accepting, 503 while refusing new connections. `None` = off.
     pub health_path: Option<String>,
+    /// Addresses whose requests on `health_path` are answered (the TCP peer, or the client a
+    /// PROXY header names); others get what any other plain request gets. Empty = everyone.
+    pub health_allow: Vec<crate::proxy::TrustedProxy>,
     /// The peer object's set of plain sockets with input waiting, which its `poll()` reads
     /// itself ([`crate::ready`]). `None`: the connection tasks read everything.
     pub ready_sockets: Option<std::sync::Arc<crate::ready::ReadySockets>>,
@@ -83,8 +90,10 @@ impl Default for PeerConfig {
             heartbeat_interval: None,
             godot_protocol: true,
             trusted_proxies: Vec::new(),
+            forwarded_port: false,
             proxy_protocol: false,
             health_path: None,
+            health_allow: Vec::new(),
             compression: None,
             metrics_path: None,
             metrics_allow: Vec::new(),

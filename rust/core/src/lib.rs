@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod server;
 mod shared_tcp;
 mod shared_tls;
+pub mod termination;
 pub mod tls;
 pub mod url;
 

@@ -1,6 +1,7 @@
 //! Behind a reverse proxy: the client's address from `X-Forwarded-For` and its port from
 //! `X-Forwarded-Port`, believed only when the TCP connection comes from a proxy the game
-//! trusts.
+//! trusts (the port only when the game also says its proxy writes the client's own port
+//! there: `forwarded_port`; the caller then passes the header's values).
 
 use std::net::{IpAddr, SocketAddr};
 

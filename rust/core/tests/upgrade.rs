@@ -213,3 +213,63 @@ async fn health_path_answers_from_the_runtime() {
     assert!(id >= 2);
     server.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_port_is_read_only_when_asked() {
+    use rust_websocket_core::proxy::TrustedProxy;
+    // AWS ALB and Traefik send the port the client reached them on: ignored by default.
+    for (forwarded_port, client_port) in [(false, None), (true, Some(40123))] {
+        let config = PeerConfig {
+            trusted_proxies: vec![TrustedProxy::parse("127.0.0.1").unwrap()],
+            forwarded_port,
+            ..PeerConfig::default()
+        };
+        let (server, rx, port) = start(config);
+        let mut req = request_with(port, "x-forwarded-for", "203.0.113.7");
+        req.headers_mut()
+            .insert("x-forwarded-port", "40123".parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        let own = match ws.get_ref() {
+            tokio_tungstenite::MaybeTlsStream::Plain(s) => s.local_addr().unwrap().port(),
+            _ => unreachable!("a plain ws:// connection"),
+        };
+        let remote = next_event(&rx, |e| match e {
+            Event::Connected { conn, .. } => Some(conn.info().remote),
+            _ => None,
+        })
+        .await;
+        assert_eq!(remote.ip().to_string(), "203.0.113.7");
+        assert_eq!(
+            remote.port(),
+            client_port.unwrap_or(own),
+            "forwarded_port {forwarded_port}"
+        );
+        server.close();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_allow_answers_only_the_addresses_listed() {
+    use rust_websocket_core::proxy::TrustedProxy;
+    let get = b"GET /healthz HTTP/1.0\r\n\r\n";
+    for (allow, allowed) in [("10.0.0.0/8", false), ("127.0.0.1", true)] {
+        let config = PeerConfig {
+            health_path: Some("/healthz".into()),
+            health_allow: vec![TrustedProxy::parse(allow).unwrap()],
+            ..PeerConfig::default()
+        };
+        let (server, _rx, port) = start(config);
+        let answer = exchange(port, get).await;
+        let plain = exchange(port, b"GET /other HTTP/1.0\r\n\r\n").await;
+        if allowed {
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+        } else {
+            // As if there were no health path: what any other plain request gets.
+            assert_eq!(answer, plain, "allow {allow}");
+            assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+        }
+        server.close();
+    }
+}

@@ -8,6 +8,7 @@
 //! - `stats`: `get_peer_stats()`, `get_stats()` and the Performance monitors
 //! - `admission`: the handshake handler's glue
 //! - `drain`: `shutdown()`, the graceful drain
+//! - `termination`: `shutdown_on_sigterm`, SIGTERM/SIGINT turned into a drain
 //! - `session`: `create_server` / `create_client` (checks, TLS options, starting the core)
 //! - `settings`: the properties as the core's `PeerConfig`
 //!
@@ -21,6 +22,7 @@ mod outgoing;
 mod session;
 mod settings;
 mod stats;
+mod termination;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -128,13 +130,23 @@ pub struct RustWebSocketMultiplayerPeer {
     /// Server behind a reverse proxy (nginx, a load balancer): connections coming from these
     /// addresses (IPs or CIDR ranges such as `"10.0.0.0/8"`) report the client's address from
     /// `X-Forwarded-For` in `get_peer_address()`, `get_peer(id).get_connected_host()` and the
-    /// handshake handler (the rightmost entry that is not itself a trusted proxy), and its
-    /// port from `X-Forwarded-Port` in `get_peer_port()` (the entry at the same place from the
-    /// right, read as the client's source port: nginx `$remote_port`; none there: the proxy
-    /// connection's port; not a port: ignored with a warning). Empty (default): the headers
-    /// are ignored, as they can be forged. Applies to the next create_server.
+    /// handshake handler (the rightmost entry that is not itself a trusted proxy);
+    /// `get_peer_port()` stays the proxy connection's port unless
+    /// [member trust_forwarded_port] is on. Empty (default): the headers are ignored, as they
+    /// can be forged. Applies to the next create_server.
     #[var]
     trusted_proxies: PackedStringArray,
+    /// With [member trusted_proxies]: read a trusted proxy's `X-Forwarded-Port` as the
+    /// client's own (source) port, for `get_peer_port()` and the handshake handler: the entry
+    /// at the same place from the right as the `X-Forwarded-For` entry chosen (none there:
+    /// the proxy connection's port; not a port: ignored with a warning). Turn it on only for
+    /// a proxy that writes the client's port there, such as nginx with
+    /// `proxy_set_header X-Forwarded-Port $remote_port`. Default false: the header is
+    /// ignored, because AWS ALB, Traefik and most other proxies send the port the client
+    /// reached *them* on (443), which would give every peer the same port. Applies to the next
+    /// create_server.
+    #[var]
+    trust_forwarded_port: bool,
     /// Server behind a TCP load balancer (HAProxy `send-proxy` / `send-proxy-v2`, AWS NLB,
     /// nginx stream `proxy_protocol on`): connections from [member trusted_proxies] must start
     /// with a PROXY protocol header (v1 or v2), and the client it names is what
@@ -150,9 +162,18 @@ pub struct RustWebSocketMultiplayerPeer {
     /// accepting, `503 Service Unavailable` while [member MultiplayerPeer.refuse_new_connections]
     /// is on (new WebSocket clients then get a 503 too, instead of a closed socket). Empty
     /// (default): off, and such a request gets 400 as before. Must start with `/`, without a
-    /// query. Applies to the next create_server.
+    /// query. [member health_allow] can limit who gets an answer. Applies to the next
+    /// create_server.
     #[var]
     health_path: GString,
+    /// Who gets an answer on [member health_path]: IPs or CIDR ranges such as
+    /// `"10.0.0.0/8"` (the same form as [member metrics_allow]), matched against the TCP peer,
+    /// or the client a PROXY protocol header names (so players coming through the balancer
+    /// are not its health checks), never against `X-Forwarded-For`. Any other address gets
+    /// what a request on any other path gets (400, or 503 while refusing), as if there were no
+    /// health path. Empty (default): everyone. Applies to the next create_server.
+    #[var]
+    health_allow: PackedStringArray,
     /// Not in the built-in: permessage-deflate (RFC 7692). Off by default, so nothing changes
     /// on the wire. On: a client offers it and a server accepts a client's offer; a peer that
     /// does not offer or accept it (the built-in peer) gets plain frames as before. Messages
@@ -204,6 +225,35 @@ pub struct RustWebSocketMultiplayerPeer {
     /// `failureThreshold`). Default 0: the listener closes at once.
     #[var(set = set_shutdown_delay)]
     shutdown_delay: f64,
+    /// Catch SIGTERM and SIGINT while this peer is active (from create_server/create_client
+    /// until it is closed or its shutdown is over). A headless Godot does not: they end the
+    /// process at once, and an orchestrator's rolling update (Kubernetes, Nomad, Agones,
+    /// `docker stop`) cuts every player off. With this on, [method MultiplayerPeer.poll]
+    /// emits [signal termination_requested], then calls
+    /// `shutdown(shutdown_timeout, 1001, "server shutting down")` unless a handler of that
+    /// signal already called [method shutdown] (with a code and reason of its own) or closed
+    /// the peer. [member shutdown_delay] applies as for any [method shutdown] ([member
+    /// health_path] answers 503 first). Quit the game on [signal shutdown_completed]. A second
+    /// SIGTERM or SIGINT ends the process at once, as without this (Ctrl+C twice; an
+    /// orchestrator sends SIGKILL after its grace period anyway). Several peers may have it
+    /// on: the handler is installed once and each of them sees the signal; the signals'
+    /// previous handling comes back when no active peer has it on. Unix only (Linux, macOS,
+    /// Android); elsewhere a warning says it does nothing. Default false.
+    /// [codeblock]
+    /// peer.shutdown_on_sigterm = true
+    /// peer.shutdown_delay = 5.0       # 503 on the health path while the balancer notices
+    /// peer.shutdown_timeout = 20.0
+    /// peer.shutdown_completed.connect(func(_cut): get_tree().quit())
+    /// [/codeblock]
+    #[var(set = set_shutdown_on_sigterm)]
+    shutdown_on_sigterm: bool,
+    /// Seconds the players get to leave in the [method shutdown] that
+    /// [member shutdown_on_sigterm] starts (its `timeout`, counted from the end of
+    /// [member shutdown_delay]). Default 10.0. A [method shutdown] the game calls itself takes
+    /// its own.
+    #[var(set = set_shutdown_timeout)]
+    #[init(val = 10.0)]
+    shutdown_timeout: f64,
 
     mode: Mode,
     #[init(val = ConnectionStatus::DISCONNECTED)]
@@ -239,6 +289,8 @@ pub struct RustWebSocketMultiplayerPeer {
     monitors: stats::Monitors,
     /// A shutdown() in progress.
     drain: Option<drain::Drain>,
+    /// This peer's hold on the SIGTERM/SIGINT handler (`shutdown_on_sigterm`, while active).
+    termination: Option<rust_websocket_core::termination::TerminationWatch>,
     /// Peers whose end arrived with packets of theirs still unread: reported on the next
     /// poll, so that the game (SceneMultiplayer reads after each poll) gets those packets.
     deferred_disconnects: Vec<i32>,
@@ -376,6 +428,13 @@ impl RustWebSocketMultiplayerPeer {
     /// `peer_disconnected` before this).
     #[signal]
     fn shutdown_completed(forced_peers: i64);
+
+    /// With [member shutdown_on_sigterm]: the process received SIGTERM (`signal_number` 15)
+    /// or SIGINT (2). Emitted in [method MultiplayerPeer.poll], on the main thread; the peer
+    /// calls [method shutdown] right after, unless a handler of this signal did (e.g. with
+    /// its own close code and reason) or closed the peer. Save what must be saved here.
+    #[signal]
+    fn termination_requested(signal_number: i64);
 
     /// Closes the connection to peer `id` after the packets already queued, with a close
     /// `code` (1000-1003, 1007-1014, 3000-4999) and `reason` the other side can read.
@@ -620,6 +679,23 @@ impl RustWebSocketMultiplayerPeer {
         }
         self.shutdown_delay = seconds;
     }
+
+    #[func]
+    fn set_shutdown_timeout(&mut self, seconds: f64) {
+        if !(seconds >= 0.0 && seconds.is_finite()) {
+            godot_error!(
+                "shutdown_timeout must be 0 or a positive number of seconds, got {seconds}"
+            );
+            return;
+        }
+        self.shutdown_timeout = seconds;
+    }
+
+    #[func]
+    fn set_shutdown_on_sigterm(&mut self, enable: bool) {
+        self.shutdown_on_sigterm = enable;
+        self.update_termination_watch();
+    }
 }
 
 impl RustWebSocketMultiplayerPeer {
@@ -641,6 +717,7 @@ impl RustWebSocketMultiplayerPeer {
         self.status = ConnectionStatus::DISCONNECTED;
         self.unique_id = 0;
         self.epoch += 1;
+        self.termination = None;
     }
 
     fn is_client(&self) -> bool {
@@ -673,6 +750,7 @@ impl IMultiplayerPeerExtension for RustWebSocketMultiplayerPeer {
             ready.read_ready();
         }
         self.poll_events();
+        self.check_termination();
         self.advance_drain();
     }
 

@@ -102,7 +102,8 @@ pub(super) async fn handshake(
 
 /// Reads the request head (bounded: tungstenite's own reader has no size cap) and parses it
 /// once; the health path (answered here), the upgrade checks, the client's address (`remote`, the TCP peer or the client its
-/// PROXY header names, or what a trusted proxy's `X-Forwarded-For` and `X-Forwarded-Port` say it is) and the handshake handler all read that parse. Returns every byte read (for
+/// PROXY header names, or what a trusted proxy's `X-Forwarded-For` says it is, with
+/// `X-Forwarded-Port` when `forwarded_port` is on) and the handshake handler all read that parse. Returns every byte read (for
 /// tungstenite) and the request, or answers 400 / 426 / 431 and returns `None`.
 pub(crate) async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
@@ -129,7 +130,7 @@ pub(crate) async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         return None;
     };
     let head_only = request.method == "HEAD";
-    if let Some((status, reason, body)) = health::answer(&request, shared) {
+    if let Some((status, reason, body)) = health::answer(&request, remote.ip(), shared) {
         http::write_text(stream, (status, reason, None), body, head_only).await;
         return None;
     }
@@ -150,7 +151,12 @@ pub(crate) async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         return None;
     }
     let forwarded: Vec<&str> = request.header_values("x-forwarded-for").collect();
-    let ports: Vec<&str> = request.header_values("x-forwarded-port").collect();
+    // Opt-in: most balancers send the port the client reached them on, not the client's.
+    let ports: Vec<&str> = if shared.config.forwarded_port {
+        request.header_values("x-forwarded-port").collect()
+    } else {
+        Vec::new()
+    };
     let (client, warning) =
         client_address(remote, &forwarded, &ports, &shared.config.trusted_proxies);
     if let Some(message) = warning {

@@ -88,6 +88,7 @@ impl RustWebSocketMultiplayerPeer {
         self.mode = Mode::Server(server);
         self.events = Some(rx);
         self.status = ConnectionStatus::CONNECTED;
+        self.update_termination_watch();
         self.unique_id = 1;
         Error::OK
     }
@@ -147,6 +148,7 @@ impl RustWebSocketMultiplayerPeer {
         self.mode = Mode::Client(Client::connect(&rt, parsed, config, tx, tls));
         self.events = Some(rx);
         self.status = ConnectionStatus::CONNECTING;
+        self.update_termination_watch();
         Error::OK
     }
 }

@@ -64,8 +64,10 @@ impl RustWebSocketMultiplayerPeer {
             max_queued_packets: positive(self.max_queued_packets, "max_queued_packets")?,
             godot_protocol: self.godot_protocol,
             trusted_proxies: addresses(&self.trusted_proxies, "trusted_proxies")?,
+            forwarded_port: self.trust_forwarded_port,
             proxy_protocol: self.proxy_protocol,
             health_path,
+            health_allow: addresses(&self.health_allow, "health_allow")?,
             metrics_path,
             metrics_allow: addresses(&self.metrics_allow, "metrics_allow")?,
             heartbeat_interval: (self.heartbeat_interval > 0.0)
