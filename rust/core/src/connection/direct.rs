@@ -26,13 +26,8 @@ pub(crate) const OWNER_TASK: u8 = 2;
 /// A send this soon after the last direct write is queued instead: a burst then goes out in
 /// the task's batched writes (one system call for many frames), not one write per packet.
 const DIRECT_SPACING_US: u64 = 10;
-/// Messages this large or larger go to the socket directly even in a burst while the game
-/// polls fast ([`crate::ready`]'s main-only reading): one system call per message costs the
-/// spinning main thread less than handing it to a runtime thread that has to wait for a CPU.
-const BULK: usize = 8 * 1024;
-/// A direct send's frame buffer larger than this is given back after use (a 16 KiB message
-/// and its longest header fit).
-const SCRATCH_KEEP: usize = 16 * 1024 + 14;
+/// A direct send's frame buffer larger than this is given back after use.
+const SCRATCH_KEEP: usize = 16 * 1024;
 /// Direct writes allowed between two `poll()`s of any peer object in the process: a
 /// broadcast to hundreds of peers sends a few at once and hands the rest to the tasks, so the
 /// game's main thread does not pay a system call per peer, while a game that answers in the
@@ -167,16 +162,11 @@ impl DirectPath {
         let Some(socket) = socket.as_mut().filter(|s| data.len() < s.direct_below) else {
             return false;
         };
-        // Only this message counted: nothing queued ahead of it; and not in a burst of small
-        // ones.
+        // Only this message counted: nothing queued ahead of it; and not in a burst.
         let now = conn.micros();
-        // A game that polls fast has a main thread to spare: a large message's one system call
-        // costs it less than a runtime thread's wake.
-        let bulk = data.len() >= BULK && conn.ready.as_ref().is_some_and(|r| r.main_only());
         if conn.out_count.load(Ordering::Acquire) != 1
-            || (!bulk
-                && (now.saturating_sub(self.last_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
-                    || !budget_allows()))
+            || now.saturating_sub(self.last_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
+            || !budget_allows()
             || self
                 .owner
                 .compare_exchange(OWNER_IDLE, OWNER_MAIN, Ordering::AcqRel, Ordering::Acquire)
