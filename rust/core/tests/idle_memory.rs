@@ -5,7 +5,9 @@
 //! The clients are plain blocking sockets on a thread of their own, sending a fixed upgrade
 //! request from the stack: they allocate nothing per connection, so every byte counted is the
 //! server's. `RWSMP_MEMORY_REPORT=1` prints the live allocations by size (the table in
-//! BENCHMARKS.md "Memory per idle connection").
+//! BENCHMARKS.md "Memory per idle connection"). Linux only: main-thread reads need epoll, and
+//! the chunk sizes are glibc's.
+#![cfg(target_os = "linux")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -138,28 +140,51 @@ fn take_connected(
     }
 }
 
+/// Raises the soft limit on open files towards `want` (two per connection here), as far as the
+/// hard limit allows. Returns the soft limit.
+fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
 /// Heap bytes per idle `ws://` connection on a server with main-thread reads, and the
 /// breakdown by allocation size with `RWSMP_MEMORY_REPORT=1`.
 #[test]
 fn an_idle_connection_holds_little_heap() {
     const WARM: usize = 50;
-    const N: usize = 1000;
+    // 1000 connections, fewer if the open-file limit cannot be raised that far.
+    let limit = raise_nofile(2 * (WARM + 1000) as u64 + 256);
+    let n = ((limit.saturating_sub(256) / 2) as usize)
+        .saturating_sub(WARM)
+        .min(1000);
+    assert!(n >= 200, "open-file limit {limit}: too low to measure");
     let poller = Poller::every(Duration::from_millis(5));
     let (server, rx, port) = start_plain(poller.config(PeerConfig::default()));
-    let mut socks = Vec::with_capacity(WARM + N);
-    let mut conns = Vec::with_capacity(WARM + N);
+    let mut socks = Vec::with_capacity(WARM + n);
+    let mut conns = Vec::with_capacity(WARM + n);
     // Lazily made state (runtime threads' caches, the epoll watchdog) before the baseline.
     connect(port, WARM, &mut socks);
     take_connected(&rx, WARM, &mut conns);
     std::thread::sleep(Duration::from_millis(300));
     let before = snapshot();
-    connect(port, N, &mut socks);
-    take_connected(&rx, N, &mut conns);
+    connect(port, n, &mut socks);
+    take_connected(&rx, n, &mut conns);
     // Quiet long enough for every task to have gone idle (buffers given back).
     std::thread::sleep(Duration::from_millis(500));
     let after = snapshot();
-    let per_conn = (after.bytes - before.bytes) as f64 / N as f64;
-    let blocks = (after.blocks - before.blocks) as f64 / N as f64;
+    let per_conn = (after.bytes - before.bytes) as f64 / n as f64;
+    let blocks = (after.blocks - before.blocks) as f64 / n as f64;
     let mut chunks = 0.0;
     let mut rows = Vec::new();
     for (c, (a, b)) in after.classes.iter().zip(&before.classes).enumerate() {
@@ -168,7 +193,7 @@ fn an_idle_connection_holds_little_heap() {
             continue;
         }
         let avg = dbytes as f64 / dn as f64;
-        chunks += dn as f64 * chunk(avg.round().max(0.0) as usize) as f64 / N as f64;
+        chunks += dn as f64 * chunk(avg.round().max(0.0) as usize) as f64 / n as f64;
         rows.push((c, dn, dbytes));
     }
     println!(
@@ -186,8 +211,8 @@ fn an_idle_connection_holds_little_heap() {
                 } else {
                     format!("{}..{}", c * 16, c * 16 + 15)
                 },
-                dn as f64 / N as f64,
-                dbytes as f64 / N as f64
+                dn as f64 / n as f64,
+                dbytes as f64 / n as f64
             );
         }
     }
