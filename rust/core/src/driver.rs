@@ -96,17 +96,55 @@ impl Shared {
 
 /// Drives one open connection until it closes, then reports [`Event::Disconnected`].
 /// `decoder` may hold bytes already read (the client reads its id with it).
-pub(crate) async fn run(
+///
+/// The setup (protocol, socket registrations) runs in this call and only what the task
+/// keeps goes into the returned future: an `async fn` would also hold its arguments and
+/// every value the setup borrowed for as long as the connection lives (about 2 KiB each).
+pub(crate) fn run(
     conn: Arc<Connection>,
     stream: HeadFence<MaybeTls>,
-    mut decoder: Decoder,
+    decoder: Decoder,
     outbound: Receiver<Outgoing>,
     events: Sender<Event>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
+    let started = start(&conn, stream, decoder, events);
+    async move {
+        let Some(Started {
+            shared,
+            sock,
+            tls,
+            key,
+        }) = started
+        else {
+            return;
+        };
+        let main_reader = key.and(conn.ready.as_deref());
+        drive(&shared, sock, tls, &outbound, main_reader).await;
+        if let (Some(ready), Some(key)) = (&conn.ready, key) {
+            ready.forget(key);
+        }
+    }
+}
+
+/// What the task of an open connection keeps: the protocol shared with the main thread, its
+/// registration of the socket, the TLS session, and its key in the main thread's ready set.
+struct Started {
+    shared: Arc<Shared>,
+    sock: TaskSocket,
+    tls: Option<Arc<TlsSession>>,
+    key: Option<u64>,
+}
+
+/// [`run`]'s setup. `None`: the socket could not be shared or registered (the end is
+/// reported).
+fn start(
+    conn: &Arc<Connection>,
+    stream: HeadFence<MaybeTls>,
+    mut decoder: Decoder,
+    events: Sender<Event>,
+) -> Option<Started> {
     // The fence has done its work: what it still holds goes to the decoder.
-    let Some((stream, rest)) = stream.into_parts() else {
-        return;
-    };
+    let (stream, rest) = stream.into_parts()?;
     decoder.receive(&rest);
     let client = !decoder.is_server();
     let mut proto = Protocol::new(decoder, conn.heartbeat, TIMEOUTS, Instant::now());
@@ -127,11 +165,11 @@ pub(crate) async fn run(
         Err(e) => {
             // Reported when dropped.
             let _end = EndReport {
-                conn: &conn,
+                conn,
                 events: &events,
                 failure: Some(format!("socket: {e}")),
             };
-            return;
+            return None;
         }
     };
     let tcp = sock.tcp().clone();
@@ -147,7 +185,7 @@ pub(crate) async fn run(
         wake: Notify::new(),
         handoff: AtomicU64::new(0),
         conn: conn.clone(),
-        events: events.clone(),
+        events,
     });
     // Not with compression: inflating stays on the runtime's threads.
     let key = conn
@@ -155,12 +193,12 @@ pub(crate) async fn run(
         .as_ref()
         .filter(|_| conn.info().deflate.is_none())
         .and_then(|ready| ready.add(&tcp, &shared));
-    drop(tcp);
-    let main_reader = key.and(conn.ready.as_deref());
-    drive(&shared, sock, tls, &outbound, main_reader).await;
-    if let (Some(ready), Some(key)) = (&conn.ready, key) {
-        ready.forget(key);
-    }
+    Some(Started {
+        shared,
+        sock,
+        tls,
+        key,
+    })
 }
 
 /// The batch being written.

@@ -69,6 +69,9 @@ pub fn shutdown() {
 /// Spawns a connection-level task on the current runtime. A panic inside it ends only that
 /// task (its socket is dropped with it) and is reported; with `peer` set, the main thread is
 /// also told that this peer is gone (client side: the attempt failed).
+///
+/// A combinator, not an `async` block: a block would hold `fut` twice (as its capture and
+/// inside the `catch_unwind` it awaits), doubling the memory of every connection's task.
 pub(crate) fn spawn_guarded<F>(
     events: crossbeam_channel::Sender<crate::events::Event>,
     peer: Option<i32>,
@@ -77,21 +80,34 @@ pub(crate) fn spawn_guarded<F>(
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     use futures_util::FutureExt;
-    tokio::spawn(async move {
-        if let Err(panic) = std::panic::AssertUnwindSafe(fut).catch_unwind().await {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            let _ = events.send(crate::events::Event::Error {
-                message: format!("internal error in a connection task (connection closed): {what}"),
-            });
-            if let Some(_id) = peer {
-                let _ = events.send(crate::events::Event::ConnectFailed {
-                    reason: "internal error".into(),
-                });
+    let guarded = std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .map(move |res| {
+            if let Err(panic) = res {
+                report_panic(&events, peer, panic.as_ref());
             }
-        }
+        });
+    tokio::spawn(guarded);
+}
+
+/// Tells the main thread that a connection task panicked (and, with `peer`, that the
+/// connection attempt failed).
+fn report_panic(
+    events: &crossbeam_channel::Sender<crate::events::Event>,
+    peer: Option<i32>,
+    panic: &(dyn std::any::Any + Send),
+) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let _ = events.send(crate::events::Event::Error {
+        message: format!("internal error in a connection task (connection closed): {what}"),
     });
+    if peer.is_some() {
+        let _ = events.send(crate::events::Event::ConnectFailed {
+            reason: "internal error".into(),
+        });
+    }
 }

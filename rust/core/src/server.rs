@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
+use futures_util::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -394,20 +395,20 @@ fn start_connection(peer: Handshaken, shared: Arc<Shared>, cancel: CancellationT
     }
     Metrics::count(&shared.metrics.accepted);
     lock_live(&shared.live).insert(id, conn.clone());
+    let mut decoder = Decoder::new(shared.config.max_message(), true);
+    if let Some((agreed, ours)) = &conn.info().deflate {
+        decoder.inflate_with(deflate::for_connection(agreed, ours, true).1);
+    }
     let events = shared.events.clone();
-    spawn_guarded(events.clone(), None, async move {
-        // Also when the task panics: a connection left in `live` would keep its socket open.
-        let _ended = Ended {
-            shared: shared.clone(),
-            conn: conn.clone(),
-            id,
-        };
-        let mut decoder = Decoder::new(shared.config.max_message(), true);
-        if let Some((agreed, ours)) = &conn.info().deflate {
-            decoder.inflate_with(deflate::for_connection(agreed, ours, true).1);
-        }
-        driver::run(conn, stream, decoder, outbound, events).await;
-    });
+    // Also when the task panics: a connection left in `live` would keep its socket open.
+    let ended = Ended {
+        shared,
+        conn: conn.clone(),
+        id,
+    };
+    let task = driver::run(conn, stream, decoder, outbound, events.clone());
+    // A combinator, not an `async` block, which would hold the task's future twice.
+    spawn_guarded(events, None, task.map(move |()| drop(ended)));
 }
 
 /// A connection's end, for the server's books: its traffic into the totals, its id free.
