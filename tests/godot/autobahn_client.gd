@@ -26,6 +26,7 @@ var count_tries := 0
 var compression := false
 var threshold := 0
 var level := 6
+var pace = preload("res://tests/lib/idle_pace.gd").new()
 
 
 func _initialize() -> void:
@@ -76,13 +77,16 @@ func _open(path: String) -> bool:
 
 func _frame() -> void:
 	peer.poll()
+	var handled := 0
 	while peer.get_available_packet_count() > 0:
+		handled += 1
 		var pkt: PackedByteArray = peer.get_packet()
 		if phase == "count":
 			case_count = int(pkt.get_string_from_utf8())
 		elif phase == "case":
 			if peer.send_bytes(1, pkt, peer.was_string_packet()) == OK:
 				echoed += 1
+	pace.frame(handled)
 	var status: int = peer.get_connection_status()
 	var over := status == MultiplayerPeer.CONNECTION_DISCONNECTED
 	if not over and Time.get_ticks_msec() > deadline:

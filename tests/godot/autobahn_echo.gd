@@ -19,6 +19,7 @@ var failed: int = 0
 var compression := false
 var threshold := 0
 var level := 6
+var pace = preload("res://tests/lib/idle_pace.gd").new()
 
 
 func _initialize() -> void:
@@ -27,7 +28,8 @@ func _initialize() -> void:
 		var kv: PackedStringArray = a.split("=", true, 1)
 		args[kv[0]] = kv[1] if kv.size() > 1 else ""
 	stop_file = args.get("stop", "")
-	OS.low_processor_usage_mode_sleep_usec = int(args.get("sleep_usec", "100"))
+	pace.busy_usec = int(args.get("sleep_usec", "100"))
+	OS.low_processor_usage_mode_sleep_usec = pace.busy_usec
 	var buffer := int(args.get("buffer", str(32 * 1024 * 1024)))
 	compression = args.get("compression", "0") == "1"
 	threshold = int(args.get("threshold", "0"))
@@ -63,7 +65,9 @@ func _frame() -> void:
 		quit(0)
 		return
 	peer.poll()
+	var handled := 0
 	while peer.get_available_packet_count() > 0:
+		handled += 1
 		var src: int = peer.get_packet_peer()
 		var pkt: PackedByteArray = peer.get_packet()
 		# send_bytes: the same frame type, and empty messages too (put_packet cannot send those).
@@ -72,3 +76,4 @@ func _frame() -> void:
 			echoed += 1
 		else:
 			failed += 1
+	pace.frame(handled)

@@ -149,10 +149,13 @@ fn start(
     let client = !decoder.is_server();
     let mut proto = Protocol::new(decoder, conn.heartbeat, TIMEOUTS, Instant::now());
     // With compression agreed, messages from the threshold up are compressed here, on the
-    // runtime's thread: only shorter ones (sent as they are) may take the direct path.
-    let mut direct_below = usize::MAX;
+    // runtime's thread: only shorter ones and those the compressor skips (sent as they are)
+    // may take the direct path.
+    let (mut direct_below, mut skipping) = (usize::MAX, None);
     if let Some((agreed, ours)) = &conn.info().deflate {
-        proto.deflate_with(deflate::for_connection(agreed, ours, !client).0);
+        let deflater = deflate::for_connection(agreed, ours, !client).0;
+        skipping = Some(deflater.skipping());
+        proto.deflate_with(deflater);
         direct_below = ours.threshold;
     }
     let shared_socket = match stream {
@@ -174,7 +177,7 @@ fn start(
     };
     let tcp = sock.tcp().clone();
     conn.direct
-        .open(tcp.clone(), tls.clone(), client, direct_below);
+        .open(tcp.clone(), tls.clone(), client, direct_below, skipping);
     let shared = Arc::new(Shared {
         live: Mutex::new(Live {
             proto,

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use super::Connection;
 use crate::frame;
+use crate::protocol::deflate::Skipping;
 use crate::shared_tcp::{self, Tcp};
 use crate::shared_tls::{self, TlsSession};
 
@@ -57,8 +58,19 @@ struct Socket {
     /// Messages this long or longer go to the task: with permessage-deflate they are
     /// compressed, which is the runtime's work, never the main thread's.
     direct_below: usize,
+    /// With compression: while the task's compressor is skipping incompressible data, a
+    /// message it would skip may come this way too, sent as it is.
+    skipping: Option<Arc<Skipping>>,
     /// `wss://`: frames are sealed in this session and written from its buffer.
     tls: Option<Arc<TlsSession>>,
+}
+
+impl Socket {
+    /// Whether `data` may go out from here, uncompressed: below the compression threshold,
+    /// or one the compressor would skip now (last of the checks: that takes from its count).
+    fn sends_plain(&self, data: &[u8]) -> bool {
+        data.len() < self.direct_below || self.skipping.as_ref().is_some_and(|s| s.take(data))
+    }
 }
 
 #[derive(Default)]
@@ -80,20 +92,22 @@ pub(crate) struct DirectPath {
 }
 
 impl DirectPath {
-    /// Opens the path (the task does), for messages shorter than `direct_below` bytes;
-    /// `tls` for `wss://`.
+    /// Opens the path (the task does), for messages shorter than `direct_below` bytes and
+    /// those `skipping` lets through; `tls` for `wss://`.
     pub(crate) fn open(
         &self,
         tcp: Arc<Tcp>,
         tls: Option<Arc<TlsSession>>,
         client: bool,
         direct_below: usize,
+        skipping: Option<Arc<Skipping>>,
     ) {
         *self.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(Socket {
             tcp,
             masker: client.then(frame::Masker::new),
             scratch: Vec::new(),
             direct_below,
+            skipping,
             tls,
         });
     }
@@ -159,7 +173,7 @@ impl DirectPath {
     /// of ours is queued and nobody is writing. `false`: queue it instead.
     pub(crate) fn send(&self, conn: &Connection, data: &[u8], text: bool) -> bool {
         let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(socket) = socket.as_mut().filter(|s| data.len() < s.direct_below) else {
+        let Some(socket) = socket.as_mut() else {
             return false;
         };
         // Only this message counted: nothing queued ahead of it; and not in a burst.
@@ -167,6 +181,7 @@ impl DirectPath {
         if conn.out_count.load(Ordering::Acquire) != 1
             || now.saturating_sub(self.last_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
             || !budget_allows()
+            || !socket.sends_plain(data)
             || self
                 .owner
                 .compare_exchange(OWNER_IDLE, OWNER_MAIN, Ordering::AcqRel, Ordering::Acquire)

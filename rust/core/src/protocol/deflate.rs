@@ -11,6 +11,8 @@
 //! deflate stream with a 15-bit window is about 300 KiB by zlib's sizing).
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -47,10 +49,39 @@ pub(crate) struct Deflater {
     /// is borrowed per message.
     own: Option<Compress>,
     no_context: bool,
-    /// Messages still to send as they are, after one that compression did not shrink.
-    skip: u32,
+    /// Messages still to send as they are, after one that compression did not shrink;
+    /// shared with the direct send path ([`Deflater::skipping`]).
+    skip: Arc<Skipping>,
     /// How many the next such message makes skip (doubles up to [`MAX_SKIP`]).
     backoff: u32,
+}
+
+/// How many more messages the connection sends uncompressed before compression is tried
+/// again: the connection task's [`Deflater`] sets it, and both the task and the direct send
+/// path (a `put_packet` that writes its frame from the game's thread) use it up. A message
+/// sent as it is leaves the deflate context as it was (RFC 7692 section 6.1: only compressed
+/// messages go through it), so which of the two sends it does not matter; the direct path
+/// sends only when nothing of the connection is queued, so messages keep their order.
+#[derive(Debug, Default)]
+pub(crate) struct Skipping(AtomicU32);
+
+impl Skipping {
+    /// Whether `data`, of the threshold's length or more, goes out uncompressed now: one of
+    /// the messages to skip, and its sample does not look compressible. Takes one from the
+    /// count when it does. (A message that looks compressible is left to the task, which
+    /// compresses it and ends the skipping.)
+    pub(crate) fn take(&self, data: &[u8]) -> bool {
+        if self.0.load(Ordering::Relaxed) == 0 || looks_compressible(data) {
+            return false;
+        }
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn set(&self, n: u32) {
+        self.0.store(n, Ordering::Relaxed);
+    }
 }
 
 /// The receiving side's decompressor for one connection.
@@ -86,7 +117,7 @@ pub(crate) fn for_connection(
         window_bits: send_bits.clamp(9, MAX_WINDOW_BITS),
         own: None,
         no_context: send_reset,
-        skip: 0,
+        skip: Arc::default(),
         backoff: 1,
     };
     let inflater = Inflater {
@@ -135,15 +166,17 @@ impl Deflater {
         if data.len() < self.threshold {
             return false;
         }
-        if self.skip > 0 {
-            if looks_compressible(data) {
-                self.skip = 0;
-                return true;
-            }
-            self.skip -= 1;
+        if self.skip.take(data) {
             return false;
         }
+        // Not skipping, or data that looks compressible: compressed, and the skipping ends.
+        self.skip.set(0);
         true
+    }
+
+    /// The skip count, for the direct send path to use up too.
+    pub(crate) fn skipping(&self) -> Arc<Skipping> {
+        self.skip.clone()
     }
 
     /// Appends `data` compressed (one message's payload, without the tail) to `out`.
@@ -151,7 +184,7 @@ impl Deflater {
         let start = out.len();
         self.compress_into(data, out);
         if (out.len() - start) * 10 > data.len() * 9 {
-            self.skip = self.backoff;
+            self.skip.set(self.backoff);
             self.backoff = (self.backoff * 2).min(MAX_SKIP);
         } else {
             self.backoff = 1;

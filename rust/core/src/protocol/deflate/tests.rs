@@ -238,6 +238,39 @@ fn skipping_keeps_both_contexts_in_step() {
     }
 }
 
+/// The direct send path (the game's thread) and the task share one skip count: the path sends
+/// a skipped message as it is and takes one from the count, never one that looks
+/// compressible, and what the task compresses meanwhile still inflates in order.
+#[test]
+fn the_direct_path_uses_up_the_same_skips() {
+    for no_context in [false, true] {
+        let (mut deflater, mut inflater) = pair(no_context, 0);
+        let direct = deflater.skipping();
+        let mut sent_compressed = Vec::new();
+        let mut send = |deflater: &mut Deflater, m: &[u8]| {
+            assert!(deflater.wants(m), "{no_context}");
+            sent_compressed.push((m.to_vec(), deflate(deflater, m)));
+        };
+        // Nothing to skip yet: every message is the compressor's.
+        assert!(!direct.take(&noise(4096, 1)), "{no_context}");
+        send(&mut deflater, &noise(4096, 2));
+        // It did not shrink: the next one is skipped, here by the direct path.
+        assert!(direct.take(&noise(4096, 3)), "{no_context}");
+        assert!(!direct.take(&noise(4096, 4)), "{no_context}");
+        // None left: the task tries again, and now skips two.
+        send(&mut deflater, &noise(4096, 5));
+        let text = b"{\"player\": 1, \"x\": 10}".repeat(100);
+        // Compressible data is left to the task, which compresses it and ends the skipping.
+        assert!(!direct.take(&text), "{no_context}");
+        send(&mut deflater, &text);
+        assert!(!direct.take(&noise(4096, 6)), "{no_context}");
+        send(&mut deflater, &text);
+        for (i, (m, packed)) in sent_compressed.iter().enumerate() {
+            assert_eq!(&inflater.inflate(packed, 1 << 20).unwrap(), m, "#{i}");
+        }
+    }
+}
+
 #[test]
 fn a_bomb_stops_at_the_limit() {
     let (mut deflater, _) = pair(true, 0);
