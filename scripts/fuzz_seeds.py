@@ -322,6 +322,31 @@ def proxy_protocol_seeds() -> dict[str, bytes]:
         "v2_tcp4": sig + b"\x21\x11" + struct.pack(">H", len(v4)) + v4 + get,
         "v2_tcp6_tlv": sig + b"\x21\x21" + struct.pack(">H", len(v6 + tlv)) + v6 + tlv + get,
         "v2_local": sig + b"\x20\x00" + struct.pack(">H", 0) + get,
+        # Each of the parser's other answers once, for the mutator to start from: v1 with
+        # an IPv4-mapped source, a UDP and a UNIX v2 header, a mapped v6 address, the longest
+        # v2 body, and every refusal (too long, malformed in each way it names, incomplete).
+        "v1_mapped": b"PROXY TCP6 ::ffff:10.0.0.1 ::1 0 65535\r\n",
+        "v2_udp4": sig + b"\x21\x12" + struct.pack(">H", len(v4)) + v4,
+        "v2_unix": sig + b"\x21\x31" + struct.pack(">H", 216) + b"/s".ljust(216, b"\0"),
+        "v2_mapped": sig + b"\x21\x21" + struct.pack(">H", 36) + bytes(10) + b"\xff\xff"
+                     + bytes([10, 0, 0, 1]) + bytes(16) + struct.pack(">HH", 1, 2),
+        "v2_longest": sig + b"\x21\x11" + struct.pack(">H", 2048) + v4.ljust(2048, b"\x04"),
+        "v2_too_long": sig + b"\x21\x11" + struct.pack(">H", 2049) + v4,
+        "v2_short_body": sig + b"\x21\x21" + struct.pack(">H", 12) + v4,
+        "v2_version_1": sig + b"\x11\x11" + struct.pack(">H", 12) + v4,
+        "v2_command_2": sig + b"\x22\x11" + struct.pack(">H", 12) + v4,
+        "v2_family_4": sig + b"\x21\x41" + struct.pack(">H", 12) + v4,
+        "v2_truncated": sig + b"\x21\x11" + struct.pack(">H", 12) + v4[:5],
+        "v1_too_long": b"PROXY UNKNOWN " + b"x" * 100 + b"\r\n",
+        "v1_bare_lf": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+        "v1_not_ascii": b"PROXY TCP4 1.2.3.\xff 5.6.7.8 1 2\r\n",
+        "v1_four_fields": b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
+        "v1_udp": b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        "v1_wrong_family": b"PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",
+        "v1_port_zero_led": b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
+        "v1_port_over": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
+        "v1_truncated": b"PROXY TCP4 1.2.3.4 5.6",
+        "not_a_header": get,
     }
 
 
