@@ -56,6 +56,9 @@ def frames_client_sends() -> dict[str, bytes]:
                                 + f(0, "h\u00e9".encode()[2:] + b"llo", fin=False)
                                 + f(10, b"") + f(0, b"!", fin=True))
     seeds["pings"] = b"".join(f(9, bytes([i]) * i) for i in range(0, 126, 25))
+    # More pings in one read than the protocol queues pongs for (MAX_PENDING_PONGS, 64): the
+    # rest are answered with one pong for the latest (source coverage: never reached before).
+    seeds["ping_flood"] = b"".join(f(9, struct.pack(">H", i)) for i in range(70))
     seeds["close_1000"] = f(2, b"bye") + f(8, struct.pack(">H", 1000) + b"done")
     seeds["close_empty"] = f(8, b"")
     seeds["close_4999"] = f(8, struct.pack(">H", 4999) + "ü".encode() * 61)
@@ -113,7 +116,7 @@ def protocol_seeds() -> dict[str, bytes]:
     for label in ("hostile_utf8_split_valid", "hostile_ping_between_fragments",
                   "hostile_unmasked", "hostile_utf8_fragmented", "hostile_length_2^63",
                   "hostile_continuation_flood", "hostile_fast_sender", "fragmented_text",
-                  "pings", "close_1000", "close_empty", "close_then_data", "lengths"):
+                  "pings", "ping_flood", "close_1000", "close_empty", "close_then_data", "lengths"):
         stream = streams[label]
         for name, ops in OP_PATTERNS.items():
             op_bytes = b"".join(bytes(op) for op in ops)

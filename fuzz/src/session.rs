@@ -278,7 +278,8 @@ impl<'a> Session<'a> {
                     self.game_asked_close = true;
                     self.game_closed = true;
                     let code = [1000, 1001, 1003, 1011, 1014, 3000, 4999][usize::from(arg % 7)];
-                    let reason = "é".repeat(usize::from(arg >> 3));
+                    // Up to 126 bytes: past 123 it is cut on a char boundary.
+                    let reason = "é".repeat(usize::from(arg >> 2));
                     self.proto.close(code, &reason, self.now);
                 }
                 9 => self.eof(),
