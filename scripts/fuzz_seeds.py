@@ -238,6 +238,12 @@ def http_request_seeds() -> dict[str, bytes]:
             "X-Forwarded-For: 1.2.3.4, 203.0.113.7", "X-Forwarded-For: 10.0.0.5, [2001:db8::1]"]),
         "protocols": rawws.upgrade_request(PORT, headers=["Sec-WebSocket-Protocol: x, godot"]),
         "query": rawws.upgrade_request(PORT, path="/game?token=abc&x=%20"),
+        "forwarded_port": rawws.upgrade_request(PORT, headers=[
+            "X-Forwarded-For: 203.0.113.7", "X-Forwarded-Port: 51234"]),
+        "forwarded_bad_port": rawws.upgrade_request(PORT, headers=[
+            "X-Forwarded-For: 203.0.113.7", "X-Forwarded-Port: 99999"]),
+        # More headers than the parser's 96 slots: refused as too large (431).
+        "many_headers": rawws.upgrade_request(PORT, headers=[f"X-{i}: {i}" for i in range(97)]),
     }
     for label, payload in hostile_cases_wire.garbage_payloads():
         requests[f"hostile_garbage_{label}"] = payload
@@ -307,6 +313,11 @@ def proxy_seeds() -> dict[str, bytes]:
         "v6": b"::ffff:10.1.1.1\nfd00::/8\n10.0.0.0/8\n\n[2001:db8::1], fd12::1\n6.6.6.6",
         "all": b"8.8.8.8\n0.0.0.0/0\n::/0\n\ngarbage, 1.1.1.1",
         "host_bits": b"10.9.9.9\n10.9.9.9/0\n192.168.1.77/24\n\n1.2.3.4",
+        # X-Forwarded-Port (`port ` lines): paired from the right with the address chosen; a
+        # value that is not a port (source coverage: no seed had one, none was reached).
+        "ports": b"127.0.0.1\n127.0.0.1\n10.0.0.0/8\n\n1.2.3.4, 10.0.0.5\nport 51234, 443",
+        "bad_port": b"10.0.0.5\n10.0.0.0/8\n\n203.0.113.7\nport 0x50",
+        "port_zero": b"10.0.0.5\n10.0.0.0/8\n\n203.0.113.7\nport 443\nport 0",
     }
 
 
