@@ -60,7 +60,7 @@ PARSER_FILES = {
                  "frame.rs"],
     "deflate": ["protocol/deflate.rs", "protocol/mod.rs", "protocol/decode/mod.rs"],
     "http_request": ["http.rs", "fence.rs", "server/handshake.rs", "proxy.rs"],
-    "http_response": ["client.rs", "fence.rs", "http.rs"],
+    "http_response": ["client.rs", "fence.rs"],
     "close_payload": ["frame.rs", "protocol/decode/mod.rs"],
     "url": ["url.rs"],
     "proxy_headers": ["proxy.rs"],
