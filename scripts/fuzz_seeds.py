@@ -254,7 +254,10 @@ def http_request_seeds() -> dict[str, bytes]:
     seeds = {}
     for label, req in requests.items():
         for split, sizes in SPLITS.items():
-            for settings in (0, 0b0011, 0b1110):
+            # Settings: no proxy trusted; the peer not trusted; every address trusted; the
+            # peer trusted alone, and in a range (the last two: a client written in the
+            # headers is chosen, so X-Forwarded-Port is read; none reached it before).
+            for settings in (0, 0b0011, 0b1110, 0b0010, 0b0101):
                 seeds[f"{label}_{split}_{settings}"] = bytes([settings]) + prefixed(sizes) + req
     return seeds
 
