@@ -22,7 +22,7 @@ Two kinds of private copy:
     dependency is downloaded, libc included, and the wrapper runs the binary through the root's
     own dynamic loader (shared/DESIGN-NOTES.md section 3).
 
-    python3 tests/provision.py [NAME...]   # provides them (default: all), prints one path a line
+    python3 tests/provision.py [NAME...]   # provides them (default: the tests'), prints one path a line
     "$(python3 tests/provision.py nginx)" -v
 """
 
@@ -334,7 +334,7 @@ def _write_wrapper(prog: Program, wrapper: str, root: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(PROGRAMS)
+    names = argv or [n for n in PROGRAMS if n != "llvm-cov"]  # the tests' programs
     unknown = [n for n in names if n not in PROGRAMS]
     if unknown:
         log(f"unknown program(s) {' '.join(unknown)}; known: {' '.join(PROGRAMS)}")
