@@ -22,7 +22,7 @@ Two kinds of private copy:
     dependency is downloaded, libc included, and the wrapper runs the binary through the root's
     own dynamic loader (shared/DESIGN-NOTES.md section 3).
 
-    python3 tests/provision.py [NAME...]   # provides them (default: the tests'), prints one path a line
+    python3 tests/provision.py [NAME...]   # provides them (default: the tests'), one path a line
     "$(python3 tests/provision.py nginx)" -v
 """
 
