@@ -5,15 +5,25 @@ command (tests/run_tests.py); RELIABILITY.md ("Fuzzing") has the targets and the
 
     python3 scripts/fuzz.py --minutes 5                      # every target, 5 minutes each
     python3 scripts/fuzz.py --minutes 1 --targets protocol,url
+    python3 scripts/fuzz.py --coverage --targets proxy_protocol    # source coverage, no fuzzing
 
 Steps: writes the seed corpora (scripts/fuzz_seeds.py) into fuzz/corpus/<target>/, builds
 every target with `cargo +nightly fuzz build` (debug assertions on, so overflows panic), then
-runs them one after the other with -max_total_time, -rss_limit_mb and -malloc_limit_mb. The
+runs them one after the other with -max_total_time, -rss_limit_mb and -malloc_limit_mb (and
+-dict=fuzz/dict/<target>.dict where there is one: a format's tokens). The
 corpus grows across runs (fuzz/corpus is not committed). Prints one line per target: runs,
 runs/s, libFuzzer's final coverage (`cov`: edges, `ft`: features), corpus size, and the
 findings (crash, leak, timeout and out-of-memory inputs written to fuzz/artifacts/<target>/
 during this run; replay one with `cargo +nightly fuzz run <target> <file>`). Exits 1 on a
 finding or a failed build.
+
+--coverage runs no fuzzer: it replays each target's corpus through a build instrumented for
+source coverage (`cargo +nightly fuzz coverage`), merges the profiles with llvm-profdata and
+prints line and region coverage of the core's source files the target is there for
+(PARSER_FILES) with `llvm-cov export`; the lines never run are listed in
+fuzz/coverage/<target>/uncovered.txt. The nightly's profiles need its own LLVM (22): the
+toolchain's llvm-tools component when installed, else Debian's llvm-22 provided privately by
+tests/provision.py (`$LLVM_COV` / `$LLVM_PROFDATA` name others).
 
 Needs: a nightly toolchain (`rustup toolchain install nightly`) and cargo-fuzz
 (`cargo install cargo-fuzz`). Standard library only.
@@ -22,6 +32,7 @@ Needs: a nightly toolchain (`rustup toolchain install nightly`) and cargo-fuzz
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -41,6 +52,23 @@ TARGETS = list(fuzz_seeds.SEEDS)
 MAX_LEN = {"frame_decoder": 16384, "protocol": 16384, "deflate": 16384, "http_request": 20480,
            "http_response": 8192}
 FINDING_PREFIXES = ("crash-", "leak-", "timeout-", "oom-")
+# The runtime's source files (under rust/core/src) each target is there for: what --coverage
+# reports. Others the target reaches (std, tungstenite, zlib-rs, the fuzzing handles) are not.
+PARSER_FILES = {
+    "frame_decoder": ["protocol/decode/mod.rs"],
+    "protocol": ["protocol/mod.rs", "protocol/decode/mod.rs", "protocol/heartbeat.rs",
+                 "frame.rs"],
+    "deflate": ["protocol/deflate.rs", "protocol/mod.rs", "protocol/decode/mod.rs"],
+    "http_request": ["http.rs", "fence.rs", "server/handshake.rs", "proxy.rs"],
+    "http_response": ["client.rs", "fence.rs"],
+    "close_payload": ["frame.rs", "protocol/decode/mod.rs"],
+    "url": ["url.rs"],
+    "proxy_headers": ["proxy.rs"],
+    "x509": ["tls/x509.rs"],
+    "proxy_protocol": ["proxy_protocol.rs"],
+    "extension": ["protocol/extension.rs"],
+}
+CORE_SRC = os.path.join(ROOT, "rust", "core", "src")
 
 
 def host_triple() -> str:
@@ -84,6 +112,9 @@ def run_target(binary: str, target: str, seconds: int, rss_mb: int, malloc_mb: i
             f"-artifact_prefix={artifacts}/"]
     if target in MAX_LEN:
         args.append(f"-max_len={MAX_LEN[target]}")
+    dictionary = os.path.join(FUZZ, "dict", f"{target}.dict")
+    if os.path.exists(dictionary):
+        args.append(f"-dict={dictionary}")
     if jobs > 1:
         args += [f"-fork={jobs}", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
     print(f"== {target}: {seconds} s", flush=True)
@@ -105,6 +136,96 @@ def run_target(binary: str, target: str, seconds: int, rss_mb: int, malloc_mb: i
             "corpus_files": len(os.listdir(corpus))}
 
 
+def llvm_tools() -> tuple[str, str]:
+    """(llvm-cov, the directory of an llvm-profdata next to it) of the nightly's LLVM."""
+    sysroot = subprocess.run(["rustc", "+nightly", "--print", "sysroot"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    rustlib = os.path.join(sysroot, "lib", "rustlib", host_triple(), "bin")
+    if os.path.exists(os.path.join(rustlib, "llvm-cov")) and not os.environ.get("LLVM_COV"):
+        return os.path.join(rustlib, "llvm-cov"), rustlib
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import provision  # noqa: E402 (tests/ is no package)
+    return provision.path("llvm-cov"), os.path.dirname(provision.llvm_profdata())
+
+
+def coverage(target: str, corpora: str, llvm_cov: str, llvm_dir: str, jobs: int) -> dict:
+    """Replays corpora/<target> through the coverage build; line/region counts of
+    PARSER_FILES."""
+    corpus = os.path.join(corpora, target)
+    triple = host_triple()
+    build_dir = os.path.join(FUZZ, "target", triple, "coverage")  # cargo-fuzz's own default
+    cmd = ["cargo", "+nightly", "fuzz", "coverage", "--debug-assertions", "--target-dir",
+           build_dir, "--llvm-path", llvm_dir, "-j", str(jobs), target, corpus]
+    print("$ " + " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return {"target": target, "files": [], "error": f"exit {proc.returncode}"}
+    binary = os.path.join(build_dir, triple, "release", target)
+    out = os.path.join(FUZZ, "coverage", target)
+    profile = ["-instr-profile=" + os.path.join(out, "coverage.profdata"), binary]
+    files = [os.path.join(CORE_SRC, f) for f in PARSER_FILES[target]]
+    summary = json.loads(subprocess.run([llvm_cov, "export", "-summary-only", *profile, *files],
+                                        capture_output=True, text=True, check=True).stdout)
+    by_name = {f["filename"]: f["summary"] for f in summary["data"][0]["files"]}
+    with open(os.path.join(out, "uncovered.txt"), "w") as f:
+        for name in files:
+            runs = uncovered_lines(subprocess.run(
+                [llvm_cov, "show", "-format=text", "-show-line-counts", *profile, name],
+                capture_output=True, text=True, check=True).stdout)
+            f.write(f"{os.path.relpath(name, CORE_SRC)}: {sum(len(r) for r in runs)} lines\n")
+            for run in runs:
+                f.write(f"  {run[0][0]}-{run[-1][0]}: {run[0][1].strip()[:100]}\n")
+    rows = []
+    for name in files:
+        s = by_name.get(name)
+        if s is None:  # nothing of it linked in
+            rows.append({"file": os.path.relpath(name, CORE_SRC), "lines": None})
+            continue
+        rows.append({"file": os.path.relpath(name, CORE_SRC),
+                     "lines": (s["lines"]["covered"], s["lines"]["count"]),
+                     "regions": (s["regions"]["covered"], s["regions"]["count"])})
+    return {"target": target, "files": rows,
+            "inputs": len(os.listdir(corpus))}
+
+
+def uncovered_lines(shown: str) -> list[list[tuple[int, str]]]:
+    """From `llvm-cov show -show-line-counts` text of one file: runs of lines with code and a
+    count of 0 (lines without code between two such lines join them)."""
+    runs: list[list[tuple[int, str]]] = []
+    joinable = False
+    for line in shown.splitlines():
+        m = re.match(r"\s*(\d+)\|\s*([^|]*)\|(.*)", line)
+        if not m:
+            continue
+        number, count, code = int(m.group(1)), m.group(2).strip(), m.group(3)
+        if count == "0":
+            if joinable:
+                runs[-1].append((number, code))
+            else:
+                runs.append([(number, code)])
+            joinable = True
+        elif count:
+            joinable = False  # ran: the next uncovered line starts a run of its own
+    return runs
+
+
+def coverage_table(results: list[dict]) -> str:
+    rows = [("target", "file", "lines", "line %", "regions", "region %", "inputs")]
+    for r in results:
+        if not r["files"]:
+            rows.append((r["target"], r.get("error", "?"), "", "", "", "", ""))
+        for f in r["files"]:
+            if f["lines"] is None:
+                rows.append((r["target"], f["file"], "not linked", "", "", "", ""))
+                continue
+            (lc, lt), (rc, rt) = f["lines"], f["regions"]
+            rows.append((r["target"], f["file"], f"{lc}/{lt}", f"{100 * lc / max(lt, 1):.1f}",
+                         f"{rc}/{rt}", f"{100 * rc / max(rt, 1):.1f}", str(r["inputs"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
 def table(results: list[dict]) -> str:
     head = ("target", "min", "runs", "runs/s", "cov", "ft", "corpus", "findings")
     rows = [head]
@@ -121,7 +242,9 @@ def table(results: list[dict]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--minutes", type=float, required=True, help="time per target")
+    ap.add_argument("--minutes", type=float, help="time per target")
+    ap.add_argument("--coverage", action="store_true",
+                    help="no fuzzing: source coverage of each target's corpus (see above)")
     ap.add_argument("--targets", default=",".join(TARGETS),
                     help="comma-separated, from: " + ", ".join(TARGETS))
     ap.add_argument("--sanitizer", default="none", choices=("none", "address"),
@@ -129,6 +252,8 @@ def main() -> int:
     ap.add_argument("--rss-limit-mb", type=int, default=2048)
     ap.add_argument("--malloc-limit-mb", type=int, default=256,
                     help="one allocation larger than this is a finding")
+    ap.add_argument("--corpora", default=os.path.join(FUZZ, "corpus"),
+                    help="--coverage: the directory of the <target> corpus directories")
     ap.add_argument("--jobs", type=int, default=1, help="libFuzzer -fork workers per target")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
@@ -141,6 +266,15 @@ def main() -> int:
         print("needs `cargo +nightly fuzz`: rustup toolchain install nightly; "
               "cargo install cargo-fuzz", file=sys.stderr)
         return 2
+    if a.coverage:
+        llvm_cov, llvm_dir = llvm_tools()
+        results = [coverage(t, a.corpora, llvm_cov, llvm_dir, a.jobs) for t in targets]
+        print()
+        print(coverage_table(results))
+        print("\nlines never run: fuzz/coverage/<target>/uncovered.txt")
+        return 1 if any(not r["files"] for r in results) else 0
+    if a.minutes is None:
+        ap.error("--minutes is needed (or --coverage)")
     counts = fuzz_seeds.write_seeds(os.path.join(FUZZ, "corpus"), targets)
     print("seeds: " + ", ".join(f"{t} {n}" for t, n in counts.items()), flush=True)
     if not a.no_build and not build(a.sanitizer):

@@ -56,6 +56,9 @@ def frames_client_sends() -> dict[str, bytes]:
                                 + f(0, "h\u00e9".encode()[2:] + b"llo", fin=False)
                                 + f(10, b"") + f(0, b"!", fin=True))
     seeds["pings"] = b"".join(f(9, bytes([i]) * i) for i in range(0, 126, 25))
+    # More pings in one read than the protocol queues pongs for (MAX_PENDING_PONGS, 64): the
+    # rest are answered with one pong for the latest (source coverage: never reached before).
+    seeds["ping_flood"] = b"".join(f(9, struct.pack(">H", i)) for i in range(70))
     seeds["close_1000"] = f(2, b"bye") + f(8, struct.pack(">H", 1000) + b"done")
     seeds["close_empty"] = f(8, b"")
     seeds["close_4999"] = f(8, struct.pack(">H", 4999) + "ü".encode() * 61)
@@ -113,7 +116,7 @@ def protocol_seeds() -> dict[str, bytes]:
     for label in ("hostile_utf8_split_valid", "hostile_ping_between_fragments",
                   "hostile_unmasked", "hostile_utf8_fragmented", "hostile_length_2^63",
                   "hostile_continuation_flood", "hostile_fast_sender", "fragmented_text",
-                  "pings", "close_1000", "close_empty", "close_then_data", "lengths"):
+                  "pings", "ping_flood", "close_1000", "close_empty", "close_then_data", "lengths"):
         stream = streams[label]
         for name, ops in OP_PATTERNS.items():
             op_bytes = b"".join(bytes(op) for op in ops)
@@ -235,6 +238,12 @@ def http_request_seeds() -> dict[str, bytes]:
             "X-Forwarded-For: 1.2.3.4, 203.0.113.7", "X-Forwarded-For: 10.0.0.5, [2001:db8::1]"]),
         "protocols": rawws.upgrade_request(PORT, headers=["Sec-WebSocket-Protocol: x, godot"]),
         "query": rawws.upgrade_request(PORT, path="/game?token=abc&x=%20"),
+        "forwarded_port": rawws.upgrade_request(PORT, headers=[
+            "X-Forwarded-For: 203.0.113.7", "X-Forwarded-Port: 51234"]),
+        "forwarded_bad_port": rawws.upgrade_request(PORT, headers=[
+            "X-Forwarded-For: 203.0.113.7", "X-Forwarded-Port: 99999"]),
+        # More headers than the parser's 96 slots: refused as too large (431).
+        "many_headers": rawws.upgrade_request(PORT, headers=[f"X-{i}: {i}" for i in range(97)]),
     }
     for label, payload in hostile_cases_wire.garbage_payloads():
         requests[f"hostile_garbage_{label}"] = payload
@@ -245,7 +254,10 @@ def http_request_seeds() -> dict[str, bytes]:
     seeds = {}
     for label, req in requests.items():
         for split, sizes in SPLITS.items():
-            for settings in (0, 0b0011, 0b1110):
+            # Settings: no proxy trusted; the peer not trusted; every address trusted; the
+            # peer trusted alone, and in a range (the last two: a client written in the
+            # headers is chosen, so X-Forwarded-Port is read; none reached it before).
+            for settings in (0, 0b0011, 0b1110, 0b0010, 0b0101):
                 seeds[f"{label}_{split}_{settings}"] = bytes([settings]) + prefixed(sizes) + req
     return seeds
 
@@ -304,6 +316,11 @@ def proxy_seeds() -> dict[str, bytes]:
         "v6": b"::ffff:10.1.1.1\nfd00::/8\n10.0.0.0/8\n\n[2001:db8::1], fd12::1\n6.6.6.6",
         "all": b"8.8.8.8\n0.0.0.0/0\n::/0\n\ngarbage, 1.1.1.1",
         "host_bits": b"10.9.9.9\n10.9.9.9/0\n192.168.1.77/24\n\n1.2.3.4",
+        # X-Forwarded-Port (`port ` lines): paired from the right with the address chosen; a
+        # value that is not a port (source coverage: no seed had one, none was reached).
+        "ports": b"127.0.0.1\n127.0.0.1\n10.0.0.0/8\n\n1.2.3.4, 10.0.0.5\nport 51234, 443",
+        "bad_port": b"10.0.0.5\n10.0.0.0/8\n\n203.0.113.7\nport 0x50",
+        "port_zero": b"10.0.0.5\n10.0.0.0/8\n\n203.0.113.7\nport 443\nport 0",
     }
 
 
@@ -322,6 +339,31 @@ def proxy_protocol_seeds() -> dict[str, bytes]:
         "v2_tcp4": sig + b"\x21\x11" + struct.pack(">H", len(v4)) + v4 + get,
         "v2_tcp6_tlv": sig + b"\x21\x21" + struct.pack(">H", len(v6 + tlv)) + v6 + tlv + get,
         "v2_local": sig + b"\x20\x00" + struct.pack(">H", 0) + get,
+        # Each of the parser's other answers once, for the mutator to start from: v1 with
+        # an IPv4-mapped source, a UDP and a UNIX v2 header, a mapped v6 address, the longest
+        # v2 body, and every refusal (too long, malformed in each way it names, incomplete).
+        "v1_mapped": b"PROXY TCP6 ::ffff:10.0.0.1 ::1 0 65535\r\n",
+        "v2_udp4": sig + b"\x21\x12" + struct.pack(">H", len(v4)) + v4,
+        "v2_unix": sig + b"\x21\x31" + struct.pack(">H", 216) + b"/s".ljust(216, b"\0"),
+        "v2_mapped": sig + b"\x21\x21" + struct.pack(">H", 36) + bytes(10) + b"\xff\xff"
+                     + bytes([10, 0, 0, 1]) + bytes(16) + struct.pack(">HH", 1, 2),
+        "v2_longest": sig + b"\x21\x11" + struct.pack(">H", 2048) + v4.ljust(2048, b"\x04"),
+        "v2_too_long": sig + b"\x21\x11" + struct.pack(">H", 2049) + v4,
+        "v2_short_body": sig + b"\x21\x21" + struct.pack(">H", 12) + v4,
+        "v2_version_1": sig + b"\x11\x11" + struct.pack(">H", 12) + v4,
+        "v2_command_2": sig + b"\x22\x11" + struct.pack(">H", 12) + v4,
+        "v2_family_4": sig + b"\x21\x41" + struct.pack(">H", 12) + v4,
+        "v2_truncated": sig + b"\x21\x11" + struct.pack(">H", 12) + v4[:5],
+        "v1_too_long": b"PROXY UNKNOWN " + b"x" * 100 + b"\r\n",
+        "v1_bare_lf": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+        "v1_not_ascii": b"PROXY TCP4 1.2.3.\xff 5.6.7.8 1 2\r\n",
+        "v1_four_fields": b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
+        "v1_udp": b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        "v1_wrong_family": b"PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",
+        "v1_port_zero_led": b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
+        "v1_port_over": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
+        "v1_truncated": b"PROXY TCP4 1.2.3.4 5.6",
+        "not_a_header": get,
     }
 
 

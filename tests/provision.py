@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The programs the test suite runs (Godot, Chromium, nginx, HAProxy), provided without installing
 anything system-wide, so that `python3 tests/run_tests.py` passes on a fresh Linux machine that
-has only Rust and Python.
+has only Rust and Python. Also LLVM 22's llvm-cov and llvm-profdata (from Debian unstable), which
+`scripts/fuzz.py --coverage` needs and the tests do not.
 
 For each program, in this order:
   1. its environment variable (`$GODOT`, `$CHROMIUM`, `$NGINX`, `$HAPROXY`), used as is;
@@ -21,12 +22,13 @@ Two kinds of private copy:
     dependency is downloaded, libc included, and the wrapper runs the binary through the root's
     own dynamic loader (shared/DESIGN-NOTES.md section 3).
 
-    python3 tests/provision.py [NAME...]   # provides them (default: all), prints one path a line
+    python3 tests/provision.py [NAME...]   # provides them (default: the tests'), one path a line
     "$(python3 tests/provision.py nginx)" -v
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -60,6 +62,10 @@ PROGRAMS = {p.name: p for p in [
     Program("chromium", "CHROMIUM", ("chromium",), "usr/lib/chromium/chromium", ("--version",)),
     Program("nginx", "NGINX", ("nginx",), "usr/sbin/nginx", ("-v",)),
     Program("haproxy", "HAPROXY", ("haproxy",), "usr/sbin/haproxy", ("-v",)),
+    # Not for the tests: scripts/fuzz.py --coverage reads the nightly toolchain's coverage
+    # profiles with it, which need the nightly's LLVM (22); llvm_profdata() comes with it.
+    Program("llvm-cov", "LLVM_COV", ("llvm-22",), "usr/lib/llvm-22/bin/llvm-cov", ("--version",),
+            suite="sid", on_path=False),
 ]}
 
 
@@ -88,6 +94,23 @@ def path(name: str) -> str:
     if prog.on_path and shutil.which(name):
         return shutil.which(name)
     return _provide(prog)
+
+
+def llvm_profdata() -> str:
+    """llvm-profdata of the same LLVM as path("llvm-cov"): `$LLVM_PROFDATA`, else the one next
+    to `$LLVM_COV`, else a second wrapper into the root provided for llvm-cov."""
+    env = os.environ.get("LLVM_PROFDATA")
+    if env:
+        return shutil.which(env) or env
+    cov = path("llvm-cov")
+    if os.environ.get("LLVM_COV"):
+        return os.path.join(os.path.dirname(cov), os.path.basename(cov).replace("cov", "profdata"))
+    prog = dataclasses.replace(PROGRAMS["llvm-cov"], name="llvm-profdata",
+                               exe="usr/lib/llvm-22/bin/llvm-profdata")
+    wrapper = os.path.join(os.path.dirname(cov), prog.name)
+    if not _works(prog, wrapper):
+        _write_wrapper(prog, wrapper, os.path.join(os.path.dirname(cov), "root"))
+    return wrapper
 
 
 def needs(*names: str):
@@ -311,7 +334,7 @@ def _write_wrapper(prog: Program, wrapper: str, root: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(PROGRAMS)
+    names = argv or [n for n in PROGRAMS if n != "llvm-cov"]  # the tests' programs
     unknown = [n for n in names if n not in PROGRAMS]
     if unknown:
         log(f"unknown program(s) {' '.join(unknown)}; known: {' '.join(PROGRAMS)}")

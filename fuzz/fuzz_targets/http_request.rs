@@ -4,7 +4,8 @@
 //! 101 behind the head fence (fence.rs). The request arrives in reads of random sizes.
 //! Checked: no panic or hang; a refusal is one well-formed bodiless HTTP answer (400, 426 or
 //! 431); an accepted request is a GET over HTTP/1.1 within MAX_HEAD whose client address is
-//! the TCP peer or one written in X-Forwarded-For; after a 101, the frame reader gets exactly
+//! the TCP peer or one written in X-Forwarded-For (its port the peer's or one written in
+//! X-Forwarded-Port); after a 101, the frame reader gets exactly
 //! the bytes that followed the head, none lost to tungstenite, none twice.
 //!
 //! Input: one byte of settings, the read sizes (`take_prefix`), the bytes the client sends.
@@ -74,7 +75,21 @@ fuzz_target!(|data: &[u8]| {
     assert!(head_len <= MAX_HEAD);
     assert_eq!(request.method, "GET");
     assert_eq!(request.version, 1);
-    assert_eq!(request.remote.port(), remote.port());
+    if request.remote.ip() == remote.ip() {
+        assert_eq!(request.remote.port(), remote.port());
+    } else {
+        // A client written in X-Forwarded-For: its port is the peer's, or one written in
+        // X-Forwarded-Port (issue 15).
+        let port = request.remote.port();
+        assert!(
+            port == remote.port()
+                || request
+                    .header_values("x-forwarded-port")
+                    .flat_map(|v| v.split(','))
+                    .any(|p| p.trim().parse::<u16>() == Ok(port)),
+            "port {port} is neither the peer's nor in X-Forwarded-Port"
+        );
+    }
     if request.remote != remote {
         let said: Vec<IpAddr> = request
             .header_values("x-forwarded-for")

@@ -5,6 +5,9 @@
 //! - no panic, and no busy loop (after a timeout is handled, the next is later, or the
 //!   connection has ended);
 //! - what it holds never exceeds the message limit plus one read and a control frame;
+//! - what a read or an output allocates (the heap's peak during the call, counted by the
+//!   fuzz crate's allocator, `fuzz/src/heap.rs`) stays within twice what the limits let it
+//!   hold (the read, the message, the frames waiting to go out) plus 256 KiB of fixed state;
 //! - what it writes decodes as frames of the right role: the game's messages in order, at
 //!   most one close frame with a code that may be sent (RFC 6455 §7.4) and nothing after it;
 //! - the messages it delivers are what the reference decoder reads from the same bytes (a

@@ -2,8 +2,12 @@
 //! an input says where a byte stream is split into socket reads, and a protocol session
 //! driven as the connection task drives it.
 
+pub mod heap;
 pub mod reference;
 pub mod session;
+
+#[global_allocator]
+static HEAP: heap::Counting = heap::Counting;
 
 /// Read sizes for a stream, chosen by the fuzzer: each byte of `sizes` is one read's
 /// maximum (small ones often, so headers and UTF-8 sequences are cut everywhere), then the

@@ -9,11 +9,15 @@ use rust_websocket_core::fuzzing::{
     compressed_limit, take_inflate_peak, Agreed, Compression, Decoder, Incoming, Output, Protocol,
 };
 
+use crate::heap::Watch;
 use crate::read_size;
 use crate::reference::{self, Ending, Inflate, Item};
 
 /// A data frame's header and a whole control frame.
 const SLACK: usize = 14 + 14 + 125;
+/// What a read or an output may allocate beyond the buffers the limits bound: the frame
+/// reader's and the inflater's own state (zlib-rs: a 32 KiB window and its tables), once.
+const FIXED_HEAP: usize = 256 << 10;
 
 /// permessage-deflate as agreed for the connection under test.
 #[derive(Clone, Copy, Debug)]
@@ -118,7 +122,9 @@ impl<'a> Session<'a> {
     /// Hands the game what was read (the task's `deliver`), up to `limit` outputs.
     fn drain(&mut self, limit: usize) {
         for _ in 0..limit {
+            let (heap, pending) = (Watch::start(), self.proto.pending());
             let out = self.proto.poll_output(self.now);
+            self.check_heap(heap.peak(), pending, "an output");
             let peak = take_inflate_peak();
             assert!(peak <= self.max.saturating_add(1), "inflate held {peak}");
             match out {
@@ -156,10 +162,12 @@ impl<'a> Session<'a> {
         }
         self.drain(usize::MAX);
         let end = self.stream.len().min(self.at.saturating_add(max));
+        let (heap, pending) = (Watch::start(), self.proto.pending());
         let n = self.proto.read(&self.stream[self.at..end]);
         assert!(n > 0);
         self.at += n;
         self.largest_read = self.largest_read.max(n);
+        self.check_heap(heap.peak(), pending, "a read");
         self.drained = false;
         let held = self.proto.buffered();
         assert!(
@@ -167,6 +175,20 @@ impl<'a> Session<'a> {
             "{held} held"
         );
         self.drain(usize::MAX);
+    }
+
+    /// What one call on the inbound path (a read, an output) allocated at most, whatever the
+    /// peer sent: twice (a buffer grows by doubling) what the limits let it hold (the wire's
+    /// bytes, a message, and the outgoing frames: the game's not yet handed out, `pending`
+    /// before the call, and a control frame the call may add), and the fixed state.
+    fn check_heap(&self, grew: usize, pending: usize, call: &str) {
+        let held = self.wire_max + SLACK + self.largest_read + self.max + pending + SLACK;
+        let bound = 2 * held + FIXED_HEAP;
+        assert!(
+            grew <= bound,
+            "{call} allocated {grew} bytes at its peak, over {bound} (limit {})",
+            self.max
+        );
     }
 
     /// The end of the input (the task reads 0 bytes).
@@ -256,7 +278,8 @@ impl<'a> Session<'a> {
                     self.game_asked_close = true;
                     self.game_closed = true;
                     let code = [1000, 1001, 1003, 1011, 1014, 3000, 4999][usize::from(arg % 7)];
-                    let reason = "é".repeat(usize::from(arg >> 3));
+                    // Up to 126 bytes: past 123 it is cut on a char boundary.
+                    let reason = "é".repeat(usize::from(arg >> 2));
                     self.proto.close(code, &reason, self.now);
                 }
                 9 => self.eof(),
