@@ -248,6 +248,12 @@ impl Server {
         self.shared.ask.store(ask, Ordering::Release);
     }
 
+    /// The connections open now, counted from before their [`Event::Connected`] is sent until
+    /// their task has ended: a graceful shutdown is over only when this is 0.
+    pub fn open_connections(&self) -> usize {
+        lock_live(&self.shared.live).len()
+    }
+
     /// Closes the listener (new clients are refused by the system at once) and refuses the
     /// handshakes in progress, keeping the open connections: the start of a graceful
     /// shutdown. Returns once the port is released (waits at most 1 s).
@@ -389,12 +395,15 @@ fn start_connection(peer: Handshaken, shared: Arc<Shared>, cancel: CancellationT
         conn: conn.clone(),
         id,
     };
+    // Open before it is reported: a drain that sees no peer yet still waits for this one
+    // ([`Server::open_connections`]).
+    lock_live(&shared.live).insert(id, conn.clone());
     if shared.events.send(connected).is_err() {
+        lock_live(&shared.live).remove(&id);
         lock(&shared.ids).remove(&id);
         return;
     }
     Metrics::count(&shared.metrics.accepted);
-    lock_live(&shared.live).insert(id, conn.clone());
     let mut decoder = Decoder::new(shared.config.max_message(), true);
     if let Some((agreed, ours)) = &conn.info().deflate {
         decoder.inflate_with(deflate::for_connection(agreed, ours, true).1);

@@ -66,3 +66,41 @@ async fn port_in_use_is_reported() {
     assert!(reopened.is_ok());
     reopened.unwrap().close();
 }
+
+/// `open_connections()`, which a graceful shutdown waits on: a connection counts from before
+/// the game hears of it until its task has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_counts_a_connection_until_its_task_ends() {
+    let (server, rx, port) = start(PeerConfig::default());
+    assert_eq!(server.open_connections(), 0);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    // The id comes from the connection's task, which runs only once the connection counts.
+    assert!(matches!(ws.next().await, Some(Ok(Message::Binary(b))) if b.len() == 4));
+    assert_eq!(
+        server.open_connections(),
+        1,
+        "not counted before the game polled"
+    );
+    ws.close(None).await.unwrap();
+    let rx2 = rx.clone();
+    tokio::task::spawn_blocking(move || {
+        let (_conn, id) = connected(&rx2);
+        common::wait_for(&rx2, |e| match e {
+            rust_websocket_core::events::Event::Disconnected { id: gone } if gone == id => Some(()),
+            _ => None,
+        })
+    })
+    .await
+    .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while server.open_connections() != 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "still counted after its end"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.close();
+}

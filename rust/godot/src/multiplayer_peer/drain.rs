@@ -96,6 +96,14 @@ impl RustWebSocketMultiplayerPeer {
         }
     }
 
+    /// Whether a peer is still open, or a connection the runtime has opened whose arrival
+    /// `poll()` has not reported yet (its handshake ended just as the shutdown began: it gets
+    /// its close frame once it is a peer, at the next `poll()`).
+    fn connections_left(&self) -> bool {
+        !self.peers.is_empty()
+            || matches!(&self.mode, Mode::Server(server) if server.open_connections() > 0)
+    }
+
     /// From `poll()`, after the events: ends the shutdown once every peer is gone or the
     /// deadline has passed (the peers left are cut and reported), then emits the signal.
     pub(super) fn advance_drain(&mut self) {
@@ -113,7 +121,7 @@ impl RustWebSocketMultiplayerPeer {
             return;
         }
         let expired = Instant::now() >= drain.deadline;
-        if !expired && !self.peers.is_empty() {
+        if !expired && self.connections_left() {
             self.close_all_for_drain();
             return;
         }
