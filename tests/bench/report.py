@@ -65,6 +65,8 @@ FRAME_PARTS = (("oncpu_ms_p50", "main thread on CPU ms/frame p50"),
                ("slow_blocked_share", "their time blocked"),
                ("slow_poll_share", "their time in poll()"),
                ("slow_put_share", "their time in put_packet"),
+               ("runtime_ms_p99", "runtime threads' CPU ms in the frame p99"),
+               ("slow_runtime_share", "runtime threads' CPU in them, share of their time"),
                ("slow_involuntary_share", "their preemptions/frame"))
 
 

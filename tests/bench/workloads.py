@@ -33,9 +33,10 @@ DEFLATE_ARGS = {"rust-z": ["deflate=1"], "rust-z1": ["deflate=1", "deflate_level
 
 # What bench.gd's fan-out server says its frames were made of (p50 / p99 of each part, and for
 # the frames over 3x the median each part's share of their wall time): the main thread's own
-# CPU time, waiting for a CPU, blocked; poll(), draining the inputs, put_packet; context switches
+# CPU time, waiting for a CPU, blocked; poll(), draining the inputs, put_packet; the runtime
+# threads' CPU time in the frame; context switches
 # (all, voluntary = blocked, involuntary = preempted).
-FRAME_PARTS = ("oncpu", "runq", "blocked", "poll", "drain", "put")
+FRAME_PARTS = ("oncpu", "runq", "blocked", "poll", "drain", "put", "runtime")
 FRAME_COUNTS = ("switches", "voluntary", "involuntary")
 FRAME_RESULT_KEYS = ("cpu_clock", "slow_frames",
                      *(f"{k}_{q}" for k in FRAME_COUNTS for q in ("p50", "p99")),

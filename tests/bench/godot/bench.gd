@@ -189,8 +189,10 @@ func schedstat() -> PackedInt64Array:
 
 ## Parts of a fan-out frame, each a per-frame series ("switches": context switches in the frame).
 ## "voluntary" / "involuntary": the thread gave up the CPU (blocked) / was preempted.
-const FRAME_KEYS := ["oncpu", "runq", "blocked", "poll", "drain", "put", "switches", "voluntary",
-		"involuntary"]
+## "runtime": CPU time of the addon's runtime threads (rust-websocket*) in the frame, as of
+## their last scheduler event (exact for a thread that ran and went to sleep in the frame).
+const FRAME_KEYS := ["oncpu", "runq", "blocked", "poll", "drain", "put", "runtime", "switches",
+		"voluntary", "involuntary"]
 const COUNT_KEYS := ["switches", "voluntary", "involuntary"]
 var _cpu_clock: Object = null
 
@@ -217,6 +219,26 @@ func ctxt_switches() -> PackedInt64Array:
 		elif line.begins_with("nonvoluntary_ctxt_switches:"):
 			out[1] = int(line.get_slice(":", 1))
 	return out
+
+
+## Thread ids of this process's runtime threads (named rust-websocket*; none for the built-in).
+func runtime_threads() -> PackedStringArray:
+	var out := PackedStringArray()
+	for tid in DirAccess.get_directories_at("/proc/self/task"):
+		var f := FileAccess.open("/proc/self/task/%s/comm" % tid, FileAccess.READ)
+		if f != null and f.get_line().begins_with("rust-websocket"):
+			out.append(tid)
+	return out
+
+
+## The summed schedstat run time (ns) of threads `tids` of this process.
+func runtime_run_ns(tids: PackedStringArray) -> int:
+	var total := 0
+	for tid in tids:
+		var f := FileAccess.open("/proc/self/task/%s/schedstat" % tid, FileAccess.READ)
+		if f != null:
+			total += int(f.get_line().get_slice(" ", 0))
+	return total
 
 
 func now_us() -> int:
@@ -835,6 +857,7 @@ func fanout_server() -> void:
 	var parts := {}
 	for k in FRAME_KEYS:
 		parts[k] = PackedFloat64Array()
+	var runtime_tids := runtime_threads()
 	var stats0 := traffic()
 	print("@@WINDOW start")
 	for tick in ticks:
@@ -844,6 +867,7 @@ func fanout_server() -> void:
 			snapshot = world.snapshot()
 			build_us += now_us() - b0
 			payload_bytes += snapshot.size()
+		var r0 := runtime_run_ns(runtime_tids)
 		var v0 := ctxt_switches()
 		var s0 := schedstat()
 		var c0 := thread_cpu_us()
@@ -864,6 +888,7 @@ func fanout_server() -> void:
 		var c1 := thread_cpu_us()
 		var s1 := schedstat()
 		var v1 := ctxt_switches()
+		var r1 := runtime_run_ns(runtime_tids)
 		var wall_ms := (t3 - t0) / 1000.0
 		var cpu_ms := (c1 - c0) / 1000.0 if c0 >= 0 else (s1[0] - s0[0]) / 1e6
 		# Waits for a CPU just outside the timed part (reading the clocks) count in schedstat
@@ -878,6 +903,7 @@ func fanout_server() -> void:
 		parts["put"].append((t3 - t2) / 1000.0)
 		parts["switches"].append(float(s1[2] - s0[2]))
 		parts["involuntary"].append(float(v1[1] - v0[1]))
+		parts["runtime"].append((r1 - r0) / 1e6)
 		parts["voluntary"].append(float(v1[0] - v0[0]))
 		await process_frame
 	var wall := (now_us() - t_start) / 1e6
