@@ -45,12 +45,29 @@ def size_label(size: int) -> str:
     return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
 
 
-# What a frame's time was made of, from the main thread's schedstat (bench.gd): its own time on
-# a CPU, and for frames over 3x the median the share spent runnable but waiting for a CPU.
-FRAME_PARTS = (("oncpu_ms_p50", "server main thread on CPU ms/frame p50"),
-               ("oncpu_ms_p99", "server main thread on CPU ms/frame p99"),
+# What a frame's time was made of (bench.gd): the main thread's own CPU time (its thread CPU
+# clock), time runnable but waiting for a CPU (schedstat), the rest (blocked); where the wall
+# time went (poll(), draining inputs, put_packet); and for frames over 3x the median each part's
+# share of their wall time.
+FRAME_PARTS = (("oncpu_ms_p50", "main thread on CPU ms/frame p50"),
+               ("oncpu_ms_p99", "main thread on CPU ms/frame p99"),
+               ("runq_ms_p50", "waiting for a CPU ms/frame p50"),
+               ("runq_ms_p99", "waiting for a CPU ms/frame p99"),
+               ("blocked_ms_p99", "blocked (neither) ms/frame p99"),
+               ("poll_ms_p50", "poll() ms p50"), ("poll_ms_p99", "poll() ms p99"),
+               ("drain_ms_p99", "get_packet loop ms p99"),
+               ("put_ms_p50", "put_packet ms p50"), ("put_ms_p99", "put_packet ms p99"),
+               ("voluntary_p99", "voluntary context switches/frame p99"),
+               ("involuntary_p99", "preemptions/frame p99"),
                ("slow_frames", "frames over 3× p50"),
-               ("slow_runq_share", "their time waiting for a CPU"))
+               ("slow_oncpu_share", "their time on CPU"),
+               ("slow_runq_share", "their time waiting for a CPU"),
+               ("slow_blocked_share", "their time blocked"),
+               ("slow_poll_share", "their time in poll()"),
+               ("slow_put_share", "their time in put_packet"),
+               ("runtime_ms_p99", "runtime threads' CPU ms in the frame p99"),
+               ("slow_runtime_share", "runtime threads' CPU in them, share of their time"),
+               ("slow_involuntary_share", "their preemptions/frame"))
 
 
 def summarize(records: list[dict], settings) -> tuple[list[list[str]], list[dict]]:

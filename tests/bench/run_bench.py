@@ -103,6 +103,10 @@ class Settings:
         self.compression_seconds = 3.0 if quick else 5.0
         self.compression_inflate_every = 50  # one client in 50 inflates and checks
         self.compression_outbuf = None  # outbound_buffer_size; None: the classes' default
+        # Niceness of the raw clients (fan-out, game): 0 = they compete with the server for the
+        # 2 cores; 10 = they only get what the server's threads leave (models remote clients).
+        self.clients_nice = 0
+        self.runtime_nice = 0  # an experiment: the server's runtime threads this much nicer
 
 
 # ------------------------------------------------------------------------------------------
@@ -184,6 +188,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--compression-outbuf", type=int, metavar="BYTES",
                     help="outbound_buffer_size of the compression workload's broadcasting "
                          "server, every class (default: the classes' default, 65535)")
+    ap.add_argument("--clients-nice", type=int, default=0, metavar="N",
+                    help="run the fan-out and game workloads' raw clients under `nice -n N`, so "
+                         "they do not preempt the server (models clients on other machines)")
+    ap.add_argument("--runtime-nice", type=int, default=0, metavar="N",
+                    help="experiment: make the fan-out server's runtime threads (rust-websocket*) "
+                         "N nicer than its main thread")
+    ap.add_argument("--fanout-clients", type=int, metavar="N",
+                    help="raw clients of the fan-out and game workloads (default 500, quick 200)")
+    ap.add_argument("--fanout-seconds", type=float, metavar="S",
+                    help="measured seconds of the fan-out and game workloads (default 10, quick 3)")
+    ap.add_argument("--fanout-rounds", type=int, metavar="N",
+                    help="rounds of the fan-out and game workloads (default 2, quick 1)")
     ap.add_argument("-v", "--verbose", action="store_true", help="show failing processes' output")
     return ap.parse_args(argv)
 
@@ -195,6 +211,11 @@ def main(argv: list[str]) -> int:
     if args.compression_clients:
         settings.compression_clients = args.compression_clients
     settings.compression_outbuf = args.compression_outbuf
+    settings.clients_nice = args.clients_nice
+    settings.runtime_nice = args.runtime_nice
+    for key in ("fanout_clients", "fanout_seconds", "fanout_rounds"):
+        if getattr(args, key) is not None:
+            setattr(settings, key, getattr(args, key))
     only = [w.strip() for w in args.only.split(",") if w.strip()]
     for w in only:
         if w not in WORKLOADS:

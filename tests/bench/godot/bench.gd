@@ -176,13 +176,69 @@ func result(d: Dictionary) -> void:
 	print("@@RESULT " + JSON.stringify(d))
 
 
-## This thread's [time on a CPU, time waiting for one] in ns (Linux schedstat; zeros elsewhere).
+## This thread's [time on a CPU, time waiting for one] in ns and its number of times it got a
+## CPU (Linux schedstat; zeros elsewhere). The run time is as of the thread's last scheduler
+## event, not of the call: thread_cpu_us() is exact.
 func schedstat() -> PackedInt64Array:
 	var f := FileAccess.open("/proc/thread-self/schedstat", FileAccess.READ)
 	if f == null:
-		return PackedInt64Array([0, 0])
+		return PackedInt64Array([0, 0, 0])
 	var parts := f.get_line().split(" ")
-	return PackedInt64Array([int(parts[0]), int(parts[1])])
+	return PackedInt64Array([int(parts[0]), int(parts[1]), int(parts[2])])
+
+
+## Parts of a fan-out frame, each a per-frame series ("switches": context switches in the frame).
+## "voluntary" / "involuntary": the thread gave up the CPU (blocked) / was preempted.
+## "runtime": CPU time of the addon's runtime threads (rust-websocket*) in the frame, as of
+## their last scheduler event (exact for a thread that ran and went to sleep in the frame).
+const FRAME_KEYS := ["oncpu", "runq", "blocked", "poll", "drain", "put", "runtime", "switches",
+		"voluntary", "involuntary"]
+const COUNT_KEYS := ["switches", "voluntary", "involuntary"]
+var _cpu_clock: Object = null
+
+
+## This thread's CPU time in µs (the addon's CLOCK_THREAD_CPUTIME_ID helper), -1 without it.
+func thread_cpu_us() -> int:
+	if _cpu_clock == null:
+		if not ClassDB.class_has_method("RustWebSocketMultiplayerPeer", "get_thread_cpu_usec"):
+			return -1
+		_cpu_clock = ClassDB.instantiate("RustWebSocketMultiplayerPeer")
+	return _cpu_clock.get_thread_cpu_usec()
+
+
+## This thread's [voluntary, involuntary] context switches so far (Linux; zeros elsewhere).
+func ctxt_switches() -> PackedInt64Array:
+	var out := PackedInt64Array([0, 0])
+	var f := FileAccess.open("/proc/thread-self/status", FileAccess.READ)
+	if f == null:
+		return out
+	while not f.eof_reached():  # proc files have no length: read line by line
+		var line := f.get_line()
+		if line.begins_with("voluntary_ctxt_switches:"):
+			out[0] = int(line.get_slice(":", 1))
+		elif line.begins_with("nonvoluntary_ctxt_switches:"):
+			out[1] = int(line.get_slice(":", 1))
+	return out
+
+
+## Thread ids of this process's runtime threads (named rust-websocket*; none for the built-in).
+func runtime_threads() -> PackedStringArray:
+	var out := PackedStringArray()
+	for tid in DirAccess.get_directories_at("/proc/self/task"):
+		var f := FileAccess.open("/proc/self/task/%s/comm" % tid, FileAccess.READ)
+		if f != null and f.get_line().begins_with("rust-websocket"):
+			out.append(tid)
+	return out
+
+
+## The summed schedstat run time (ns) of threads `tids` of this process.
+func runtime_run_ns(tids: PackedStringArray) -> int:
+	var total := 0
+	for tid in tids:
+		var f := FileAccess.open("/proc/self/task/%s/schedstat" % tid, FileAccess.READ)
+		if f != null:
+			total += int(f.get_line().get_slice(" ", 0))
+	return total
 
 
 func now_us() -> int:
@@ -793,11 +849,15 @@ func fanout_server() -> void:
 	var intervals := PackedFloat64Array()
 	var prev := now_us()
 	var t_start := prev
-	# The main thread's own scheduler accounting around each frame's work (read outside the
-	# timed part): time on a CPU and time runnable but waiting for one, so a slow frame shows
-	# whether it was work or a wait for the CPU (2 cores shared with the clients).
-	var oncpu := PackedFloat64Array()
-	var runq := PackedFloat64Array()
+	# Each frame's wall time split three ways: the main thread's own CPU time (its thread CPU
+	# clock, exact to the call; schedstat's run time only advances at scheduler events), time
+	# runnable but waiting for a CPU (schedstat's run delay, counted when the thread gets the CPU
+	# back) and the rest, time blocked (a lock, a syscall). And where the wall time went: poll(),
+	# draining the inputs, put_packet. The clocks are read outside the timed part.
+	var parts := {}
+	for k in FRAME_KEYS:
+		parts[k] = PackedFloat64Array()
+	var runtime_tids := runtime_threads()
 	var stats0 := traffic()
 	print("@@WINDOW start")
 	for tick in ticks:
@@ -807,22 +867,44 @@ func fanout_server() -> void:
 			snapshot = world.snapshot()
 			build_us += now_us() - b0
 			payload_bytes += snapshot.size()
+		var r0 := runtime_run_ns(runtime_tids)
+		var v0 := ctxt_switches()
 		var s0 := schedstat()
+		var c0 := thread_cpu_us()
 		var t0 := now_us()
 		intervals.append((t0 - prev) / 1000.0)
 		prev = t0
 		peer.poll()
+		var t1 := now_us()
 		while peer.get_available_packet_count() > 0:
 			peer.get_packet()
 			received += 1
+		var t2 := now_us()
 		snapshot.encode_u32(0, tick)
 		peer.set_target_peer(0)
 		if peer.put_packet(snapshot) != OK:
 			put_errors += 1
-		costs.append((now_us() - t0) / 1000.0)
+		var t3 := now_us()
+		var c1 := thread_cpu_us()
 		var s1 := schedstat()
-		oncpu.append((s1[0] - s0[0]) / 1e6)
-		runq.append((s1[1] - s0[1]) / 1e6)
+		var v1 := ctxt_switches()
+		var r1 := runtime_run_ns(runtime_tids)
+		var wall_ms := (t3 - t0) / 1000.0
+		var cpu_ms := (c1 - c0) / 1000.0 if c0 >= 0 else (s1[0] - s0[0]) / 1e6
+		# Waits for a CPU just outside the timed part (reading the clocks) count in schedstat
+		# but not in the wall time: at most what the wall time leaves.
+		var runq_ms := clampf((s1[1] - s0[1]) / 1e6, 0.0, maxf(0.0, wall_ms - cpu_ms))
+		costs.append(wall_ms)
+		parts["oncpu"].append(cpu_ms)
+		parts["runq"].append(runq_ms)
+		parts["blocked"].append(maxf(0.0, wall_ms - cpu_ms - runq_ms))
+		parts["poll"].append((t1 - t0) / 1000.0)
+		parts["drain"].append((t2 - t1) / 1000.0)
+		parts["put"].append((t3 - t2) / 1000.0)
+		parts["switches"].append(float(s1[2] - s0[2]))
+		parts["involuntary"].append(float(v1[1] - v0[1]))
+		parts["runtime"].append((r1 - r0) / 1e6)
+		parts["voluntary"].append(float(v1[0] - v0[0]))
 		await process_frame
 	var wall := (now_us() - t_start) / 1e6
 	print("@@WINDOW end")
@@ -843,26 +925,31 @@ func fanout_server() -> void:
 	var mean := 0.0
 	for c in costs:
 		mean += c
-	# Frames slower than 3x the median: how much of their time was a wait for a CPU.
+	# Frames slower than 3x the median: what their time was made of (shares of their wall time).
 	var slow := 0
 	var slow_ms := 0.0
-	var slow_runq_ms := 0.0
+	var slow_sums := {}
+	for k in FRAME_KEYS:
+		slow_sums[k] = 0.0
 	for i in m:
 		if costs[i] > 3.0 * sorted[m / 2]:
 			slow += 1
 			slow_ms += costs[i]
-			slow_runq_ms += minf(runq[i], costs[i])
-	var oncpu_sorted := oncpu.duplicate()
-	oncpu_sorted.sort()
-	var runq_sorted := runq.duplicate()
-	runq_sorted.sort()
-	result({"ticks": ticks, "peers": _connected, "put_errors": put_errors, "wall_s": wall,
-			"oncpu_ms_p50": oncpu_sorted[m / 2],
-			"oncpu_ms_p99": oncpu_sorted[mini(m - 1, (m * 99) / 100)],
-			"runq_ms_p99": runq_sorted[mini(m - 1, (m * 99) / 100)],
-			"slow_frames": slow, "slow_runq_share": slow_runq_ms / slow_ms if slow else 0.0,
+			for k in FRAME_KEYS:
+				slow_sums[k] += parts[k][i] if k in COUNT_KEYS else minf(parts[k][i], costs[i])
+	var frame := {"cpu_clock": thread_cpu_us() >= 0, "slow_frames": slow}
+	for k in FRAME_KEYS:
+		var ks: PackedFloat64Array = parts[k].duplicate()
+		ks.sort()
+		var unit := "" if k in COUNT_KEYS else "_ms"
+		frame[k + unit + "_p50"] = ks[m / 2]
+		frame[k + unit + "_p99"] = ks[mini(m - 1, (m * 99) / 100)]
+		if slow:
+			frame["slow_" + k + "_share"] = slow_sums[k] / (float(slow) if k in COUNT_KEYS else slow_ms)
+	frame.merge({"ticks": ticks, "peers": _connected, "put_errors": put_errors, "wall_s": wall,
 			"received": received, "snapshot_bytes_mean": float(payload_bytes) / ticks if world != null else float(snapshot.size()),
 			"traffic": traffic_out, "build_us": build_us,
 			"ms_p50": sorted[m / 2], "ms_p99": sorted[mini(m - 1, (m * 99) / 100)],
 			"ms_max": sorted[m - 1], "ms_mean": mean / m,
 			"interval_ms_p50": isorted[m / 2], "interval_ms_p99": isorted[mini(m - 1, (m * 99) / 100)]})
+	result(frame)
