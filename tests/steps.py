@@ -187,7 +187,7 @@ def run_autobahn(role: str, all_deflate: bool = False) -> Result:
     start = time.monotonic()
     name = f"autobahn[{role}]"
     sample = [] if all_deflate else ["--deflate-sample"]
-    timeout = 3600 if all_deflate else 900
+    timeout = 1500 if all_deflate else 900
     rc, lines = run_script([os.path.join("autobahn", "run_autobahn.py"), "--role", role,
                             "--server", "godot", "--no-build", "--check", *sample,
                             "--jobs", "2", "--timeout", str(timeout)], timeout + 100)
