@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Seed corpora for the fuzz targets in fuzz/ (scripts/fuzz.py writes them before a run):
 the hostile tests' byte strings (tests/hostile_cases_wire.py, tests/hostile_cases_load.py,
-imported, not copied), valid frames and handshakes made with tests/rawws.py, and the test
-certificates of tests/tls_certs.py as DER. Nothing here is committed: the seeds are made
-afresh, in each target's input format (see the target's header comment).
+imported, not copied), valid frames and handshakes made with tests/rawws.py, the test
+certificates of tests/tls_certs.py as DER, and real Autobahn|Testsuite traffic (38 recorded
+connections, fuzz/autobahn-capture.json.gz, scripts/capture_autobahn.py; names `ab_*`). The
+seeds are made afresh, in each target's input format (see the target's header comment); of
+them only the capture is committed.
 
     python3 scripts/fuzz_seeds.py [CORPUS_DIR]     # default fuzz/corpus
 """
@@ -18,12 +20,16 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
+import autobahn_seeds  # noqa: E402
 import hostile_cases_load  # noqa: E402
 import hostile_cases_wire  # noqa: E402
 import rawws  # noqa: E402
 
 ZERO = b"\0\0\0\0"
+# The largest input scripts/fuzz.py gives these targets (its MAX_LEN): room for the capture.
+ROOM = 16384
 PORT = 9080
 # Read-size bytes for fuzz/src/lib.rs `Splits`: none (reads as large as asked), one byte at a
 # time, and a mix.
@@ -92,6 +98,15 @@ def frame_decoder_seeds() -> dict[str, bytes]:
             seeds[f"srv_{label}_{split}"] = bytes([server]) + prefixed(sizes) + stream
             seeds[f"srv_small_{label}_{split}"] = bytes([small]) + prefixed(sizes) + stream
             seeds[f"cli_{label}_{split}"] = bytes([server | 1]) + prefixed(sizes) + unmask(stream)
+    # Recorded Autobahn traffic without compression, both ways, 1 MiB and 125-byte limits.
+    for c in autobahn_seeds.load():
+        if c.deflate is None:
+            for split in ("whole", "mixed"):
+                sizes = prefixed(SPLITS[split])
+                for s0, frames in ((7 << 1, c.client_frames), (7 << 1 | 1, c.server_frames),
+                                   (3 << 1, c.client_frames)):
+                    seeds[f"ab_{c.case}_{split}_{s0}"] = (bytes([s0]) + sizes
+                                                          + frames[:ROOM - 1 - len(sizes)])
     return seeds
 
 
@@ -126,6 +141,13 @@ def protocol_seeds() -> dict[str, bytes]:
             seeds[f"cli_{label}_{name}"] = bytes([server | 1]) + prefixed(op_bytes) + unmask(stream)
             if name == "heartbeat":
                 seeds[f"srv_beat_{label}"] = bytes([beat]) + prefixed(op_bytes) + stream
+    for c in autobahn_seeds.load():
+        if c.deflate is None:
+            for name in ("none", "chatty"):
+                ops = prefixed(b"".join(bytes(op) for op in OP_PATTERNS[name]))
+                for s0, frames in ((3 << 1, c.client_frames), (3 << 1 | 1, c.server_frames)):
+                    seeds[f"ab_{c.case}_{name}_{s0}"] = (bytes([s0]) + ops
+                                                         + frames[:ROOM - 1 - len(ops)])
     return seeds
 
 
@@ -202,6 +224,21 @@ def deflate_seeds() -> dict[str, bytes]:
     for name in ("none", "bytewise"):
         ops = b"".join(bytes(op) for op in OP_PATTERNS[name])
         seeds[f"rfc_7692_{name}"] = bytes([1 | 6 << 1, 0x3F, 6]) + prefixed(ops) + rfc
+    # Recorded Autobahn traffic (cases 12 and 13) as raw chunks, with the parameters the
+    # two sides agreed, in both roles: wstest's masked frames to a server, the addon's
+    # echoes (compressed at level 6) to a client. 1 MiB limit.
+    for c in autobahn_seeds.load():
+        a = c.deflate
+        if a is None:
+            continue
+        s1 = (a["server_max_window_bits"] - 8) | (a["client_max_window_bits"] - 8) << 3
+        for name in ("none", "chatty"):
+            ops = prefixed(b"".join(bytes(op) for op in OP_PATTERNS[name]))
+            for server, frames in ((0, c.client_frames), (1, c.server_frames)):
+                s0 = (server | 7 << 1 | 0x20 | (0x40 if a["server_no_context_takeover"] else 0)
+                      | (0x80 if a["client_no_context_takeover"] else 0))
+                chunks = autobahn_seeds.raw_chunks(frames, ROOM - 3 - len(ops))
+                seeds[f"ab_{c.case}_{name}_{server}"] = bytes([s0, s1, 6]) + ops + chunks
     return seeds
 
 
@@ -224,6 +261,9 @@ def extension_seeds() -> dict[str, bytes]:
         "permessage-deflate, permessage-deflate",
         "",
     ]
+    # wstest's offers and the addon's answers to them, recorded (cases 12 and 13).
+    captured = autobahn_seeds.load()
+    values += sorted({v for c in captured for v in (c.offer, c.answer) if v})
     return {f"ext_{i}_{s}": bytes([s]) + v.encode()
             for i, v in enumerate(values) for s in (0x06, 0x86, 0xC0)}
 
@@ -252,6 +292,14 @@ def http_request_seeds() -> dict[str, bytes]:
     for label, payload in hostile_cases_wire.huge_header_requests(PORT):
         requests[f"hostile_{label}"] = payload
     seeds = {}
+    # wstest's requests, with the first frames after them; whole and in mixed reads, no proxy
+    # trusted and the peer trusted (the heads differ little: not every setting).
+    for c in autobahn_seeds.load():
+        for split in ("whole", "mixed"):
+            for settings in (0, 0b0011):
+                seeds[f"ab_{c.case}_{split}_{settings}"] = (
+                    bytes([settings]) + prefixed(SPLITS[split]) + c.request
+                    + c.client_frames[:1024])
     for label, req in requests.items():
         for split, sizes in SPLITS.items():
             # Settings: no proxy trusted; the peer not trusted; every address trusted; the
@@ -283,6 +331,14 @@ def http_response_seeds() -> dict[str, bytes]:
         + ident,
     }
     seeds = {}
+    # The addon's answers to wstest (raw mode, no id message), with and without compression
+    # asked for.
+    for c in autobahn_seeds.load():
+        for split in ("whole", "mixed"):
+            sizes = prefixed(SPLITS[split])
+            answer = (c.response + c.server_frames)[:8192 - 1 - len(sizes)]
+            for settings in (0b0001, 0b1001):
+                seeds[f"ab_{c.case}_{split}_{settings}"] = bytes([settings]) + sizes + answer
     for label, resp in responses.items():
         for split, sizes in SPLITS.items():
             # Settings bits: Godot's protocol off, sub-protocols asked, wss, compression.
