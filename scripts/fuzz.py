@@ -93,6 +93,9 @@ def final_stats(log: str) -> dict[str, str]:
         if m:
             stats.update(runs=m.group(1), cov=m.group(2), ft=m.group(3), corpus=m.group(4),
                          corpus_size=m.group(5))
+        m = re.match(r"#(\d+): cov: (\d+) ft: (\d+) corp: (\d+) ", line)  # with -fork
+        if m:
+            stats.update(runs=m.group(1), cov=m.group(2), ft=m.group(3), corpus=m.group(4))
         m = re.match(r"stat::(\w+):\s+(\d+)", line)
         if m:
             stats[m.group(1)] = m.group(2)
