@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -113,7 +114,7 @@ def main() -> int:
         rec = Recorder(port)
         spec = {"servers": [{"agent": "RustWebSocketMultiplayerPeer",
                              "url": f"ws://127.0.0.1:{rec.port}"}]}
-        args = type("Args", (), {"exclude": ""})()
+        args = types.SimpleNamespace(exclude="")  # what wstest_command reads of the options
         cmd, env = run_autobahn.wstest_command(args, py27, wstest, sc_dir, work, "fuzzingclient",
                                                CASES, **spec)
         with open(os.path.join(work, "wstest.log"), "w") as log:
