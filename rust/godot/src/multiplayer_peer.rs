@@ -626,13 +626,9 @@ impl RustWebSocketMultiplayerPeer {
 
     #[func]
     fn set_slow_peer_timeout(&mut self, seconds: f64) {
-        if !(seconds >= 0.0 && seconds.is_finite()) {
-            godot_error!(
-                "slow_peer_timeout must be 0 or a positive number of seconds, got {seconds}"
-            );
-            return;
+        if seconds_or_zero("slow_peer_timeout", seconds) {
+            self.slow_peer_timeout = seconds;
         }
-        self.slow_peer_timeout = seconds;
     }
 
     #[func]
@@ -673,22 +669,16 @@ impl RustWebSocketMultiplayerPeer {
 
     #[func]
     fn set_shutdown_delay(&mut self, seconds: f64) {
-        if !(seconds >= 0.0 && seconds.is_finite()) {
-            godot_error!("shutdown_delay must be 0 or a positive number of seconds, got {seconds}");
-            return;
+        if seconds_or_zero("shutdown_delay", seconds) {
+            self.shutdown_delay = seconds;
         }
-        self.shutdown_delay = seconds;
     }
 
     #[func]
     fn set_shutdown_timeout(&mut self, seconds: f64) {
-        if !(seconds >= 0.0 && seconds.is_finite()) {
-            godot_error!(
-                "shutdown_timeout must be 0 or a positive number of seconds, got {seconds}"
-            );
-            return;
+        if seconds_or_zero("shutdown_timeout", seconds) {
+            self.shutdown_timeout = seconds;
         }
-        self.shutdown_timeout = seconds;
     }
 
     #[func]
@@ -895,4 +885,14 @@ impl Drop for RustWebSocketMultiplayerPeer {
         self.remove_monitors();
         self.reset();
     }
+}
+
+/// Whether `seconds` is a valid value for the property `name`: 0 or a positive, finite
+/// number of seconds. Says what is wrong otherwise (the property keeps its value).
+fn seconds_or_zero(name: &str, seconds: f64) -> bool {
+    let valid = seconds >= 0.0 && seconds.is_finite();
+    if !valid {
+        godot_error!("{name} must be 0 or a positive number of seconds, got {seconds}");
+    }
+    valid
 }
