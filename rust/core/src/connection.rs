@@ -122,6 +122,46 @@ pub(crate) struct Inbound {
     pub(crate) wake: Notify,
 }
 
+/// The task wakes of one broadcast, held back until it has queued every copy and then handed
+/// to a runtime thread in one go: the game's main thread makes one cross-thread wake per
+/// broadcast instead of one per peer, and the runtime's writes to hundreds of sockets do not
+/// compete with it for a CPU while it is still queueing. Dropping it releases the wakes.
+#[derive(Default)]
+pub struct HeldWakes(Vec<Arc<Connection>>);
+
+impl HeldWakes {
+    fn hold(&mut self, conn: &Arc<Connection>) {
+        if conn.wants_wake() {
+            self.0.push(conn.clone());
+        }
+    }
+
+    /// Wakes every held task, from the runtime (here, if it is gone).
+    pub fn release(&mut self) {
+        let conns = std::mem::take(&mut self.0);
+        match conns.len() {
+            0 => {}
+            1 => conns[0].out_wake.notify_one(),
+            _ => match crate::runtime::running() {
+                Some(runtime) => {
+                    runtime.spawn(async move {
+                        for conn in conns {
+                            conn.out_wake.notify_one();
+                        }
+                    });
+                }
+                None => conns.iter().for_each(|conn| conn.out_wake.notify_one()),
+            },
+        }
+    }
+}
+
+impl Drop for HeldWakes {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// The main thread's handle on one connection. Cheap to share; every method is non-blocking.
 pub struct Connection {
     id: i32,
@@ -323,7 +363,9 @@ impl Connection {
         if !self.has_room(data.len()) {
             return Err(SendError::Full);
         }
-        self.enqueue(data, text);
+        if self.enqueue(data, text) {
+            self.wake_writer();
+        }
         Ok(())
     }
 
@@ -332,14 +374,20 @@ impl Connection {
     /// limits while the peer catches up. A peer that would go past that, or that has been
     /// over its limits for longer than `patience`, is closed with [`SLOW_PEER_CODE`] (and
     /// reported) instead of getting this message: nothing accepted is lost silently.
+    ///
+    /// The task's wake waits in `held` until the broadcast has queued every copy.
     pub fn send_broadcast(
-        &self,
+        self: &Arc<Self>,
         data: Bytes,
         text: bool,
         patience: Duration,
+        held: &mut HeldWakes,
     ) -> Result<(), SendError> {
         if self.has_room(data.len()) || self.ready_state() != ReadyState::Open {
-            return self.send(data, text).or(Ok(()));
+            if self.has_room(data.len()) && self.enqueue(data, text) {
+                held.hold(self);
+            }
+            return Ok(());
         }
         let now = self.micros();
         let since = self.over_since_us.load(Ordering::Acquire);
@@ -355,31 +403,40 @@ impl Connection {
         if since == 0 {
             self.over_since_us.store(now, Ordering::Release);
         }
-        self.enqueue(data, text);
+        if self.enqueue(data, text) {
+            held.hold(self);
+        }
         Ok(())
     }
 
-    fn enqueue(&self, data: Bytes, text: bool) {
+    /// Counts the message against the limits and sends it directly or queues it. `true`: it
+    /// is queued and the task must be woken.
+    fn enqueue(&self, data: Bytes, text: bool) -> bool {
         if self.ready_state() != ReadyState::Open {
-            return;
+            return false;
         }
         self.out_bytes.fetch_add(data.len(), Ordering::AcqRel);
         self.out_count.fetch_add(1, Ordering::AcqRel);
         // A text frame must hold UTF-8; other bytes go out as binary.
         let text = text && std::str::from_utf8(&data).is_ok();
         if self.direct.send(self, &data, text) {
-            return;
+            return false;
         }
         // The receiver lives as long as the task; if it is gone the connection is over.
         let _ = self.outbound.send(Outgoing::Data(data, text));
-        self.wake_writer();
+        true
     }
 
     /// Wakes the writer once until it has run.
     fn wake_writer(&self) {
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+        if self.wants_wake() {
             self.out_wake.notify_one();
         }
+    }
+
+    /// Whether the writer needs a wake: not once more until it has run.
+    fn wants_wake(&self) -> bool {
+        !self.wake_pending.swap(true, Ordering::AcqRel)
     }
 
     /// `count` messages of `bytes` payload bytes (`wire` once compressed) have left for the

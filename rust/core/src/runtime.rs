@@ -57,6 +57,11 @@ pub fn handle() -> std::io::Result<Handle> {
     Ok(handle)
 }
 
+/// A handle to the runtime if it is running; never starts it.
+pub(crate) fn running() -> Option<Handle> {
+    lock().as_ref().map(|rt| rt.handle().clone())
+}
+
 /// Stops the runtime: every connection task is dropped (sockets closed) and its threads are
 /// joined for at most a second. Called when the extension unloads.
 pub fn shutdown() {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use godot::global::Error;
 use godot::prelude::*;
+use rust_websocket_core::connection::HeldWakes;
 use rust_websocket_core::Bytes;
 
 use super::RustWebSocketMultiplayerPeer;
@@ -77,10 +78,11 @@ impl RustWebSocketMultiplayerPeer {
         // the others (see slow_peer_timeout).
         let excluded = -target;
         let patience = Duration::from_secs_f64(self.slow_peer_timeout);
+        let mut held = HeldWakes::default();
         for (id, entry) in self.peers.iter().filter(|(id, _)| **id != excluded) {
             if entry
                 .conn
-                .send_broadcast(data.clone(), text, patience)
+                .send_broadcast(data.clone(), text, patience, &mut held)
                 .is_err()
             {
                 godot_warn!(

@@ -1,0 +1,74 @@
+//! Broadcasts (`Connection::send_broadcast` with the task wakes held until every copy is
+//! queued): against real tokio-tungstenite clients on 127.0.0.1.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rust_websocket_core::config::PeerConfig;
+use rust_websocket_core::connection::{Connection, HeldWakes};
+use rust_websocket_core::Bytes;
+use tokio_tungstenite::tungstenite::Message;
+
+use common::{connected, Transport};
+
+const CLIENTS: usize = 12;
+const BROADCASTS: u32 = 300;
+
+on_both_transports!(
+    every_copy:
+    every_client_gets_every_broadcast_in_order,
+    wss_every_client_gets_every_broadcast_in_order
+);
+
+/// 300 broadcasts of 1 KiB to 12 clients from a plain thread that never polls (so, past the
+/// first few, no copy goes directly: each waits in its queue for the held wake): every client
+/// reads all of them, in order, within 10 s.
+async fn every_copy(transport: Transport) {
+    let (server, rx, port, ca) = common::start_on(transport, PeerConfig::default());
+    let mut clients = Vec::new();
+    let mut conns: Vec<Arc<Connection>> = Vec::new();
+    for _ in 0..CLIENTS {
+        let ws = common::client_on(port, ca.as_deref()).await;
+        let rx = rx.clone();
+        let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx))
+            .await
+            .unwrap();
+        clients.push(ws);
+        conns.push(conn);
+    }
+    let sender = tokio::task::spawn_blocking(move || {
+        for seq in 0..BROADCASTS {
+            let mut held = HeldWakes::default();
+            let data = Bytes::from([seq.to_le_bytes().to_vec(), vec![seq as u8; 1020]].concat());
+            for conn in &conns {
+                conn.send_broadcast(data.clone(), false, Duration::from_secs(5), &mut held)
+                    .expect("a client that reads is not too slow");
+            }
+            if seq % 50 == 0 {
+                // Let some wakes run late, while the next broadcast is queued.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let _id = ws.next().await.unwrap().unwrap();
+        for seq in 0..BROADCASTS {
+            let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("client {i}: broadcast {seq} never came"))
+                .unwrap()
+                .unwrap();
+            let Message::Binary(got) = got else {
+                panic!("client {i}: {got:?}")
+            };
+            assert_eq!(got.len(), 1024, "client {i}, broadcast {seq}");
+            assert_eq!(got[..4], seq.to_le_bytes(), "client {i}: out of order");
+        }
+    }
+    sender.await.unwrap();
+    server.close();
+}
