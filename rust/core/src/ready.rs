@@ -48,6 +48,8 @@ pub struct ReadySockets {
     again: Mutex<Vec<u64>>,
     /// The tasks leave reading to the main thread (see the module's doc), as [`Pace`] says.
     main_only: AtomicBool,
+    /// The game's main thread spins ([`Pace::spinning`]).
+    spinning: AtomicBool,
     pace: Mutex<Pace>,
     start: Instant,
     watchdog: AtomicBool,
@@ -86,6 +88,7 @@ impl ReadySockets {
                 bytes_read: AtomicU64::new(0),
                 again: Mutex::new(Vec::new()),
                 main_only: AtomicBool::new(false),
+                spinning: AtomicBool::new(false),
                 pace: Mutex::new(Pace::default()),
                 start: Instant::now(),
                 watchdog: AtomicBool::new(false),
@@ -144,6 +147,12 @@ impl ReadySockets {
         self.main_only.load(Ordering::Acquire)
     }
 
+    /// Whether the game's main thread spins: it polls alone, far more often than a frame
+    /// with any sleep in it would.
+    pub fn spinning(&self) -> bool {
+        self.spinning.load(Ordering::Acquire)
+    }
+
     fn micros(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
     }
@@ -152,6 +161,9 @@ impl ReadySockets {
     /// input (a task the main thread always beats to the input is never woken by it).
     fn set_main_only(&self, on: bool) {
         self.main_only.store(on, Ordering::Release);
+        if !on {
+            self.spinning.store(false, Ordering::Release);
+        }
         let conns: Vec<_> = self.lock().values().filter_map(Weak::upgrade).collect();
         for conn in conns {
             conn.replan();
@@ -200,6 +212,7 @@ impl ReadySockets {
             // The watchdog holds the pace for an instant at most: then this poll is not counted.
             if let Ok(mut pace) = self.pace.try_lock() {
                 let change = pace.poll(self.micros(), busy);
+                self.spinning.store(pace.spinning(), Ordering::Release);
                 drop(pace);
                 self.apply(change, busy);
             }

@@ -27,8 +27,14 @@ pub(crate) const OWNER_TASK: u8 = 2;
 /// A send this soon after the last direct write is queued instead: a burst then goes out in
 /// the task's batched writes (one system call for many frames), not one write per packet.
 const DIRECT_SPACING_US: u64 = 10;
-/// A direct send's frame buffer larger than this is given back after use.
-const SCRATCH_KEEP: usize = 16 * 1024;
+/// Messages this large or larger go to the socket directly even in a burst while the game's
+/// main thread spins ([`crate::ready::ReadySockets::spinning`]): a system call per message
+/// costs it a little of a frame it would have spun away, where a runtime thread woken for
+/// the message would first have to win a CPU from it.
+const BULK: usize = 8 * 1024;
+/// A direct send's frame buffer larger than this is given back after use (a 16 KiB message
+/// and its longest header fit).
+const SCRATCH_KEEP: usize = 16 * 1024 + 14;
 /// Direct writes allowed between two `poll()`s of any peer object in the process: a
 /// broadcast to hundreds of peers sends a few at once and hands the rest to the tasks, so the
 /// game's main thread does not pay a system call per peer, while a game that answers in the
@@ -176,11 +182,14 @@ impl DirectPath {
         let Some(socket) = socket.as_mut() else {
             return false;
         };
-        // Only this message counted: nothing queued ahead of it; and not in a burst.
+        // Only this message counted: nothing queued ahead of it; and not in a burst of small
+        // ones (large ones while the main thread spins: see `BULK`).
         let now = conn.micros();
+        let bulk = data.len() >= BULK && conn.ready.as_ref().is_some_and(|r| r.spinning());
         if conn.out_count.load(Ordering::Acquire) != 1
-            || now.saturating_sub(self.last_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
-            || !budget_allows()
+            || (!bulk
+                && (now.saturating_sub(self.last_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
+                    || !budget_allows()))
             || !socket.sends_plain(data)
             || self
                 .owner

@@ -16,6 +16,12 @@ pub(crate) const SLOW_STREAK: u32 = 4;
 pub(crate) const STALL_US: u64 = 50_000;
 /// After a poll found more sockets with input than it reads, the tasks read for this long.
 pub(crate) const CALM_US: u64 = 1_000_000;
+/// Polls this close together on average mean the game's frames are uncapped: its main thread
+/// spins, so a system call there costs the game nothing a frame would have used, while a
+/// runtime thread it wakes would have to win a CPU from the spinning thread first.
+pub(crate) const SPIN_POLL_US: u64 = 50;
+/// The average gap between polls weighs the newest gap this much (1/8).
+const GAP_WEIGHT_SHIFT: u32 = 3;
 
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
@@ -24,6 +30,8 @@ pub(crate) struct Pace {
     slow: u32,
     last_busy: Option<u64>,
     main_only: bool,
+    /// Moving average of the gaps between polls, in µs << `GAP_WEIGHT_SHIFT`.
+    gap_avg: u64,
 }
 
 impl Pace {
@@ -31,7 +39,9 @@ impl Pace {
     /// whether the main thread reads alone from now on, when that changes.
     pub(crate) fn poll(&mut self, now: u64, busy: bool) -> Option<bool> {
         if let Some(last) = self.last_poll {
-            if now.saturating_sub(last) <= FAST_POLL_US {
+            let gap = now.saturating_sub(last).min(STALL_US);
+            self.gap_avg = self.gap_avg - (self.gap_avg >> GAP_WEIGHT_SHIFT) + gap;
+            if gap <= FAST_POLL_US {
                 self.fast = self.fast.saturating_add(1);
                 self.slow = 0;
             } else {
@@ -52,6 +62,12 @@ impl Pace {
             calm && self.fast >= FAST_STREAK
         };
         self.switch(want)
+    }
+
+    /// Whether the game's main thread spins: it reads alone and its polls come on average
+    /// less than [`SPIN_POLL_US`] apart.
+    pub(crate) fn spinning(&self) -> bool {
+        self.main_only && self.gap_avg >> GAP_WEIGHT_SHIFT < SPIN_POLL_US
     }
 
     /// The watchdog's look at `now`: a game that stopped polling gives reading back.
@@ -143,6 +159,25 @@ mod tests {
         t += 2 * STALL_US;
         assert_eq!(polls(&mut pace, &mut t, FAST_STREAK, 100), None);
         assert_eq!(pace.poll(t + 100, false), Some(true));
+    }
+
+    #[test]
+    fn uncapped_frames_spin_frames_with_a_sleep_do_not() {
+        let mut t = 0;
+        let mut pace = reading_alone(&mut t);
+        assert!(!pace.spinning(), "the average still remembers the start");
+        polls(&mut pace, &mut t, 100, 20);
+        assert!(pace.spinning());
+        // A frame of 100 µs sleep: still reading alone, no longer spinning.
+        assert_eq!(polls(&mut pace, &mut t, 100, 120), None);
+        assert!(!pace.spinning());
+        polls(&mut pace, &mut t, 100, 20);
+        assert!(pace.spinning());
+        // One long frame among uncapped ones is not enough to stop.
+        polls(&mut pace, &mut t, 1, 200);
+        assert!(pace.spinning());
+        assert_eq!(polls(&mut pace, &mut t, SLOW_STREAK, 2000), Some(false));
+        assert!(!pace.spinning());
     }
 
     #[test]

@@ -198,6 +198,12 @@ impl Poller {
         Poller::every(Duration::from_micros(20))
     }
 
+    /// A loop with no sleep at all, as a game with uncapped frames and little to do (it
+    /// yields its CPU between polls, so tests running beside it still get one).
+    pub fn spinning() -> Poller {
+        Poller::every(Duration::ZERO)
+    }
+
     /// One poll per `frame`.
     pub fn every(frame: Duration) -> Poller {
         let ready = ReadySockets::new().expect("epoll");
@@ -214,7 +220,11 @@ impl Poller {
                 for job in queued.try_iter() {
                     job();
                 }
-                std::thread::sleep(frame);
+                if frame.is_zero() {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(frame);
+                }
             }
         });
         Poller {
@@ -252,6 +262,18 @@ impl Poller {
             assert!(
                 std::time::Instant::now() < until,
                 "main-only reading never became {want}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (up to 10 s) until the main thread counts as spinning.
+    pub fn wait_spinning(&self) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.ready.spinning() {
+            assert!(
+                std::time::Instant::now() < until,
+                "the polling thread never counted as spinning"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
