@@ -73,7 +73,8 @@ struct Socket {
 
 impl Socket {
     /// Whether `data` may go out from here, uncompressed: below the compression threshold,
-    /// or one the compressor would skip now (last of the checks: that takes from its count).
+    /// or one the compressor would skip now (asked last, with the socket ours: a skip it
+    /// grants is used).
     fn sends_plain(&self, data: &[u8]) -> bool {
         data.len() < self.direct_below || self.skipping.as_ref().is_some_and(|s| s.take(data))
     }
@@ -190,12 +191,15 @@ impl DirectPath {
             || (!bulk
                 && (now.saturating_sub(self.last_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
                     || !budget_allows()))
-            || !socket.sends_plain(data)
             || self
                 .owner
                 .compare_exchange(OWNER_IDLE, OWNER_MAIN, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
+            return false;
+        }
+        if !socket.sends_plain(data) {
+            self.release(conn);
             return false;
         }
         let op = if text {
