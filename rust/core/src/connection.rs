@@ -122,6 +122,14 @@ pub(crate) struct Inbound {
     pub(crate) wake: Notify,
 }
 
+/// Whether a message goes to one peer or is one peer's copy of a broadcast.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Single,
+    /// Never a large direct write in a burst: the copies go to the tasks, woken together.
+    Broadcast,
+}
+
 /// The task wakes of one broadcast, held back until it has queued every copy and then handed
 /// to a runtime thread in one go: the game's main thread makes one cross-thread wake per
 /// broadcast instead of one per peer, and the runtime's writes to hundreds of sockets do not
@@ -363,7 +371,7 @@ impl Connection {
         if !self.has_room(data.len()) {
             return Err(SendError::Full);
         }
-        if self.enqueue(data, text) {
+        if self.enqueue(data, text, Route::Single) {
             self.wake_writer();
         }
         Ok(())
@@ -384,7 +392,7 @@ impl Connection {
         held: &mut HeldWakes,
     ) -> Result<(), SendError> {
         if self.has_room(data.len()) || self.ready_state() != ReadyState::Open {
-            if self.has_room(data.len()) && self.enqueue(data, text) {
+            if self.has_room(data.len()) && self.enqueue(data, text, Route::Broadcast) {
                 held.hold(self);
             }
             return Ok(());
@@ -403,7 +411,7 @@ impl Connection {
         if since == 0 {
             self.over_since_us.store(now, Ordering::Release);
         }
-        if self.enqueue(data, text) {
+        if self.enqueue(data, text, Route::Broadcast) {
             held.hold(self);
         }
         Ok(())
@@ -411,7 +419,7 @@ impl Connection {
 
     /// Counts the message against the limits and sends it directly or queues it. `true`: it
     /// is queued and the task must be woken.
-    fn enqueue(&self, data: Bytes, text: bool) -> bool {
+    fn enqueue(&self, data: Bytes, text: bool, route: Route) -> bool {
         if self.ready_state() != ReadyState::Open {
             return false;
         }
@@ -419,7 +427,7 @@ impl Connection {
         self.out_count.fetch_add(1, Ordering::AcqRel);
         // A text frame must hold UTF-8; other bytes go out as binary.
         let text = text && std::str::from_utf8(&data).is_ok();
-        if self.direct.send(self, &data, text) {
+        if self.direct.send(self, &data, text, route == Route::Single) {
             return false;
         }
         // The receiver lives as long as the task; if it is gone the connection is over.

@@ -72,3 +72,51 @@ async fn every_copy(transport: Transport) {
     sender.await.unwrap();
     server.close();
 }
+
+/// While the game's main thread spins, a large message to one peer goes to the socket directly
+/// even in a burst; a broadcast's copies still go to the tasks (past the few the per-poll budget
+/// lets through), so one broadcast never makes the game's thread write to every socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_game_hands_large_broadcast_copies_to_the_tasks() {
+    const PEERS: usize = 10;
+    let poller = common::Poller::spinning();
+    let (server, rx, port) = common::start_plain(poller.config(PeerConfig::default()));
+    let mut clients = Vec::new();
+    let mut conns: Vec<Arc<Connection>> = Vec::new();
+    for _ in 0..PEERS {
+        clients.push(common::client_on(port, None).await);
+        let rx = rx.clone();
+        conns.push(
+            tokio::task::spawn_blocking(move || connected(&rx).0)
+                .await
+                .unwrap(),
+        );
+    }
+    poller.wait_main_only(true);
+    poller.wait_spinning();
+    let big = Bytes::from(vec![7u8; 16 * 1024]);
+    let sent = big.clone();
+    let queued = poller.on_main_thread(move || {
+        let mut held = HeldWakes::default();
+        for conn in &conns {
+            conn.send_broadcast(sent.clone(), false, Duration::from_secs(5), &mut held)
+                .unwrap();
+        }
+        // Counted before the held wakes are released (when `held` drops, after this).
+        conns.iter().filter(|c| c.outbound_queued() > 0).count()
+    });
+    assert!(
+        queued >= PEERS - 4,
+        "only {queued} of {PEERS} copies were queued: the game's thread wrote the rest itself"
+    );
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let _id = ws.next().await.unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("client {i}: the broadcast never came"))
+            .unwrap()
+            .unwrap();
+        assert!(got == Message::Binary(big.clone()), "client {i}");
+    }
+    server.close();
+}

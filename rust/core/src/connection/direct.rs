@@ -177,8 +177,9 @@ impl DirectPath {
     }
 
     /// Writes one data frame to the socket from this thread, if it is plain TCP, nothing else
-    /// of ours is queued and nobody is writing. `false`: queue it instead.
-    pub(crate) fn send(&self, conn: &Connection, data: &[u8], text: bool) -> bool {
+    /// of ours is queued and nobody is writing. `false`: queue it instead. `bulk_ok`: a large
+    /// message may go even in a burst while the main thread spins (not a broadcast's copy).
+    pub(crate) fn send(&self, conn: &Connection, data: &[u8], text: bool, bulk_ok: bool) -> bool {
         let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
         let Some(socket) = socket.as_mut() else {
             return false;
@@ -186,7 +187,8 @@ impl DirectPath {
         // Only this message counted: nothing queued ahead of it; and not in a burst of small
         // ones (large ones while the main thread spins: see `BULK`).
         let now = conn.micros();
-        let bulk = data.len() >= BULK && conn.ready.as_ref().is_some_and(|r| r.spinning());
+        let bulk =
+            bulk_ok && data.len() >= BULK && conn.ready.as_ref().is_some_and(|r| r.spinning());
         if conn.out_count.load(Ordering::Acquire) != 1
             || (!bulk
                 && (now.saturating_sub(self.last_us.load(Ordering::Relaxed)) < DIRECT_SPACING_US
