@@ -191,7 +191,7 @@ class Bench:
 
     def _rtt(self, cls: str, rnd: int, sleep_usec: int, tls_dir: str | None) -> None:
         port = free_port()
-        timeout = 40 if not self.s.quick else 20
+        timeout = 60 if not self.s.quick else 20
         common = dict(workload="rtt", cls=cls, port=port, timeout=timeout,
                       warm=self.s.rtt_warm, count=self.s.rtt_count, sleep_usec=sleep_usec,
                       extra=[f"tls_dir={tls_dir}"] if tls_dir else [])
