@@ -147,9 +147,9 @@ impl HeldWakes {
     /// Wakes every held task, from the runtime (here, if it is gone).
     pub fn release(&mut self) {
         let conns = std::mem::take(&mut self.0);
-        match conns.len() {
-            0 => {}
-            1 => conns[0].out_wake.notify_one(),
+        match conns.as_slice() {
+            [] => {}
+            [conn] => conn.out_wake.notify_one(),
             _ => match crate::runtime::running() {
                 Some(runtime) => {
                     runtime.spawn(async move {
@@ -391,8 +391,9 @@ impl Connection {
         patience: Duration,
         held: &mut HeldWakes,
     ) -> Result<(), SendError> {
-        if self.has_room(data.len()) || self.ready_state() != ReadyState::Open {
-            if self.has_room(data.len()) && self.enqueue(data, text, Route::Broadcast) {
+        let room = self.has_room(data.len());
+        if room || self.ready_state() != ReadyState::Open {
+            if room && self.enqueue(data, text, Route::Broadcast) {
                 held.hold(self);
             }
             return Ok(());

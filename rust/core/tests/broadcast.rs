@@ -13,10 +13,43 @@ use rust_websocket_core::connection::{Connection, HeldWakes};
 use rust_websocket_core::Bytes;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::{connected, Transport};
+use common::{connected, AnyWs, Transport};
+use crossbeam_channel::Receiver;
+use rust_websocket_core::events::Event;
 
 const CLIENTS: usize = 12;
 const BROADCASTS: u32 = 300;
+
+/// `n` clients of the server on `port`, each past its id greeting, with their connections as
+/// the server's game sees them.
+async fn greeted_clients(
+    n: usize,
+    rx: &Receiver<Event>,
+    port: u16,
+    ca: Option<&str>,
+) -> (Vec<AnyWs>, Vec<Arc<Connection>>) {
+    let mut clients = Vec::new();
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let (ws, _id) = common::greeted_on(port, ca).await;
+        let rx = rx.clone();
+        let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx))
+            .await
+            .unwrap();
+        clients.push(ws);
+        conns.push(conn);
+    }
+    (clients, conns)
+}
+
+/// The next message `ws` reads, within 10 s; `what` names it in the failure.
+async fn next_message(ws: &mut AnyWs, what: &str) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what} never came"))
+        .unwrap()
+        .unwrap()
+}
 
 on_both_transports!(
     every_copy:
@@ -29,17 +62,7 @@ on_both_transports!(
 /// reads all of them, in order, within 10 s.
 async fn every_copy(transport: Transport) {
     let (server, rx, port, ca) = common::start_on(transport, PeerConfig::default());
-    let mut clients = Vec::new();
-    let mut conns: Vec<Arc<Connection>> = Vec::new();
-    for _ in 0..CLIENTS {
-        let ws = common::client_on(port, ca.as_deref()).await;
-        let rx = rx.clone();
-        let (conn, _) = tokio::task::spawn_blocking(move || connected(&rx))
-            .await
-            .unwrap();
-        clients.push(ws);
-        conns.push(conn);
-    }
+    let (mut clients, conns) = greeted_clients(CLIENTS, &rx, port, ca.as_deref()).await;
     let sender = tokio::task::spawn_blocking(move || {
         for seq in 0..BROADCASTS {
             let mut held = HeldWakes::default();
@@ -55,13 +78,8 @@ async fn every_copy(transport: Transport) {
         }
     });
     for (i, ws) in clients.iter_mut().enumerate() {
-        let _id = ws.next().await.unwrap().unwrap();
         for seq in 0..BROADCASTS {
-            let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("client {i}: broadcast {seq} never came"))
-                .unwrap()
-                .unwrap();
+            let got = next_message(ws, &format!("client {i}: broadcast {seq}")).await;
             let Message::Binary(got) = got else {
                 panic!("client {i}: {got:?}")
             };
@@ -81,17 +99,7 @@ async fn a_spinning_game_hands_large_broadcast_copies_to_the_tasks() {
     const PEERS: usize = 10;
     let poller = common::Poller::spinning();
     let (server, rx, port) = common::start_plain(poller.config(PeerConfig::default()));
-    let mut clients = Vec::new();
-    let mut conns: Vec<Arc<Connection>> = Vec::new();
-    for _ in 0..PEERS {
-        clients.push(common::client_on(port, None).await);
-        let rx = rx.clone();
-        conns.push(
-            tokio::task::spawn_blocking(move || connected(&rx).0)
-                .await
-                .unwrap(),
-        );
-    }
+    let (mut clients, conns) = greeted_clients(PEERS, &rx, port, None).await;
     poller.wait_main_only(true);
     poller.wait_spinning();
     let big = Bytes::from(vec![7u8; 16 * 1024]);
@@ -110,12 +118,7 @@ async fn a_spinning_game_hands_large_broadcast_copies_to_the_tasks() {
         "only {queued} of {PEERS} copies were queued: the game's thread wrote the rest itself"
     );
     for (i, ws) in clients.iter_mut().enumerate() {
-        let _id = ws.next().await.unwrap().unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("client {i}: the broadcast never came"))
-            .unwrap()
-            .unwrap();
+        let got = next_message(ws, &format!("client {i}: the broadcast")).await;
         assert!(got == Message::Binary(big.clone()), "client {i}");
     }
     server.close();

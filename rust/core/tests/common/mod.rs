@@ -257,24 +257,22 @@ impl Poller {
 
     /// Waits (up to 10 s) until the main thread is the only reader.
     pub fn wait_main_only(&self, want: bool) {
-        let until = std::time::Instant::now() + Duration::from_secs(10);
-        while self.ready.main_only() != want {
-            assert!(
-                std::time::Instant::now() < until,
-                "main-only reading never became {want}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.wait_until(&format!("main-only reading never became {want}"), |r| {
+            r.main_only() == want
+        });
     }
 
     /// Waits (up to 10 s) until the main thread counts as spinning.
     pub fn wait_spinning(&self) {
+        self.wait_until("the polling thread never counted as spinning", |r| {
+            r.spinning()
+        });
+    }
+
+    fn wait_until(&self, failure: &str, done: impl Fn(&ReadySockets) -> bool) {
         let until = std::time::Instant::now() + Duration::from_secs(10);
-        while !self.ready.spinning() {
-            assert!(
-                std::time::Instant::now() < until,
-                "the polling thread never counted as spinning"
-            );
+        while !done(&self.ready) {
+            assert!(std::time::Instant::now() < until, "{failure}");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
